@@ -1,0 +1,420 @@
+"""The DUT firmware's protocol, as a pure state machine (no I/O, no time).
+
+This reproduces what the MLPerf Tiny reference firmware (the EEMBC-derived
+``internally_implemented.cpp`` of mlcommons/tiny, built with mbed-os and its
+minimal printf, as on the NUCLEO-L4R5ZI reference board) does with the bytes
+it receives, quirks included. See ``firmware_api_spec/`` for the protocol in
+prose; the quirks reproduced here are listed there too:
+
+* the command buffer keeps the first 80 characters of a line; later ones are
+  lost (the write position saturates and the terminator overwrites it);
+* a NUL byte ends the C string early; tokens are split on spaces only;
+* numbers are read with C ``atoi`` (``infer 5x`` is 5, ``db load abc`` is 0);
+* ``db`` hex bytes go to a fixed buffer; ``m-load-done`` only when the write
+  position *equals* the declared size; ``db print`` prints bytes with the
+  minimal printf's ``%x``, which ignores ``%02x``'s width (``5``, not ``05``),
+  and ends a partial last line with an extra blank line;
+* the parser answers nothing at all until boot has finished;
+* ``\\n`` in a format string goes out as ``\\r\\n`` (mbed's stdio newline
+  conversion).
+
+The core turns each complete command into a list of *operations* (a script):
+printing text, reading the timestamp, loading the tensor, running
+inferences, printing results. A device model (:mod:`emulator.dut.device`)
+executes the script in simulated time; :func:`run_script` executes it
+instantly, which is what protocol tests use.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Protocol
+
+# Firmware constants (internally_implemented.h)
+EE_CMD_SIZE = 80
+EE_CMD_TERMINATOR = ord("%")
+EE_FW_VERSION = "ULPMark for tinyML Firmware V0.0.1"
+EE_DEVICE_NAME = "dut"
+TH_VENDOR_NAME_STRING = "unspecified"
+
+MSG_READY = b"m-ready\r\n"
+MSG_INIT_DONE = b"m-init-done\r\n"
+
+HELP_TEXT = (
+    EE_FW_VERSION + "\r\n"
+    "\r\n"
+    "help         : Print this information\r\n"
+    "name         : Print the name of the device\r\n"
+    "timestsamp   : Generate a timetsamp\r\n"
+    "db SUBCMD    : Manipulate a generic byte buffer\r\n"
+    "  load N     : Allocate N bytes and set load counter\r\n"
+    "  db HH[HH]* : Load 8-bit hex byte(s) until N bytes\r\n"
+    "  print [N=16] [offset=0]\r\n"
+    "             : Print N bytes at offset as hex\r\n"
+    "infer N [W=0]: Load input, execute N inferences after W warmup loops\r\n"
+    "results      : Return the result fp32 vector\r\n"
+).encode()
+
+#: where the board's SRAM ends, seen from the start of the db buffer: reading
+#: further faults the Cortex-M4 (see ``db print`` after an oversize ``db load``)
+SRAM_BYTES = 640 * 1024
+
+
+# --------------------------------------------------------------------------
+# operations
+
+
+@dataclass(frozen=True)
+class Print:
+    text: bytes
+
+
+@dataclass(frozen=True)
+class Timestamp:
+    """``th_timestamp()``: performance mode prints ``m-lap-us-<µs>``; energy
+    mode pulls the timestamp GPIO low for a while (no output)."""
+
+
+@dataclass(frozen=True)
+class LoadTensor:
+    """``th_load_tensor()``: copy the db buffer into the model input."""
+
+    raw: bytes  # what ee_get_buffer() returned
+
+
+@dataclass(frozen=True)
+class Infer:
+    count: int
+    warmup: bool = False
+
+
+@dataclass(frozen=True)
+class Results:
+    """``th_results()``: print the model's result line."""
+
+
+@dataclass(frozen=True)
+class Hang:
+    """The board stops executing (a HardFault): nothing more is answered until
+    it is reset."""
+
+    reason: str
+
+
+Op = Print | Timestamp | LoadTensor | Infer | Results | Hang
+
+
+class Profile(Protocol):  # what the core needs of an I/O profile
+    name: str
+    model_version: str
+    max_db_input_size: int
+    input_count: int
+    input_elem_size: int
+
+
+# --------------------------------------------------------------------------
+# C library behaviour
+
+
+def c_atoi(s: bytes | None) -> int:
+    """newlib ``atoi`` (= ``(int)strtol(s, NULL, 10)``) on a 32-bit target."""
+    if s is None:
+        return 0
+    i, n = 0, len(s)
+    while i < n and s[i] in b" \t\n\v\f\r":
+        i += 1
+    neg = False
+    if i < n and s[i] in b"+-":
+        neg = s[i] == ord("-")
+        i += 1
+    v = 0
+    while i < n and 48 <= s[i] <= 57:
+        v = v * 10 + (s[i] - 48)
+        i += 1
+    if neg:
+        v = -v
+    # strtol saturates at LONG_MIN/LONG_MAX (32-bit long)
+    return max(-(2**31), min(2**31 - 1, v))
+
+
+def c_int(v: int) -> int:
+    """A 32-bit value printed with %d."""
+    v &= 0xFFFFFFFF
+    return v - 2**32 if v >= 2**31 else v
+
+
+def hex_minimal(b: int) -> bytes:
+    """mbed minimal printf ``%x`` (also for ``%02x``: width is ignored)."""
+    return f"{b:x}".encode()
+
+
+class _Tokens:
+    """C ``strtok(s, " ")`` over one command."""
+
+    def __init__(self, line: bytes):
+        self._parts = [p for p in line.split(b" ") if p]
+        self._i = 0
+
+    def next(self) -> bytes | None:
+        if self._i >= len(self._parts):
+            return None
+        tok = self._parts[self._i]
+        self._i += 1
+        return tok
+
+
+# --------------------------------------------------------------------------
+# the state machine
+
+
+@dataclass
+class DutCore:
+    """The firmware's command handling state.
+
+    Feed it received bytes with :meth:`receive`; it returns, for each command
+    completed by a ``%``, the script of operations the firmware performs.
+    """
+
+    profile: Profile
+    energy_mode: bool = False
+    parser_enabled: bool = False
+    cmd: bytearray = field(default_factory=bytearray)
+    buff: bytearray = field(init=False)
+    buff_size: int = 0  # g_buff_size (size_t)
+    buff_pos: int = 0  # g_buff_pos (size_t)
+    lost_writes: int = 0  # db bytes past the end of the buffer (memory corruption on a board)
+
+    def __post_init__(self) -> None:
+        self.buff = bytearray(self.profile.max_db_input_size)
+
+    # -- boot ------------------------------------------------------------------
+    def boot_script(self, extra_init: bytes = b"") -> list[Op]:
+        """``ee_benchmark_initialize()``: what the board prints at power-on.
+
+        ``extra_init`` is whatever the model's ``th_final_initialize()`` prints
+        (the anomaly-detection firmware prints ``Initialized``).
+        """
+        mode = b"energy" if self.energy_mode else b"performance"
+        ops: list[Op] = [Print(b"m-timestamp-mode-" + mode + b"\r\n"), Timestamp()]
+        if extra_init:
+            ops.append(Print(extra_init))
+        ops.append(Print(MSG_INIT_DONE))
+        return ops
+
+    def enable_parser(self) -> None:
+        self.parser_enabled = True
+
+    # -- bytes in ----------------------------------------------------------------
+    def receive(self, data: bytes) -> Iterator[list[Op]]:
+        """``ee_serial_callback()`` for each byte; yields one script per
+        completed command (in order)."""
+        cmd = self.cmd
+        for c in data:
+            if c == EE_CMD_TERMINATOR:
+                line = bytes(cmd[:EE_CMD_SIZE])
+                cmd.clear()
+                script = self.execute(line)
+                if script is not None:
+                    yield script
+            elif len(cmd) < EE_CMD_SIZE:
+                cmd.append(c)
+            # else: the write position saturates at 80; whatever is written
+            # there is overwritten by the terminating NUL, so it is lost
+
+    # -- commands ------------------------------------------------------------------
+    def execute(self, line: bytes) -> list[Op] | None:
+        """``ee_serial_command_parser_callback()`` for one line (without ``%``).
+
+        Returns ``None`` when the firmware says nothing at all (parser not yet
+        enabled)."""
+        if not self.parser_enabled:
+            return None
+        nul = line.find(b"\0")
+        if nul >= 0:
+            line = line[:nul]
+        toks = _Tokens(line)
+        tok = toks.next()
+        # strtok() returns NULL for an empty/blank line; the firmware then
+        # compares and prints what is at address 0 (the initial stack pointer
+        # of the vector table, whose first byte is 0): an empty string.
+        word = tok if tok is not None else b""
+        ops: list[Op] = []
+        if word == b"name":
+            ops.append(Print(f"m-name-{EE_DEVICE_NAME}-[{TH_VENDOR_NAME_STRING}]\r\n".encode()))
+        elif word == b"timestamp":
+            ops.append(Timestamp())
+        elif not self._profile_parse(word, toks, ops):
+            ops.append(Print(b"e-[Unknown command: " + word + b"]\r\n"))
+        ops.append(Print(MSG_READY))
+        return ops
+
+    def _profile_parse(self, word: bytes, toks: _Tokens, ops: list[Op]) -> bool:
+        if word == b"profile":
+            ops.append(Print(f"m-profile-[{EE_FW_VERSION}]\r\n".encode()))
+            ops.append(Print(f"m-model-[{self.profile.model_version}]\r\n".encode()))
+        elif word == b"help":
+            ops.append(Print(HELP_TEXT))
+        elif word == b"db":
+            self._buffer_parse(toks, ops)
+        elif word == b"infer":
+            n, w = 1, 10
+            p = toks.next()
+            if p is not None:
+                i = c_atoi(p)
+                if i <= 0:
+                    ops.append(Print(b"e-[Inference iterations must be >0]\r\n"))
+                    return True
+                n = i
+                p = toks.next()
+                if p is not None:
+                    i = c_atoi(p)
+                    if i < 0:
+                        ops.append(Print(b"e-[Inference warmup must be >=0]\r\n"))
+                        return True
+                    w = i
+            ops.extend(self.infer_script(n, w))
+        elif word == b"results":
+            ops.append(Results())
+        else:
+            return False
+        return True
+
+    def infer_script(self, n: int, w: int) -> list[Op]:
+        """``ee_infer(n, w)``."""
+        ops: list[Op] = [LoadTensor(self.get_buffer(self.profile.input_count * self.profile.input_elem_size))]
+        ops.append(Print(f"m-warmup-start-{c_int(w)}\r\n".encode()))
+        if w:
+            ops.append(Infer(w, warmup=True))
+        ops.append(Print(b"m-warmup-done\r\n"))
+        ops.append(Print(f"m-infer-start-{c_int(n)}\r\n".encode()))
+        ops.append(Timestamp())
+        ops.append(Infer(n))
+        ops.append(Timestamp())
+        ops.append(Print(b"m-infer-done\r\n"))
+        ops.append(Results())
+        return ops
+
+    def _buffer_parse(self, toks: _Tokens, ops: list[Op]) -> None:
+        """``ee_buffer_parse()`` (after the ``db`` token)."""
+        p = toks.next()
+        maxsize = self.profile.max_db_input_size
+        if p is None:
+            ops.append(Print(b"e-[Command 'db' requires a subcommand]\r\n"))
+        elif p == b"load":
+            p = toks.next()
+            if p is None:
+                ops.append(Print(b"e-[Command 'db load' requires the # of bytes]\r\n"))
+                return
+            self.buff_size = c_atoi(p) & 0xFFFFFFFF  # (size_t)atoi()
+            if self.buff_size == 0:
+                ops.append(Print(b"e-[Command 'db load' must be >0 bytes]\r\n"))
+                return
+            self.buff_pos = 0
+            if self.buff_size > maxsize:
+                ops.append(
+                    Print(
+                        f"Supplied buffer size {c_int(self.buff_size)} exceeds maximum of {maxsize}\r\n".encode()
+                    )
+                )
+            else:
+                ops.append(Print(f"m-[Expecting {self.buff_size} bytes]\r\n".encode()))
+        elif p == b"print":
+            self._print_buffer(ops)
+        else:
+            digits = p[:EE_CMD_SIZE]
+            if len(digits) & 1:
+                ops.append(Print(b"e-[Insufficent number of hex digits]\r\n"))
+                return
+            for i in range(0, len(digits), 2):
+                pair = digits[i : i + 2]
+                try:
+                    if not all(ch in b"0123456789abcdefABCDEF" for ch in pair):
+                        raise ValueError
+                    value = int(pair, 16)
+                except ValueError:
+                    ops.append(Print(b"e-[Invalid hex digit '" + pair + b"']\r\n"))
+                    return
+                if self.buff_pos < maxsize:
+                    self.buff[self.buff_pos] = value
+                else:
+                    self.lost_writes += 1
+                self.buff_pos = (self.buff_pos + 1) & 0xFFFFFFFF
+                if self.buff_pos == self.buff_size:
+                    ops.append(Print(b"m-load-done\r\n"))
+                    return
+
+    def _print_buffer(self, ops: list[Op]) -> None:
+        size = self.buff_size
+        maxsize = self.profile.max_db_input_size
+        out = bytearray()
+        readable = min(size, SRAM_BYTES)
+        for i in range(readable):
+            if i % 8 == 0:
+                out += b"m-buffer-"
+            out += hex_minimal(self.buff[i] if i < maxsize else 0)
+            out += b"\r\n" if ((i + 1) % 8 == 0 or i + 1 == size) else b"-"
+        if readable < size:
+            ops.append(Print(bytes(out)))
+            ops.append(Hang("db print read past the end of SRAM (HardFault)"))
+            return
+        if size % 8 != 0:
+            out += b"\r\n"
+        ops.append(Print(bytes(out)))
+
+    # -- helpers for executors ---------------------------------------------------
+    def get_buffer(self, max_len: int) -> bytes:
+        """``ee_get_buffer()``: the first min(max_len, write position) bytes."""
+        n = min(max_len, self.buff_pos)
+        data = bytes(self.buff[: min(n, len(self.buff))])
+        return data + bytes(n - len(data))
+
+    def load_tensor_error(self, raw: bytes) -> bytes | None:
+        """What ``th_load_tensor()`` prints when the buffer has the wrong size
+        (the input tensor is then left as it was)."""
+        expected = self.profile.input_count
+        got = len(raw) // self.profile.input_elem_size
+        if got != expected:
+            return f"Input db has {got} elemented, expected {expected}\r\n".encode()
+        return None
+
+
+# --------------------------------------------------------------------------
+# an instant executor, for protocol tests and tools
+
+
+class Engine(Protocol):
+    def set_input(self, raw: bytes) -> None: ...
+
+    def invoke(self, count: int = 1) -> None: ...
+
+    def results_text(self) -> str: ...
+
+
+def run_script(
+    core: DutCore,
+    script: list[Op],
+    engine: Engine | None,
+    timer_us: Callable[[], int] = lambda: 0,
+) -> bytes:
+    """Execute a script with no notion of time; returns what the board prints."""
+    out = bytearray()
+    for op in script:
+        if isinstance(op, Print):
+            out += op.text
+        elif isinstance(op, Timestamp):
+            if not core.energy_mode:
+                out += f"m-lap-us-{timer_us() & 0xFFFFFFFF}\r\n".encode()
+        elif isinstance(op, LoadTensor):
+            err = core.load_tensor_error(op.raw)
+            if err is not None:
+                out += err
+            elif engine is not None:
+                engine.set_input(op.raw)
+        elif isinstance(op, Infer):
+            if engine is not None:
+                engine.invoke(op.count)
+        elif isinstance(op, Results):
+            if engine is not None:
+                out += engine.results_text().encode("latin-1")
+        elif isinstance(op, Hang):
+            break
+    return bytes(out)

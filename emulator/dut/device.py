@@ -1,0 +1,241 @@
+"""The DUT as a device in the twin's single SimPy clock.
+
+It wires the pure protocol core (:mod:`emulator.dut.core`) to simulated
+hardware:
+
+* a UART (:class:`emulator.uart.SerialEndpoint`) at the firmware's baud rate
+  (115200, or 921600 for ad01, in performance mode; 9600 in energy mode);
+  ``printf`` blocks until each line has been shifted out, as on the board;
+* a CPU that is busy for the duration of each operation (parsing, tensor
+  conversion, inference, printing) and meanwhile reads nothing from the UART:
+  bytes that arrive then overrun the one-byte receive register (the first is
+  kept, the rest are lost), as with mbed's unbuffered serial;
+* the 32-bit microsecond timer read by ``th_timestamp()``, which starts at
+  reset and wraps after 2^32 µs (``timer_start_us`` starts it elsewhere, e.g.
+  1 s before the wrap);
+* the timestamp GPIO (D7), pulled low by ``th_timestamp()`` in energy mode;
+* power: a DUT that is not powered answers nothing; power-on boots it
+  (banner), power-off loses all state.
+
+State changes (``off``, ``boot``, ``idle``, ``busy``, ``infer``, ``tx``) are
+reported to :attr:`Dut.state_listeners` so the power model can follow them.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import simpy
+
+from ..gpio import Pin
+from ..sim import US, Twin
+from ..uart import SerialEndpoint
+from .core import DutCore, Hang, Infer, LoadTensor, Op, Print, Results, Timestamp
+from .timing import DutTiming
+
+TIMER_WRAP = 2**32
+
+
+class Dut:
+    def __init__(
+        self,
+        twin: Twin,
+        engine,
+        timing: DutTiming,
+        *,
+        energy_mode: bool = False,
+        baud: int | None = None,
+        timer_start_us: int = 0,
+        powered: bool = True,
+        name: str = "dut",
+    ):
+        self.twin = twin
+        self.env = twin.env
+        self.engine = engine
+        self.profile = engine.profile
+        self.timing = timing
+        self.energy_mode = energy_mode
+        self.name = name
+        if baud is None:
+            baud = self.profile.energy_baud if energy_mode else self.profile.perf_baud
+        self.uart = SerialEndpoint(twin, f"{name}.uart", baud, split_after=b"%", receiver=self._on_rx)
+        self.timestamp_pin = Pin(twin, f"{name}.D7", level=1)
+        self.timer_start_us = timer_start_us
+        self.state = "off"
+        self.state_listeners: list[Callable[[str, int], None]] = []
+        self.powered = False
+        self.hung = False
+        self.overrun_lost = 0
+        self.commands = 0
+        self._reset_at = 0
+        self._core: DutCore | None = None
+        self._busy = False
+        self._held: int | None = None  # the receive register during busy time
+        self._pending: list[list[Op]] = []
+        self._proc: simpy.Process | None = None
+        self._epoch = 0  # incremented at every power change; stale processes stop
+        twin.add_device(self)
+        if powered:
+            self.power_on()
+
+    # -- observable state ------------------------------------------------------
+    @property
+    def core(self) -> DutCore:
+        assert self._core is not None, "the DUT is not powered"
+        return self._core
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            t = self.twin.now
+            for fn in list(self.state_listeners):
+                fn(state, t)
+
+    def timer_us(self) -> int:
+        """``us_ticker_read()``: µs since reset, on a 32-bit counter."""
+        elapsed = (self.twin.now - self._reset_at) // US
+        return int(self.timer_start_us + elapsed) % TIMER_WRAP
+
+    # -- power -------------------------------------------------------------------
+    def power_on(self) -> None:
+        if self.powered:
+            return
+        self.powered = True
+        self.hung = False
+        self._epoch += 1
+        self._reset_at = self.twin.now
+        self._core = DutCore(self.profile, energy_mode=self.energy_mode)
+        self._held = None
+        self._pending.clear()
+        self.timestamp_pin.set(1)
+        self._busy = True
+        self._proc = self.env.process(self._boot(self._epoch))
+
+    def power_off(self) -> None:
+        if not self.powered:
+            return
+        self.powered = False
+        self._epoch += 1
+        # a process still running for the old epoch stops at its next step
+        # and releases its own busy count
+        self._busy = False
+        self._core = None
+        self._pending.clear()
+        self._set_state("off")
+
+    def reset(self) -> None:
+        """A reset (NRST / power cycle): the firmware boots again."""
+        self.power_off()
+        self.power_on()
+
+    # -- UART receive ---------------------------------------------------------------
+    def _on_rx(self, data: bytes) -> None:
+        if not self.powered or self.hung:
+            return
+        if self._busy:
+            # the CPU is not reading: the receive register keeps its first
+            # byte, the following ones overrun
+            if self._held is None:
+                self._held = data[0]
+                self.overrun_lost += len(data) - 1
+            else:
+                self.overrun_lost += len(data)
+            return
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        scripts = list(self.core.receive(data))
+        if scripts:
+            self._pending.extend(scripts)
+            self._start()
+
+    def _start(self) -> None:
+        if not self._busy and self._pending:
+            self._busy = True
+            self.twin.begin_busy()
+            self._proc = self.env.process(self._execute_pending(self._epoch))
+
+    # -- execution ------------------------------------------------------------------
+    def _boot(self, epoch: int):
+        self.twin.begin_busy()
+        try:
+            self._set_state("boot")
+            yield self.env.timeout(int(self.timing.boot_ns))
+            extra = b"Initialized\r\n" if self.profile.name == "ad01" else b""
+            yield from self._run(self.core.boot_script(extra), epoch)
+            if epoch != self._epoch:
+                return
+            self.core.enable_parser()
+            yield from self._print(b"m-ready\r\n", epoch)
+        finally:
+            if epoch == self._epoch:
+                self._busy = False
+                self._set_state("idle")
+            self.twin.end_busy()
+        if epoch == self._epoch:
+            self._after_command()
+
+    def _execute_pending(self, epoch: int):
+        try:
+            while self._pending and epoch == self._epoch:
+                script = self._pending.pop(0)
+                self.commands += 1
+                self._set_state("busy")
+                yield self.env.timeout(int(self.timing.command_ns))
+                yield from self._run(script, epoch)
+                if self.hung:
+                    return
+        finally:
+            if epoch == self._epoch and not self.hung:
+                self._busy = False
+                self._set_state("idle")
+            self.twin.end_busy()
+        if epoch == self._epoch and not self.hung:
+            self._after_command()
+
+    def _after_command(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self._feed(bytes([held]))
+
+    def _print(self, text: bytes, epoch: int):
+        if not text or epoch != self._epoch:
+            return
+        prev = self.state
+        self._set_state("tx")
+        yield self.uart.send(text)
+        if epoch == self._epoch:
+            self._set_state(prev)
+
+    def _run(self, script: list[Op], epoch: int):
+        env = self.env
+        for op in script:
+            if epoch != self._epoch:
+                return
+            if isinstance(op, Print):
+                yield from self._print(op.text, epoch)
+            elif isinstance(op, Timestamp):
+                if self.energy_mode:
+                    self.timestamp_pin.set(0)
+                    yield env.timeout(int(self.timing.timestamp_hold_ns))
+                    if epoch == self._epoch:
+                        self.timestamp_pin.set(1)
+                else:
+                    yield from self._print(f"m-lap-us-{self.timer_us()}\r\n".encode(), epoch)
+            elif isinstance(op, LoadTensor):
+                err = self.core.load_tensor_error(op.raw)
+                if err is not None:
+                    yield from self._print(err, epoch)
+                else:
+                    self.engine.set_input(op.raw)
+                    yield env.timeout(int(self.timing.load_tensor_ns(len(op.raw))))
+            elif isinstance(op, Infer):
+                self._set_state("infer")
+                self.engine.invoke(op.count)
+                yield env.timeout(int(round(self.timing.inference_ns(op.count))))
+                self._set_state("busy")
+            elif isinstance(op, Results):
+                yield from self._print(self.engine.results_text().encode("latin-1"), epoch)
+            elif isinstance(op, Hang):
+                self.hung = True
+                self._set_state("busy")
+                return

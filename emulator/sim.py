@@ -1,0 +1,429 @@
+"""The single clock of a twin.
+
+Every device model of a twin (DUT CPU, UARTs, GPIO, IO manager, EMON) lives in
+one :class:`simpy.Environment`. Simulated time is an integer number of
+nanoseconds (``env.now``); it is the only time the devices know.
+
+Wall time enters only here, at the edge, in :meth:`Twin.run`:
+
+* host bytes that arrive on a port (a pty master, a socket) are injected at the
+  simulated time that corresponds to the moment they arrived;
+* simulated events are released no earlier than their wall-clock deadline,
+  according to the :class:`Speed`.
+
+Speed modes
+-----------
+``realtime``
+    simulated time advances exactly with wall time (factor 1).
+``fast``
+    while any device is *busy* (the DUT computing or printing, a UART
+    shifting bytes, ...) simulated time runs as fast as the host can compute;
+    while every device is idle and waits for the host, simulated time follows
+    wall time 1:1, so the gaps between host commands last what they last on a
+    bench. Timestamps printed by the DUT are the board's either way.
+a number ``k``
+    simulated time always runs ``k`` times faster than wall time.
+
+Devices declare busy periods with :meth:`Twin.busy` (a context manager usable
+inside SimPy processes via ``with``) or :meth:`Twin.begin_busy` /
+:meth:`Twin.end_busy`.
+"""
+from __future__ import annotations
+
+import math
+import os
+import select
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import simpy
+
+NS = 1
+US = 1_000
+MS = 1_000_000
+S = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Speed:
+    """How simulated time relates to wall time (see module docstring)."""
+
+    factor: float  # simulated seconds per wall second; math.inf for "fast"
+
+    @classmethod
+    def parse(cls, text: "str | float | Speed") -> "Speed":
+        if isinstance(text, Speed):
+            return text
+        if isinstance(text, (int, float)):
+            value = float(text)
+        else:
+            t = str(text).strip().lower()
+            if t in ("realtime", "real", "rt", "1", "1x"):
+                return cls(1.0)
+            if t in ("fast", "max", "inf"):
+                return cls(math.inf)
+            try:
+                value = float(t[:-1] if t.endswith("x") else t)
+            except ValueError:
+                raise ValueError(
+                    f"speed must be 'realtime', 'fast' or a factor like '10' (got {text!r})"
+                ) from None
+        if not value > 0:
+            raise ValueError(f"speed factor must be > 0 (got {text!r})")
+        return cls(value)
+
+    @property
+    def is_fast(self) -> bool:
+        return math.isinf(self.factor)
+
+    @property
+    def is_realtime(self) -> bool:
+        return self.factor == 1.0
+
+    def __str__(self) -> str:  # pragma: no cover - cosmetic
+        if self.is_fast:
+            return "fast"
+        if self.is_realtime:
+            return "realtime"
+        return f"{self.factor:g}x"
+
+
+class HostPort:
+    """A host-facing file descriptor of a twin (pty master, socket, ...).
+
+    The twin's run loop polls :attr:`fd`; bytes read from it are handed to
+    :attr:`on_host_bytes` (called inside the simulation, at the simulated time
+    of arrival). Bytes for the host are queued with :meth:`write_to_host` and
+    flushed without blocking the simulation; nothing is dropped while the
+    host end is open.
+
+    Subclasses (see :mod:`emulator.transport`) deal with the specifics: what
+    a read error means (host closed the pty, client disconnected), what baud
+    rate the host configured.
+    """
+
+    def __init__(self, name: str, fd: int):
+        self.name = name
+        self.fd = fd
+        self.on_host_bytes: Callable[[bytes], None] | None = None
+        self._out = bytearray()
+        self.twin: "Twin | None" = None
+        self.closed = False
+        self.rx_count = 0
+        self.tx_count = 0
+
+    # -- called by the twin loop -------------------------------------------
+    def read_available(self) -> bytes | None:
+        """Read what the host sent. ``b''`` means nothing now; ``None`` that
+        the fd is gone for good (the twin then forgets this port)."""
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return b""
+        except OSError:
+            return self.on_read_error()
+        if not data:
+            return self.on_eof()
+        return data
+
+    def on_read_error(self) -> bytes | None:
+        return None
+
+    def on_eof(self) -> bytes | None:
+        return None
+
+    def wants_write(self) -> bool:
+        return bool(self._out)
+
+    def flush(self) -> None:
+        while self._out:
+            try:
+                n = os.write(self.fd, self._out)
+            except BlockingIOError:
+                return
+            except OSError:
+                # Host end not there (pty closed): a real board's output is
+                # lost when no one listens on the USB CDC port.
+                self._out.clear()
+                return
+            self.tx_count += n
+            del self._out[:n]
+
+    # -- called by devices (in the simulation thread) ----------------------
+    #: output kept for a host that does not read (beyond it, the oldest bytes
+    #: are lost, as a board's output is when nobody listens)
+    max_pending = 1 << 20
+
+    def write_to_host(self, data: bytes) -> None:
+        if not data or self.closed:
+            return
+        self._out += data
+        self.flush()
+        if len(self._out) > self.max_pending:
+            del self._out[: len(self._out) - self.max_pending]
+
+    def host_baud(self) -> int | None:
+        """The baud rate the host configured on its end, if knowable."""
+        return None
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
+class Twin:
+    """One simulated bench: one SimPy environment, its devices, its ports.
+
+    :meth:`run` (or :meth:`start`, in a background thread) drives the
+    environment against wall time and services the host ports.
+    """
+
+    def __init__(self, speed: "Speed | str | float" = "fast"):
+        self.env = simpy.Environment()
+        self.speed = Speed.parse(speed)
+        self.ports: dict[int, HostPort] = {}
+        self.devices: list[object] = []
+        self._busy = 0
+        self._calls: deque[Callable[[], None]] = deque()
+        self._calls_lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._anchor_wall = time.monotonic()
+        self._anchor_sim = 0
+        self._rate = self._current_rate()
+        self.errors: list[BaseException] = []
+        self.log: Callable[[str], None] = lambda msg: None
+        self._closers: list[Callable[[], None]] = []
+
+    # -- time ----------------------------------------------------------------
+    @property
+    def now(self) -> int:
+        """Simulated time in ns."""
+        return int(self.env.now)
+
+    def _current_rate(self) -> float:
+        if self.speed.is_fast:
+            return math.inf if self._busy > 0 else 1.0
+        return self.speed.factor
+
+    def _reanchor(self) -> None:
+        self._anchor_wall = time.monotonic()
+        self._anchor_sim = self.env.now
+        self._rate = self._current_rate()
+
+    def _sim_target(self, wall: float) -> float:
+        """The simulated time (ns) that wall time ``wall`` corresponds to."""
+        if math.isinf(self._rate):
+            return math.inf
+        return self._anchor_sim + (wall - self._anchor_wall) * 1e9 * self._rate
+
+    def _wall_deadline(self, sim_t: float) -> float:
+        if math.isinf(self._rate):
+            return -math.inf
+        return self._anchor_wall + (sim_t - self._anchor_sim) / (1e9 * self._rate)
+
+    def begin_busy(self) -> None:
+        self._busy += 1
+        if self._busy == 1 and self.speed.is_fast:
+            self._reanchor()
+
+    def end_busy(self) -> None:
+        self._busy -= 1
+        assert self._busy >= 0
+        if self._busy == 0 and self.speed.is_fast:
+            self._reanchor()
+
+    @contextmanager
+    def busy(self) -> Iterator[None]:
+        self.begin_busy()
+        try:
+            yield
+        finally:
+            self.end_busy()
+
+    # -- wiring ----------------------------------------------------------------
+    def add_device(self, device: object) -> None:
+        self.devices.append(device)
+
+    def add_port(self, port: HostPort) -> None:
+        os.set_blocking(port.fd, False)
+        port.twin = self
+        self.ports[port.fd] = port
+        self._wake()
+
+    def remove_port(self, port: HostPort) -> None:
+        self.ports.pop(port.fd, None)
+
+    def on_close(self, fn: Callable[[], None]) -> None:
+        self._closers.append(fn)
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` in the simulation thread (thread-safe)."""
+        with self._calls_lock:
+            self._calls.append(fn)
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass
+
+    def schedule(self, delay_ns: float, fn: Callable[[], None]) -> None:
+        """Call ``fn`` inside the simulation after ``delay_ns``."""
+        ev = self.env.timeout(max(0, int(round(delay_ns))))
+        ev.callbacks.append(lambda _ev: fn())
+
+    # -- the loop --------------------------------------------------------------
+    def _inject(self, port: HostPort, data: bytes, wall: float) -> None:
+        target = self._sim_target(wall)
+        delay = 0 if math.isinf(target) else max(0.0, target - self.env.now)
+        port.rx_count += len(data)
+        handler = port.on_host_bytes
+        if handler is None:
+            return
+        if delay < 1:
+            handler(data)
+        else:
+            self.schedule(delay, lambda: handler(data))
+
+    def step_until(self, sim_t: float) -> None:
+        """Process every simulated event up to ``sim_t`` (ns)."""
+        env = self.env
+        while env.peek() <= sim_t:
+            env.step()
+
+    def run_until_idle(self, limit_ns: float = math.inf) -> None:
+        """Process events until nothing is scheduled (or ``limit_ns``).
+
+        For tests and batch use without any host port: simulated time jumps
+        from event to event.
+        """
+        env = self.env
+        while env.peek() < math.inf and env.peek() <= limit_ns:
+            env.step()
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Drive the simulation against wall time until ``stop`` is set."""
+        stop = stop or self._stop
+        env = self.env
+        self._reanchor()
+        poller = select.poll()
+        registered: dict[int, int] = {}
+        poller.register(self._wake_r, select.POLLIN)
+        budget_s = 0.005
+        while not stop.is_set():
+            # 1. thread-safe calls
+            while self._calls:
+                with self._calls_lock:
+                    fn = self._calls.popleft()
+                fn()
+            # 2. (re)register ports
+            for fd, port in list(self.ports.items()):
+                mask = select.POLLIN | (select.POLLOUT if port.wants_write() else 0)
+                if registered.get(fd) != mask:
+                    if fd in registered:
+                        poller.modify(fd, mask)
+                    else:
+                        poller.register(fd, mask)
+                    registered[fd] = mask
+            for fd in list(registered):
+                if fd not in self.ports:
+                    try:
+                        poller.unregister(fd)
+                    except (KeyError, ValueError):
+                        pass
+                    del registered[fd]
+            # 3. how long may we wait for the host?
+            nxt = env.peek()
+            if math.isinf(self._rate) and nxt < math.inf:
+                timeout_ms = 0
+            elif nxt == math.inf:
+                timeout_ms = 200  # idle: wake up now and then to notice stop
+            else:
+                wait = self._wall_deadline(nxt) - time.monotonic()
+                timeout_ms = 0 if wait <= 0 else min(200, math.ceil(wait * 1000))
+            events = poller.poll(timeout_ms)
+            wall = time.monotonic()
+            for fd, ev in events:
+                if fd == self._wake_r:
+                    try:
+                        while os.read(self._wake_r, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                    continue
+                port = self.ports.get(fd)
+                if port is None:
+                    continue
+                if ev & select.POLLOUT:
+                    port.flush()
+                if ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                    data = port.read_available()
+                    if data is None:
+                        self.remove_port(port)
+                    elif data:
+                        self._inject(port, data, wall)
+                    elif ev & (select.POLLHUP | select.POLLERR) and not ev & select.POLLIN:
+                        # a hung-up pty with nothing to read: back off a little
+                        time.sleep(0.01)
+            # 4. advance the simulation
+            try:
+                if math.isinf(self._rate):
+                    t_end = time.monotonic() + budget_s
+                    while math.isinf(self._rate) and env.peek() < math.inf:
+                        env.step()
+                        if time.monotonic() > t_end:
+                            break
+                    if not math.isinf(self._rate):
+                        self.step_until(self._sim_target(time.monotonic()))
+                else:
+                    self.step_until(self._sim_target(time.monotonic()))
+            except Exception as exc:  # a device bug must not kill the bench
+                self.errors.append(exc)
+                self.log(f"internal error in the simulation: {exc!r}")
+                import traceback
+
+                traceback.print_exc()
+
+    def start(self) -> "Twin":
+        """Run the loop in a daemon thread."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name="tinytwin-sim", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        self._thread = None
+
+    def close(self) -> None:
+        self.stop()
+        for port in list(self.ports.values()):
+            port.close()
+        self.ports.clear()
+        for fn in self._closers:
+            try:
+                fn()
+            except Exception:
+                pass
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass

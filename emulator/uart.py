@@ -1,0 +1,204 @@
+"""Simulated UARTs.
+
+A :class:`SerialEndpoint` is one side of a serial line as a device sees it: it
+has its own configured baud rate, it transmits bytes that take
+``bits_per_char`` bit-times each (start + 8 data + stop = 10 by default), and
+it receives what the other side sends. Two endpoints are joined with
+:func:`connect`.
+
+Timing rules (all in simulated ns):
+
+* a transmission queues behind the endpoint's previous one (a UART shifts one
+  character at a time); :meth:`SerialEndpoint.send` returns an event that
+  fires when the last character has been shifted out, which is what a blocking
+  ``printf`` on the firmware waits for;
+* the receiver gets each character when its stop bit ends. Delivery is grouped
+  into segments to keep the simulation cheap: a segment ends after any byte in
+  the receiver's :attr:`~SerialEndpoint.split_after` set (the DUT's ``%``
+  terminator) and at the end of a transmission, and each segment is delivered
+  at the arrival time of its last byte. With ``per_byte=True`` (realtime
+  pacing) every byte is its own segment.
+* if sender and receiver bauds differ by more than the UART's tolerance, the
+  receiver gets what its UART would sample: see :func:`resample`.
+
+While bytes are on the wire the twin counts as busy (see :mod:`emulator.sim`),
+so in fast mode transfer time costs no wall time.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from .sim import S, Twin
+
+#: relative baud mismatch a UART receiver tolerates (oversampling by 16)
+BAUD_TOLERANCE = 0.025
+
+
+def char_ns(baud: float, bits_per_char: int = 10) -> float:
+    return bits_per_char * S / baud
+
+
+def resample(data: bytes, tx_baud: float, rx_baud: float) -> bytes:
+    """What a receiver at ``rx_baud`` decodes from ``data`` sent at ``tx_baud``.
+
+    Both sides use 8N1. The line is idle-high; the receiver waits for a falling
+    edge (start bit), samples the 8 data bits and the stop bit at the middle of
+    each of *its* bit periods, and hunts for the next start bit right after.
+    A missing stop bit (framing error) still yields a byte, as an STM32 USART
+    does (the FE flag is set but RDR holds the value).
+    """
+    if not data:
+        return b""
+    if abs(tx_baud - rx_baud) <= BAUD_TOLERANCE * rx_baud:
+        return bytes(data)
+    # Build the waveform as a list of (start_time, level) transitions in units
+    # of tx bit periods.
+    bits: list[int] = []
+    for b in data:
+        bits.append(0)
+        bits.extend((b >> i) & 1 for i in range(8))
+        bits.append(1)
+    n = len(bits)
+    tb_tx = 1.0 / tx_baud
+    tb_rx = 1.0 / rx_baud
+
+    def level(t: float) -> int:
+        k = int(t / tb_tx)
+        return bits[k] if 0 <= k < n else 1
+
+    out = bytearray()
+    t = 0.0
+    end = n * tb_tx
+    # step through looking for falling edges with a fine resolution
+    step = min(tb_tx, tb_rx) / 16
+    prev = 1
+    while t < end:
+        cur = level(t)
+        if prev == 1 and cur == 0:
+            # start bit detected at t; sample middle of the start bit first
+            if level(t + tb_rx / 2) != 0:
+                prev = cur
+                t += step
+                continue
+            value = 0
+            for i in range(8):
+                if level(t + tb_rx * (1.5 + i)):
+                    value |= 1 << i
+            out.append(value)
+            t += tb_rx * 9.5  # the stop-bit sample; then hunt again
+            prev = level(t)
+            continue
+        prev = cur
+        t += step
+    return bytes(out)
+
+
+class SerialEndpoint:
+    """One side of a UART line, owned by a device (or a host port)."""
+
+    def __init__(
+        self,
+        twin: Twin,
+        name: str,
+        baud: int,
+        *,
+        bits_per_char: int = 10,
+        split_after: bytes = b"",
+        receiver: Callable[[bytes], None] | None = None,
+    ):
+        self.twin = twin
+        self.name = name
+        self.baud = baud
+        self.bits_per_char = bits_per_char
+        self.split_after = frozenset(split_after)
+        self.receiver = receiver
+        self.peer: SerialEndpoint | None = None
+        self.per_byte = not twin.speed.is_fast
+        self._tx_free_at = 0  # ns: when the transmitter finishes its queue
+        self.tx_bytes = 0
+        self.rx_bytes = 0
+        #: optional tap for tracing: called with (direction, data, time_ns)
+        self.tap: Callable[[str, bytes, int], None] | None = None
+        #: optional hook run before each reception (e.g. to pick up a baud
+        #: rate the host has changed)
+        self.before_rx: Callable[[], None] | None = None
+
+    @property
+    def char_time_ns(self) -> float:
+        return char_ns(self.baud, self.bits_per_char)
+
+    def tx_idle_at(self) -> int:
+        return max(self._tx_free_at, self.twin.now)
+
+    def send(self, data: bytes):
+        """Transmit ``data``; returns a SimPy event fired when the last
+        character has left the shift register."""
+        env = self.twin.env
+        data = bytes(data)
+        if not data:
+            return env.timeout(0)
+        now = self.twin.now
+        start = max(now, self._tx_free_at)
+        ct = self.char_time_ns
+        done = start + len(data) * ct
+        self._tx_free_at = int(round(done))
+        self.tx_bytes += len(data)
+        if self.tap:
+            self.tap("tx", data, now)
+        peer = self.peer
+        twin = self.twin
+        twin.begin_busy()
+        finished = env.timeout(max(0, int(round(done)) - now))
+        finished.callbacks.append(lambda _e: twin.end_busy())
+        if peer is not None:
+            for seg_end, seg in self._segments(data, peer):
+                arrival = start + seg_end * ct
+                self._deliver_at(peer, seg, arrival)
+        return finished
+
+    def _segments(self, data: bytes, peer: "SerialEndpoint") -> Iterable[tuple[int, bytes]]:
+        if self.per_byte or peer.per_byte:
+            for i in range(len(data)):
+                yield i + 1, data[i : i + 1]
+            return
+        splits = peer.split_after
+        begin = 0
+        if splits:
+            for i, b in enumerate(data):
+                if b in splits:
+                    yield i + 1, data[begin : i + 1]
+                    begin = i + 1
+        if begin < len(data):
+            yield len(data), data[begin:]
+
+    def _deliver_at(self, peer: "SerialEndpoint", seg: bytes, arrival: float) -> None:
+        twin = self.twin
+        twin.begin_busy()
+        tx_baud = self.baud
+
+        def deliver() -> None:
+            try:
+                peer._receive(seg, tx_baud)
+            finally:
+                twin.end_busy()
+
+        twin.schedule(arrival - twin.now, deliver)
+
+    def _receive(self, data: bytes, tx_baud: int) -> None:
+        if self.before_rx is not None:
+            self.before_rx()
+        if abs(tx_baud - self.baud) > BAUD_TOLERANCE * self.baud:
+            data = resample(data, tx_baud, self.baud)
+        if not data:
+            return
+        self.rx_bytes += len(data)
+        if self.tap:
+            self.tap("rx", data, self.twin.now)
+        if self.receiver is not None:
+            self.receiver(data)
+
+
+def connect(a: SerialEndpoint, b: SerialEndpoint) -> None:
+    """Wire two endpoints together (TX of each to RX of the other)."""
+    a.peer = b
+    b.peer = a
