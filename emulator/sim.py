@@ -354,7 +354,9 @@ class Twin:
                 timeout_ms = 200  # idle: wake up now and then to notice stop
             else:
                 wait = self._wall_deadline(nxt) - time.monotonic()
-                timeout_ms = 0 if wait <= 0 else min(200, math.ceil(wait * 1000))
+                # poll() has 1 ms resolution: sleep whole milliseconds, then
+                # spin for the last one so events are released on time
+                timeout_ms = 0 if wait <= 0.001 else min(200, int(wait * 1000))
             events = poller.poll(timeout_ms)
             wall = time.monotonic()
             for fd, ev in events:
