@@ -1,0 +1,130 @@
+"""Transports: real pseudo-terminals, TCP, the tinytwin:// URL, and the CLI."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import serial
+
+import emulator.urlhandler  # noqa: F401
+from emulator.bench import build_dut_bench
+from emulator.transport import PtyPort, TcpListener
+
+from helpers import Host
+
+
+@pytest.fixture
+def pty_bench(models_dir, tmp_path):
+    bench = build_dut_bench("kws01", models_dir=models_dir, speed="fast")
+    port = bench.bridge.attach(PtyPort("dut", link=tmp_path / "dut", initial_baud=115200))
+    bench.twin.start()
+    yield bench, tmp_path / "dut"
+    bench.twin.close()
+
+
+def test_pty_by_path_and_state_survives_reopen(pty_bench):
+    bench, link = pty_bench
+    with serial.Serial(str(link), 115200, timeout=2) as s:
+        h = Host(s)
+        assert h.command("name") == ["m-name-dut-[unspecified]", "m-ready"]
+        h.command("db load 3")
+        h.command("db 0a0b")
+    # the host closed the port; the board keeps its state
+    with serial.Serial(str(link), 115200, timeout=2) as s:
+        h = Host(s)
+        assert h.command("db 0c") == ["m-load-done", "m-ready"]
+        assert h.command("db print")[:1] == ["m-buffer-a-b-c"]
+
+
+def test_pty_wrong_host_baud_garbles(pty_bench):
+    bench, link = pty_bench
+    with serial.Serial(str(link), 9600, timeout=0.5) as s:
+        s.write(b"name%")
+        time.sleep(0.3)
+        got = s.read(200)
+    assert b"m-name-dut" not in got
+    # back at the right baud, the board answers again (after resyncing with %)
+    with serial.Serial(str(link), 115200, timeout=2) as s:
+        h = Host(s)
+        s.write(b"%")
+        h.read_until_ready()
+        assert h.command("name")[0] == "m-name-dut-[unspecified]"
+
+
+def test_tcp_socket_url(models_dir):
+    bench = build_dut_bench("kws01", models_dir=models_dir, speed="fast")
+    listener = TcpListener("tcp", "127.0.0.1", 0, bench.bridge)
+    bench.twin.add_port(listener)
+    bench.twin.start()
+    try:
+        host, port = listener.address
+        with serial.serial_for_url(f"socket://{host}:{port}", timeout=2) as s:
+            assert Host(s).command("profile") == [
+                "m-profile-[ULPMark for tinyML Firmware V0.0.1]",
+                "m-model-[kws01]",
+                "m-ready",
+            ]
+    finally:
+        bench.twin.close()
+
+
+def test_url_scheme_reattaches_to_the_same_board(models_dir):
+    url = f"tinytwin://ic01?models_dir={models_dir}&speed=fast&instance=reattach"
+    try:
+        with serial.serial_for_url(url, baudrate=115200, timeout=2) as s:
+            h = Host(s)
+            h.read_until_ready()  # boot banner ends with m-ready
+            h.command("db load 2")
+            h.command("db ff")
+        with serial.serial_for_url(url, baudrate=115200, timeout=2) as s:
+            assert Host(s).command("db ee") == ["m-load-done", "m-ready"]
+    finally:
+        emulator.urlhandler.protocol_tinytwin.shutdown_all()
+
+
+def test_url_scheme_bad_model_is_one_clear_error(tmp_path):
+    with pytest.raises(serial.SerialException) as exc:
+        serial.serial_for_url(f"tinytwin://kws01?models_dir={tmp_path}/nowhere")
+    assert "models" in str(exc.value).lower()
+
+
+def _tinytwin(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "emulator.cli", *args], capture_output=True, text=True, timeout=60, **kw)
+
+
+def test_cli_dut_serves_a_pty_and_cleans_up_on_sigterm(models_dir, tmp_path):
+    link = tmp_path / "t" / "dut"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emulator.cli", "dut", "--model", "kws01", "--link", str(link),
+         "--models-dir", str(models_dir), "--speed", "fast"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("dut: /dev/pts/"), first + proc.stderr.read()
+        assert link.is_symlink()
+        with serial.Serial(str(link), 115200, timeout=2) as s:
+            assert Host(s).command("name")[0] == "m-name-dut-[unspecified]"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    assert proc.returncode == 0
+    assert not link.exists()
+
+
+def test_cli_errors_name_the_thing_and_the_fix(models_dir, tmp_path):
+    r = _tinytwin("dut", "--model", "kws99", "--models-dir", str(models_dir))
+    assert r.returncode != 0 and "kws99" in r.stderr and "Traceback" not in r.stderr
+    r = _tinytwin("dut", "--model", "kws01", "--models-dir", str(tmp_path / "none"))
+    assert r.returncode != 0 and "tinytwin models download" in r.stderr and "Traceback" not in r.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = _tinytwin("dut", "--model", "kws01", "--models-dir", str(models_dir), "--link", str(blocker / "dut"))
+    assert r.returncode != 0 and "--link" in r.stderr and "Traceback" not in r.stderr
+    r = _tinytwin("dut", "--model", "kws01", "--models-dir", str(models_dir), "--speed", "warp")
+    assert r.returncode != 0 and "speed" in r.stderr
