@@ -1,0 +1,101 @@
+"""``tinytwin run`` and ``tinytwin dataset``: the host runner's commands.
+
+The lead's console command mounts them with :func:`register`; on its own::
+
+    python -m runner.cli run --port /dev/ttyACM0 --mode accuracy --dataset DIR --out OUT
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+MODE_HELP = "performance (5 timed windows, median throughput) or accuracy (every input once: Top-1 / AUC)"
+
+
+def run_command(
+    port: str = typer.Option(..., "--port", "-p", help="serial device (/dev/ttyACM0, COM3) or pyserial URL (socket://, tinytwin://kws01?...)"),
+    mode: str = typer.Option(..., "--mode", "-m", help=MODE_HELP),
+    dataset: Path = typer.Option(..., "--dataset", "-d", help="datasets root in the EEMBC layout: DIR/<model>/y_labels.csv beside the inputs"),
+    out: Path = typer.Option(..., "--out", "-o", help="result folder to write: log.txt, results.txt, results.json"),
+    baud: Optional[int] = typer.Option(None, "--baud", help="baud rate (default: try 115200, then 921600 as the reference firmware uses)"),
+    iterations: Optional[int] = typer.Option(None, "--iterations", "-n", help="performance: inferences per window (default: calibrated for ~11 s windows)"),
+    warmup: int = typer.Option(1, "--warmup", "-w", help="performance: warmup inferences before each window"),
+    timeout: float = typer.Option(5.0, "--timeout", help="seconds to wait for each line of an answer (inference loops get their expected duration on top)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="echo every line exchanged with the DUT on stderr"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
+) -> None:
+    """Run the MLPerf Tiny performance or accuracy procedure against a DUT."""
+    from .errors import RunnerError
+    from .session import EXIT_ERROR, MODES, RunOptions, run
+
+    mode = mode.strip().lower()
+    if mode not in MODES:
+        typer.echo(f"tinytwin run: --mode must be performance or accuracy, got {mode!r}", err=True)
+        raise typer.Exit(EXIT_ERROR)
+    opts = RunOptions(
+        port=port,
+        mode=mode,
+        dataset=dataset,
+        out=out,
+        baud=baud,
+        iterations=iterations,
+        warmup=warmup,
+        timeout=timeout,
+        verbose=verbose,
+        progress=not no_progress,
+    )
+    try:
+        outcome = run(opts)
+    except RunnerError as exc:
+        typer.echo(f"tinytwin run: {exc}", err=True)
+        raise typer.Exit(EXIT_ERROR)
+    for line in outcome.summary:
+        typer.echo(line)
+    if outcome.message:
+        typer.echo(f"tinytwin run: {outcome.status}: {outcome.message}", err=True)
+    typer.echo(f"results in {out} ({outcome.status})", err=True)
+    raise typer.Exit(outcome.exit_code)
+
+
+dataset_app = typer.Typer(help="Make datasets in the EEMBC layout.", no_args_is_help=True)
+
+
+@dataset_app.command("synth")
+def synth_command(
+    model: str = typer.Option(..., "--model", "-m", help="kws01, vww01, ic01 or ad01"),
+    out: Path = typer.Option(..., "--out", "-o", help="datasets root: files go to OUT/<model>/ with y_labels.csv"),
+    count: int = typer.Option(..., "--count", "-n", help="number of input files"),
+    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="directory with the .tflite models (default: the emulator's)"),
+    seed: int = typer.Option(0, "--seed", help="random seed (same seed, same files)"),
+    frames: int = typer.Option(200, "--frames", help="ad01: frames (128 float32 bins each) per file; 200 as in the real set, fewer for short runs"),
+) -> None:
+    """Generate inputs whose labels are what the model itself answers (ad01:
+    normal and perturbed files, labelled by the model's anomaly score)."""
+    from .errors import RunnerError
+    from .synth import synthesize
+
+    try:
+        ds = synthesize(model, out, count, models_dir=models_dir, seed=seed, frames=frames)
+    except RunnerError as exc:
+        typer.echo(f"tinytwin dataset synth: {exc}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"{ds.labels_path}: {ds.count} files ({ds.describe()})")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run`` and ``dataset`` to the ``tinytwin`` command."""
+    app.command("run")(run_command)
+    app.add_typer(dataset_app, name="dataset", help="Make datasets in the EEMBC layout.")
+
+
+def main() -> None:  # pragma: no cover - convenience entry point
+    app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+    register(app)
+    app()
+
+
+if __name__ == "__main__":
+    main()

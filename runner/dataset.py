@@ -1,0 +1,159 @@
+"""Datasets in the EEMBC runner layout: ``DIR/<model>/y_labels.csv`` beside the
+input files.
+
+``y_labels.csv`` lines (EEMBC energyrunner ``datasets/README.md``):
+
+* kws01, vww01, ic01: ``file,number_of_classes,label``
+* ad01: ``file,number_of_classes(2),label(0 normal, 1 anomaly),window_width,stride``
+  (bytes; each window of the file is one input)
+
+Everything is checked before the run starts, so a 2-hour run does not stop at
+input 900 for a missing file: each problem names the file and the line.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DatasetError
+from .protocol import ModelInfo, sliding_windows
+
+LABELS_FILE = "y_labels.csv"
+
+
+@dataclass(frozen=True)
+class Entry:
+    file: str
+    path: Path
+    classes: int
+    label: int
+    line: int  # 1-based line number in y_labels.csv
+    size: int  # bytes
+    window: int | None = None  # ad01: window width (bytes)
+    stride: int | None = None  # ad01: stride (bytes)
+
+    def windows(self) -> list[int]:
+        """Start offsets of the inputs this file gives (one for non-windowed models)."""
+        if self.window is None:
+            return [0]
+        return sliding_windows(self.size, self.window, self.stride)
+
+    def read(self) -> bytes:
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise DatasetError(f"cannot read {self.path}: {exc.strerror}") from None
+        if len(data) != self.size:
+            raise DatasetError(f"{self.path} changed size during the run ({self.size} -> {len(data)} bytes)")
+        return data
+
+    def input_bytes(self, data: bytes, offset: int = 0) -> bytes:
+        if self.window is None:
+            return data
+        return data[offset : offset + self.window]
+
+
+@dataclass
+class Dataset:
+    folder: Path
+    labels_path: Path
+    model: ModelInfo
+    entries: list[Entry]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def total_inputs(self) -> int:
+        return sum(len(e.windows()) for e in self.entries)
+
+
+def dataset_folder(root: Path, model: str) -> Path:
+    """``root/<model>``; ``root`` itself when it is already the model's folder."""
+    root = Path(root)
+    candidate = root / model
+    if (candidate / LABELS_FILE).is_file():
+        return candidate
+    if root.name == model and (root / LABELS_FILE).is_file():
+        return root
+    if not root.is_dir():
+        raise DatasetError(f"dataset directory {root} does not exist")
+    if not candidate.is_dir():
+        raise DatasetError(
+            f"no folder for model {model} in {root}: expected {candidate}/ with {LABELS_FILE} and the input files"
+        )
+    raise DatasetError(f"{candidate / LABELS_FILE} is missing")
+
+
+def load_dataset(root: Path, model: ModelInfo) -> Dataset:
+    """Read and check ``y_labels.csv`` of ``model`` under ``root``."""
+    folder = dataset_folder(Path(root), model.name)
+    labels_path = folder / LABELS_FILE
+    try:
+        text = labels_path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise DatasetError(f"cannot read {labels_path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise DatasetError(f"{labels_path} is not a text (UTF-8) file") from None
+    entries: list[Entry] = []
+    seen: dict[str, int] = {}
+    nfields = 5 if model.windowed else 3
+    fmt = (
+        "file,number_of_classes,label,window_width,stride"
+        if model.windowed
+        else "file,number_of_classes,label"
+    )
+    for lineno, row in enumerate(csv.reader(text.splitlines()), start=1):
+        if not row or all(not c.strip() for c in row):
+            continue
+        where = f"{labels_path}:{lineno}"
+        fields = [c.strip() for c in row]
+        if len(fields) != nfields:
+            raise DatasetError(
+                f"{where}: expected {nfields} fields ({fmt}) for {model.name}, got {len(fields)}: {','.join(row)!r}"
+            )
+        name = fields[0]
+        nums = []
+        for label, value in zip(fmt.split(",")[1:], fields[1:]):
+            try:
+                nums.append(int(value))
+            except ValueError:
+                raise DatasetError(f"{where}: {label} must be an integer, got {value!r}") from None
+        classes, label = nums[0], nums[1]
+        if classes != model.classes:
+            raise DatasetError(
+                f"{where}: {model.name} has {model.classes} classes, the line says {classes}"
+            )
+        if not 0 <= label < classes:
+            raise DatasetError(f"{where}: label {label} is not in 0..{classes - 1}")
+        if not name or os.sep in name or name in (".", ".."):
+            raise DatasetError(f"{where}: {name!r} is not a file name in {folder}")
+        if name in seen:
+            raise DatasetError(f"{where}: {name} is already listed on line {seen[name]}")
+        seen[name] = lineno
+        path = folder / name
+        if not path.is_file():
+            raise DatasetError(f"{where}: input file {path} is missing")
+        size = path.stat().st_size
+        window = stride = None
+        if model.windowed:
+            window, stride = nums[2], nums[3]
+            if window != model.input_bytes:
+                raise DatasetError(
+                    f"{where}: window width {window} bytes; {model.name} takes {model.input_bytes}-byte inputs"
+                )
+            if stride <= 0:
+                raise DatasetError(f"{where}: stride must be > 0, got {stride}")
+            if size < window:
+                raise DatasetError(
+                    f"{where}: {path} has {size} bytes, less than one {window}-byte window"
+                )
+        elif size != model.input_bytes:
+            raise DatasetError(
+                f"{where}: {path} has {size} bytes; {model.name} takes {model.input_bytes}-byte inputs"
+            )
+        entries.append(Entry(name, path, classes, label, lineno, size, window, stride))
+    if not entries:
+        raise DatasetError(f"{labels_path} lists no inputs")
+    return Dataset(folder, labels_path, model, entries)

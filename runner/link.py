@@ -1,0 +1,257 @@
+"""The serial link to a DUT: commands out, lines in, everything logged.
+
+A :class:`DutLink` opens any pyserial port (a device path, ``socket://``,
+``rfc2217://``, ``tinytwin://`` ...), sends one command at a time (the
+reference firmware reads its UART without a buffer while busy, so a host must
+never send before ``m-ready``) and returns the lines of the answer. Every
+line in either direction goes to the wire log with a timestamp.
+
+Timeouts: each command has a limit for the wait between two lines of the
+answer; the long silent stretches of ``infer`` (warmups, the timed loop) get
+their own limit from the expected inference time (see :meth:`DutLink.infer`).
+A timeout raises :class:`DeviceTimeout` naming the command and the port.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable, TextIO
+
+from .errors import DeviceError, DeviceTimeout
+
+READY = "m-ready"
+#: baud rates tried in turn when none is given: the reference firmware's
+#: (115200; 921600 for ad01)
+AUTO_BAUDS = (115200, 921600)
+#: longest one inference may take before anything is known about the model
+FIRST_INFERENCE_LIMIT_S = 120.0
+
+
+class WireLog:
+    """``log.txt``: every line exchanged, with seconds since the start.
+
+    Format, one line each (as the EEMBC runner's log): ``SSSSS.mmm who: text``
+    with ``who`` = ``host`` (sent to the DUT, with its ``%``), ``dut`` (received),
+    ``runner`` (what the runner did or decided).
+    """
+
+    def __init__(self, path: Path | None, echo: TextIO | None = None, before_echo: Callable[[], None] | None = None):
+        self.t0 = time.monotonic()
+        self._fh = open(path, "w", encoding="utf-8", buffering=1) if path is not None else None
+        self.echo = echo
+        self.before_echo = before_echo
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def stamp(self) -> str:
+        return f"{self.elapsed():09.3f}"
+
+    def write(self, who: str, text: str) -> None:
+        line = f"{self.stamp()} {who}: {text}"
+        if self._fh is not None:
+            self._fh.write(line + "\n")
+        if self.echo is not None and who in ("host", "dut"):
+            if self.before_echo is not None:
+                self.before_echo()
+            print(line, file=self.echo, flush=True)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def open_serial(port: str, baud: int):
+    """Open ``port`` (device path or pyserial URL) at ``baud``."""
+    import serial
+
+    if port.startswith("tinytwin://"):
+        try:
+            import emulator.urlhandler  # noqa: F401  (registers the scheme)
+        except ImportError:
+            raise DeviceError(f"cannot open {port}: the tinytwin emulator package is not installed") from None
+    try:
+        return serial.serial_for_url(port, baudrate=baud, timeout=0.05, write_timeout=10)
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise DeviceError(f"cannot open port {port}: {exc}") from None
+
+
+class DutLink:
+    def __init__(
+        self,
+        port: str,
+        log: WireLog,
+        *,
+        baud: int | None = None,
+        timeout: float = 5.0,
+        on_wait: Callable[[], None] | None = None,
+        opener=open_serial,
+    ):
+        self.port = port
+        self.log = log
+        self.bauds = (baud,) if baud else AUTO_BAUDS
+        self.baud: int | None = None
+        self.timeout = float(timeout)
+        self.on_wait = on_wait
+        self._opener = opener
+        self._ser = None
+        self._buf = bytearray()
+        #: longest single inference seen so far (µs), for infer timeouts
+        self.inference_us: float | None = None
+
+    # -- port ---------------------------------------------------------------------
+    def open(self) -> None:
+        """Open the port and synchronise with the firmware, trying each baud."""
+        tried = []
+        for baud in self.bauds:
+            self.close()
+            self.log.write("runner", f"opening {self.port} at {baud} baud")
+            self._ser = self._opener(self.port, baud)
+            self.baud = baud
+            try:
+                self._ser.reset_input_buffer()
+            except Exception:
+                pass
+            if self.sync():
+                return
+            tried.append(str(baud))
+        self.close()
+        raise DeviceTimeout(
+            f"port {self.port} does not answer: no 'm-ready' to '%' within {self.timeout:g} s "
+            f"at {' or '.join(tried)} baud (is the DUT powered, the port right, the baud right? see --baud, --timeout)"
+        )
+
+    def close(self) -> None:
+        if self._ser is not None:
+            try:
+                self._ser.close()
+            except Exception:
+                pass
+            self._ser = None
+        self._buf.clear()
+
+    # -- bytes and lines ---------------------------------------------------------------
+    def _write(self, text: str) -> None:
+        import serial
+
+        self.log.write("host", text)
+        try:
+            self._ser.write(text.encode("ascii"))
+            self._ser.flush()
+        except (serial.SerialException, OSError) as exc:
+            raise DeviceError(f"writing {text!r} to {self.port} failed: {exc}") from None
+
+    def _read_line(self, deadline: float) -> str | None:
+        """The next line (without line end), or ``None`` at ``deadline``."""
+        import serial
+
+        last_wait = time.monotonic()
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl >= 0:
+                raw = bytes(self._buf[:nl])
+                del self._buf[: nl + 1]
+                line = raw.replace(b"\r", b"").replace(b"\0", b"").decode("ascii", "backslashreplace").strip()
+                if not line:
+                    continue
+                self.log.write("dut", line)
+                return line
+            now = time.monotonic()
+            if now >= deadline:
+                return None
+            if self.on_wait is not None and now - last_wait > 0.2:
+                last_wait = now
+                self.on_wait()
+            try:
+                waiting = self._ser.in_waiting
+                data = self._ser.read(waiting if waiting > 0 else 1)
+            except (serial.SerialException, OSError) as exc:
+                raise DeviceError(f"reading from {self.port} failed: {exc}") from None
+            if data:
+                self._buf += data
+
+    def drain(self, quiet: float = 0.1, limit: float = 2.0) -> list[str]:
+        """Read until the line has been quiet for ``quiet`` s (at most ``limit`` s)."""
+        lines = []
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            line = self._read_line(min(end, time.monotonic() + quiet))
+            if line is None:
+                break
+            lines.append(line)
+        if self._buf:
+            self.log.write("runner", f"discarding partial line {bytes(self._buf)!r}")
+            self._buf.clear()
+        return lines
+
+    def sync(self) -> bool:
+        """Resynchronise: ``%`` ends whatever partial command the firmware holds
+        (it answers an error, then ``m-ready``); wait for ``m-ready`` then for
+        silence. Two attempts."""
+        for _ in range(2):
+            self._write("%")
+            deadline = time.monotonic() + self.timeout
+            while True:
+                line = self._read_line(deadline)
+                if line is None:
+                    break
+                if line.endswith(READY):
+                    self.drain()
+                    return True
+        return False
+
+    # -- commands -----------------------------------------------------------------------
+    def command(self, cmd: str, timeout: float | None = None, gap: Callable[[str], float | None] | None = None) -> list[str]:
+        """Send ``cmd%`` and return the answer's lines up to (without) ``m-ready``.
+
+        ``timeout`` is the longest wait for each next line; ``gap(line)`` may
+        return a longer wait for the line following ``line``.
+        """
+        if self._ser is None:
+            raise DeviceError(f"port {self.port} is not open")
+        limit = self.timeout if timeout is None else timeout
+        self._write(cmd + "%")
+        lines: list[str] = []
+        wait = limit
+        start = time.monotonic()
+        while True:
+            line = self._read_line(time.monotonic() + wait)
+            if line is None:
+                got = f"; last line received: {lines[-1]!r}" if lines else "; nothing received"
+                raise DeviceTimeout(
+                    f"timeout: no answer to '{cmd[:40]}{'...' if len(cmd) > 40 else ''}%' on {self.port} "
+                    f"within {wait:.1f} s (after {time.monotonic() - start:.1f} s{got})"
+                )
+            if line.endswith(READY):
+                if line != READY:
+                    lines.append(line[: -len(READY)])
+                return lines
+            lines.append(line)
+            wait = limit
+            if gap is not None:
+                g = gap(line)
+                if g is not None:
+                    wait = max(limit, g)
+
+    def infer(self, iterations: int, warmups: int) -> list[str]:
+        """``infer N W``; the silent stretches are allowed twice their expected
+        duration plus the timeout (before any inference time is known: up to
+        2 minutes an inference)."""
+        per = (self.inference_us / 1e6) if self.inference_us else FIRST_INFERENCE_LIMIT_S
+
+        def gap(line: str) -> float | None:
+            if line.startswith("m-warmup-start-") and warmups:
+                return self.timeout + 2 * per * warmups
+            if line.startswith("m-lap-us-") and not getattr(gap, "seen_lap", False):
+                gap.seen_lap = True
+                return self.timeout + 2 * per * iterations
+            return None
+
+        return self.command(f"infer {iterations} {warmups}", gap=gap)
+
+    def note_inference(self, elapsed_us: int, iterations: int) -> None:
+        per = elapsed_us / max(1, iterations)
+        if per > 0 and math.isfinite(per):
+            self.inference_us = max(self.inference_us or 0.0, per)

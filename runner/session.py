@@ -1,0 +1,401 @@
+"""One run of the MLPerf Tiny procedure against a DUT (a board or the twin).
+
+:func:`run` identifies the DUT (``name``, ``profile``), picks
+``DATASET/<model>/``, runs the performance or the accuracy procedure and
+writes the output folder (see :mod:`runner.report`). Whatever happens, the
+folder keeps what was done so far.
+
+Performance mode (EEMBC EnergyRunner / mlcommons runner procedure): 5
+windows; window *i* downloads the *i*-th input of ``y_labels.csv`` (ad01: its
+first window; the list is cycled when it has fewer than 5 inputs) and runs
+``infer N W``. Unless ``iterations`` is given, N is picked from two
+calibration runs on the first input (``infer 1 0``, then ``infer n 0`` of
+about one second) so that a window lasts about 11 s: at least the rules'
+10 s and 10 inferences with a margin.
+
+Accuracy mode: ``infer 1 0`` on every input (ad01: every sliding window of
+every file), then Top-1 / AUC as in :mod:`runner.metrics`.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from . import metrics
+from .dataset import Dataset, Entry, load_dataset
+from .errors import DatasetError, DeviceError, DeviceTimeout, RunnerError
+from .link import DutLink, WireLog
+from .progress import Progress
+from .protocol import (
+    MODELS,
+    ModelInfo,
+    ProtocolError,
+    check_db_chunk,
+    check_db_load,
+    db_commands,
+    parse_infer,
+    parse_name,
+    parse_profile,
+)
+from .report import CHECKER, RUNNER_VERSION, ResultsText
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+MODES = ("performance", "accuracy")
+
+
+@dataclass
+class RunOptions:
+    port: str
+    mode: str
+    dataset: Path
+    out: Path
+    baud: int | None = None
+    iterations: int | None = None
+    warmup: int = 1
+    timeout: float = 5.0
+    verbose: bool = False
+    progress: bool = True
+    stream: TextIO | None = None  # progress, verbose echo (default stderr)
+    retries: int = 1  # a garbled step (download + infer) is repeated this often after a resync
+
+
+@dataclass
+class RunOutcome:
+    status: str  # complete | invalid | stopped | interrupted
+    exit_code: int
+    message: str = ""
+    record: dict = field(default_factory=dict)
+    summary: list[str] = field(default_factory=list)
+
+
+class _Run:
+    def __init__(self, opts: RunOptions):
+        if opts.mode not in MODES:
+            raise RunnerError(f"mode must be one of {', '.join(MODES)}, got {opts.mode!r}")
+        if opts.iterations is not None and opts.iterations <= 0:
+            raise RunnerError("--iterations must be > 0")
+        if opts.warmup < 0:
+            raise RunnerError("--warmup must be >= 0")
+        if opts.timeout <= 0:
+            raise RunnerError("--timeout must be > 0")
+        self.opts = opts
+        self.stream = opts.stream if opts.stream is not None else sys.stderr
+        self.out = Path(opts.out)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunnerError(f"cannot create the output folder {self.out}: {exc.strerror}") from None
+        foreign = sorted(
+            p.name for p in self.out.iterdir() if p.name not in ("log.txt", "results.txt", "results.json")
+        )
+        self.progress: Progress | None = None
+        self.log = WireLog(
+            self.out / "log.txt",
+            echo=self.stream if opts.verbose else None,
+            before_echo=self._clear_progress,
+        )
+        self.text = ResultsText(self.out / "results.txt", self.log)
+        self.link = DutLink(opts.port, self.log, baud=opts.baud, timeout=opts.timeout, on_wait=self._tick)
+        self.record: dict = {
+            "runner": {"name": "tinytwin runner", "version": RUNNER_VERSION, "results_format": CHECKER},
+            "mode": opts.mode,
+            "port": opts.port,
+            "baud": None,
+            "dataset": {"root": str(Path(opts.dataset))},
+            "dut": {},
+            "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "finished": None,
+            "status": "running",
+            "error": None,
+        }
+        self._json_written = 0.0
+        self.log.write("runner", f"tinytwin runner {RUNNER_VERSION}: {opts.mode} run on {opts.port}; output {self.out}")
+        if foreign:
+            msg = (
+                f"the output folder {self.out} also holds {', '.join(foreign)}; the submission checker "
+                "expects only log.txt, results.txt, results.json in a result folder"
+            )
+            self.log.write("runner", "warning: " + msg)
+            self._say("warning: " + msg)
+
+    # -- terminal -----------------------------------------------------------------
+    def _clear_progress(self) -> None:
+        if self.progress is not None:
+            self.progress.clear()
+
+    def _tick(self) -> None:
+        if self.progress is not None:
+            self.progress.draw()
+
+    def _say(self, text: str) -> None:
+        self._clear_progress()
+        print(text, file=self.stream, flush=True)
+
+    # -- output -------------------------------------------------------------------
+    def write_json(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._json_written < 2.0:
+            return
+        self._json_written = now
+        path = self.out / "results.json"
+        tmp = path.with_name(".results.json.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(self.record, fh, indent=1)
+            fh.write("\n")
+        os.replace(tmp, path)
+
+    # -- DUT ---------------------------------------------------------------------
+    def identify(self) -> ModelInfo:
+        self.link.open()
+        self.record["baud"] = self.link.baud
+        name = parse_name(self.link.command("name"))
+        profile, model = parse_profile(self.link.command("profile"))
+        self.record["dut"] = {"name": name, "profile": profile, "model": model}
+        self.log.write("runner", f"DUT: name {name!r}, profile {profile!r}, model {model!r}")
+        if model is None:
+            raise DeviceError(
+                f"the DUT on {self.opts.port} did not report its model (no 'm-model-[...]' line in the answer to 'profile%')"
+            )
+        info = MODELS.get(model)
+        if info is None:
+            raise DeviceError(
+                f"the DUT on {self.opts.port} reports model {model!r}, which is not an MLPerf Tiny "
+                f"closed-division model ({', '.join(MODELS)}): no dataset or quality metric for it"
+            )
+        return info
+
+    def download(self, data: bytes) -> None:
+        lines = self.link.command(f"db load {len(data)}")
+        check_db_load(lines, len(data))
+        cmds = db_commands(data)
+        for i, cmd in enumerate(cmds):
+            check_db_chunk(self.link.command(cmd), last=i == len(cmds) - 1)
+
+    def step(self, data: bytes, what: str, iterations: int, warmups: int):
+        """Download ``data`` and run ``infer iterations warmups``; a garbled
+        exchange is repeated after a resync (``retries`` times)."""
+        attempt = 0
+        while True:
+            try:
+                self.download(data)
+                ans = parse_infer(self.link.infer(iterations, warmups), iterations, warmups)
+                self.link.note_inference(ans.elapsed_us, iterations)
+                return ans
+            except (ProtocolError, DeviceTimeout) as exc:
+                transient = getattr(exc, "transient", True)
+                if not transient or attempt >= self.opts.retries:
+                    kind = "timeout" if isinstance(exc, DeviceTimeout) else "protocol error"
+                    raise DeviceError(f"{what}: {kind} on {self.opts.port}: {exc}") from None
+                attempt += 1
+                self.log.write("runner", f"{what}: {exc}; resynchronising and repeating ({attempt}/{self.opts.retries})")
+                if not self.link.sync():
+                    raise DeviceTimeout(
+                        f"{what}: {exc}; then port {self.opts.port} did not answer the resync '%' within {self.opts.timeout:g} s"
+                    ) from None
+
+    # -- procedures -----------------------------------------------------------------
+    def performance(self, ds: Dataset) -> int:
+        opts = self.opts
+        n_entries = len(ds.entries)
+        picks: list[Entry] = [ds.entries[i % n_entries] for i in range(metrics.WINDOWS)]
+        if n_entries < metrics.WINDOWS:
+            msg = f"{ds.labels_path} lists {n_entries} inputs; the 5 windows reuse them in turn"
+            self.log.write("runner", msg)
+        perf = self.record.setdefault("performance", {})
+        perf.update({"windows": [], "warmups": opts.warmup})
+        first = picks[0].input_bytes(picks[0].read(), 0)
+        if opts.iterations is None:
+            ans1 = self.step(first, f"calibration with {picks[0].file}", 1, 0)
+            n2 = metrics.second_calibration_iterations(ans1.elapsed_us)
+            ans2 = self.step(first, f"calibration with {picks[0].file}", n2, 0)
+            cal = metrics.Calibration(ans1.elapsed_us, n2, ans2.elapsed_us)
+            iterations = metrics.pick_iterations(cal)
+            perf["calibration"] = {
+                "file": picks[0].file,
+                "infer_1_us": ans1.elapsed_us,
+                "iterations": n2,
+                "infer_n_us": ans2.elapsed_us,
+                "inference_us": cal.inference_us,
+                "overhead_us": cal.overhead_us,
+                "target_window_s": metrics.TARGET_WINDOW_S,
+                "picked_iterations": iterations,
+            }
+            self.log.write(
+                "runner",
+                f"calibration: {cal.inference_us:.0f} us an inference + {cal.overhead_us:.0f} us a window; "
+                f"N = {iterations} for a {metrics.TARGET_WINDOW_S:g} s window",
+            )
+            self.link.inference_us = cal.inference_us
+        else:
+            iterations = opts.iterations
+        perf["iterations"] = iterations
+        per_s = (self.link.inference_us or 0) / 1e6
+        self.progress = Progress(
+            f"{ds.model.name} performance", metrics.WINDOWS * iterations, self.stream, enabled=opts.progress
+        )
+        self.progress.draw(force=True)
+        throughputs = []
+        problems: list[str] = []
+        for w, entry in enumerate(picks, start=1):
+            data = entry.input_bytes(entry.read(), 0)
+            self.progress.expect(iterations, per_s * (iterations + opts.warmup))
+            ans = self.step(data, f"window {w} ({entry.file})", iterations, opts.warmup)
+            self.progress.advance(iterations)
+            thr = metrics.throughput(iterations, ans.elapsed_us)
+            wprob = metrics.window_problems(iterations, ans.elapsed_us)
+            problems += [f"window {w} {p}" for p in wprob]
+            throughputs.append(thr)
+            perf["windows"].append(
+                {
+                    "window": w,
+                    "file": entry.file,
+                    "iterations": iterations,
+                    "warmups": opts.warmup,
+                    "start_us": ans.start_us,
+                    "end_us": ans.end_us,
+                    "runtime_us": ans.elapsed_us,
+                    "runtime_s": ans.elapsed_us / 1e6,
+                    "throughput": thr,
+                    "valid": not wprob,
+                    "results": ans.results,
+                }
+            )
+            self.text.window(w, iterations, ans.elapsed_us, thr, wprob)
+            self.write_json(force=True)
+        self.progress.finish()
+        med = metrics.median_throughput(throughputs)
+        perf["median_throughput"] = med
+        perf["valid"] = not problems
+        perf["problems"] = problems
+        self.text.median(med, problems)
+        runtimes = [w["runtime_s"] for w in perf["windows"]]
+        self.summary = [
+            f"{ds.model.name} performance on {self.opts.port}: median throughput {med:.3f} inf./sec. "
+            f"({metrics.WINDOWS} windows of {iterations} inferences, {min(runtimes):.3f}-{max(runtimes):.3f} s)"
+        ]
+        if problems:
+            self.summary.append("NOT VALID for submission: " + "; ".join(problems))
+            return EXIT_INVALID
+        return EXIT_OK
+
+    def accuracy(self, ds: Dataset) -> int:
+        model = ds.model
+        total = ds.total_inputs()
+        acc = self.record.setdefault("accuracy", {})
+        acc.update({"inputs": total, "files": len(ds.entries), "inferences": []})
+        infs = acc["inferences"]
+        self.progress = Progress(f"{model.name} accuracy", total, self.stream, enabled=self.opts.progress)
+        self.progress.draw(force=True)
+        scores: list[list[float]] = []
+        ad_scores: list[float] = []
+        labels: list[int] = []
+        for entry in ds.entries:
+            data = entry.read()
+            win_scores = []
+            for offset in entry.windows():
+                what = f"{entry.file}" + (f" window at byte {offset}" if model.windowed else "")
+                per_s = (self.link.inference_us or 0) / 1e6
+                self.progress.expect(1, per_s)
+                ans = self.step(entry.input_bytes(data, offset), what, 1, 0)
+                self.progress.advance(1)
+                want = 1 if model.windowed else model.classes
+                if len(ans.results) != want:
+                    raise DeviceError(
+                        f"{what}: the DUT on {self.opts.port} returned {len(ans.results)} scores; "
+                        f"{model.name} gives {want}"
+                    )
+                rec = {"file": entry.file, "label": entry.label, "us": ans.elapsed_us, "results": ans.results}
+                if model.windowed:
+                    rec["offset"] = offset
+                    win_scores.append(ans.results[0])
+                infs.append(rec)
+                self.write_json()
+            labels.append(entry.label)
+            if model.windowed:
+                ad_scores.append(metrics.file_score(win_scores))
+            else:
+                scores.append(ans.results)
+        self.progress.finish()
+        if model.windowed:
+            auc = metrics.anomaly_auc(ad_scores, labels)
+            acc["file_scores"] = [
+                {"file": e.file, "label": e.label, "score": s} for e, s in zip(ds.entries, ad_scores)
+            ]
+            top = None
+        else:
+            top = metrics.top1(scores, labels)
+            auc = metrics.classification_auc(scores, labels, model.classes)
+        acc["top1"] = top
+        acc["auc"] = auc
+        value = auc if model.metric == "auc" else top
+        # the checker compares the printed figure with the target
+        meets = value is not None and float(f"{value:.{3 if model.metric == 'auc' else 1}f}") >= model.target
+        acc["metric"] = model.metric
+        acc["target"] = model.target
+        acc["meets_target"] = bool(meets)
+        self.text.accuracy(model, top, auc, meets)
+        figs = []
+        if top is not None:
+            figs.append(f"Top-1 {top:.1f}%")
+        figs.append(f"AUC {auc:.3f}" if auc is not None else "AUC undefined (needs both/all classes)")
+        target = f"{model.target:g}{'%' if model.metric == 'top-1' else ''} {model.metric}"
+        self.summary = [
+            f"{model.name} accuracy on {self.opts.port}: {', '.join(figs)} over {len(ds.entries)} files"
+            + (f" ({total} windows)" if model.windowed else ""),
+            f"quality target {target}: " + ("met" if meets else "NOT met (reported; the run itself is complete)"),
+        ]
+        return EXIT_OK
+
+    # -- the run -------------------------------------------------------------------------
+    def execute(self) -> RunOutcome:
+        self.summary: list[str] = []
+        status, code, message = "complete", EXIT_OK, ""
+        try:
+            model = self.identify()
+            self.text.header(self.opts.mode, self.opts.port, self.record["dut"])
+            ds = load_dataset(Path(self.opts.dataset), model)
+            self.record["dataset"].update(
+                {"folder": str(ds.folder), "labels": str(ds.labels_path), "files": len(ds.entries)}
+            )
+            self.log.write("runner", f"dataset {ds.labels_path}: {len(ds.entries)} files, {ds.total_inputs()} inputs")
+            self.write_json(force=True)
+            if self.opts.mode == "performance":
+                code = self.performance(ds)
+            else:
+                code = self.accuracy(ds)
+            if code == EXIT_INVALID:
+                status = "invalid"
+        except RunnerError as exc:
+            status, code, message = "stopped", EXIT_ERROR, str(exc)
+        except KeyboardInterrupt:
+            status, code, message = "interrupted", EXIT_INTERRUPTED, "interrupted by the user"
+        finally:
+            if self.progress is not None:
+                self.progress.clear()
+            if message:
+                self.log.write("runner", f"run stopped: {message}")
+                self.text.stopped(message)
+            self.record["status"] = status
+            self.record["error"] = message or None
+            self.record["finished"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+            try:
+                self.write_json(force=True)
+            finally:
+                self.link.close()
+                self.log.close()
+        return RunOutcome(status, code, message, self.record, self.summary)
+
+
+def run(opts: RunOptions) -> RunOutcome:
+    """Run the procedure; never raises :class:`RunnerError` past setup."""
+    return _Run(opts).execute()
