@@ -1,0 +1,318 @@
+"""The MLCommons "enhanced interface board": an STM32H573I-DK running the
+firmware of ``benchmark/interface`` in mlcommons/tiny, as used by the
+mlcommons/tiny Python runner (``io_manager_enhanced.py``).
+
+What it does (read off ``Application/CLI/Menu.cpp``, ``InterfaceMenu.cpp``,
+``IO/Uart.cpp``, ``Test/DeviceUnderTest.cpp`` and ``Core/Src/baud_config.c``):
+
+Host side: 115200 baud (USART1 on the ST-LINK virtual COM port). Received
+bytes go to a 100-entry ThreadX queue (bytes that find it full are lost).
+The menu reads up to ``%`` and matches the line against the command names *by
+prefix*, in this order: ``dut``, ``name``, ``ls``, ``play``, ``setbaud``,
+``checkbaud``, ``record_detections``, ``print_detections``,
+``print_dutycycle``. A line equal to a name runs it with no argument; a name
+followed by a space and at least one more character runs it with the rest as
+argument; a name followed by anything else (``names``, ``dut `` with nothing
+after the space) runs nothing and answers *nothing*. A line that matches no
+name (or an empty line) answers ``m-ready``. Answers::
+
+    name               tinyML Enhanced Interface Board / m-ready
+    dut <command>      m-dut-passthrough(<command>) / m-ready, then the DUT's
+                       lines as "[dut]: <line>" up to its "m-ready" line
+    checkbaud          baud is: <DUT baud>\\n m-ready
+    setbaud <N>        set baud to: <N>\\n m-ready, then the board resets and
+                       talks to the DUT at N (kept in flash; 0, >2000000 or
+                       erased flash mean 9600)
+    ls                 m-ready (the twin has no SD card: no files)
+    play [file]        Attempting to play <file>\\n Error playing file. ...\\n
+                       m-ready (nothing to play in the twin)
+    record_detections  Now recording detections / m-ready
+    print_detections   Detection Timestamps (ms) / <t>, ... / m-ready
+    print_dutycycle    Duty cycle start times (s) / ... / m-ready
+
+``setbaud`` with a non-number makes ``std::stoi`` throw; the firmware has no
+handler, so the board stops (answers nothing) until power-cycled.
+
+DUT side: USART3 at the baud in flash (default 9600). Its receive queue (100
+entries) is always filled, also between commands, so whatever the DUT prints
+unasked (the boot banner after power-on) is still queued when the next
+``dut`` command reads the DUT's answer: that command then relays the stale
+lines up to the first ``m-ready`` and the real answer is relayed by the next
+``dut`` command. The passthrough reads lines ending in ``\\r\\n`` and waits as
+long as it takes for a line equal to ``m-ready``: a DUT that never answers
+(powered off, wrong baud) leaves the board waiting for good.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..gpio import Pin
+from ..sim import Twin
+from .base import (
+    Action,
+    AwaitDut,
+    BoundedQueue,
+    DUT_BAUD,
+    Hang,
+    IoManagerDevice,
+    Restart,
+    SetDutBaud,
+    ToDut,
+    ToHost,
+)
+
+NAME = b"tinyML Enhanced Interface Board"
+READY = b"m-ready\r\n"
+RX_QUEUE = 100  # RX_QUEUE_SIZE = 100 * sizeof(ULONG), one ULONG per byte
+MAX_BAUD = 2_000_000
+MAX_TIMESTAMPS = 10_000
+MAX_FRAMES = 100
+INT_MAX = 2**31 - 1
+#: time from NVIC_SystemReset to the menu running again (HAL, clocks, ThreadX,
+#: FileX/SD and audio init). An estimate: no measurement of the board is
+#: published.
+BOOT_US = 100_000.0
+
+COMMANDS = (
+    "dut",
+    "name",
+    "ls",
+    "play",
+    "setbaud",
+    "checkbaud",
+    "record_detections",
+    "print_detections",
+    "print_dutycycle",
+)
+
+
+def cpp_stoi(text: bytes) -> int | None:
+    """``std::stoi``: leading whitespace, sign, digits; ``None`` where it
+    throws (no digits: invalid_argument; beyond int: out_of_range)."""
+    i, n = 0, len(text)
+    while i < n and text[i] in b" \t\n\v\f\r":
+        i += 1
+    j = i
+    if j < n and text[j] in b"+-":
+        j += 1
+    k = j
+    while k < n and 48 <= text[k] <= 57:
+        k += 1
+    if k == j:
+        return None
+    v = int(text[i:k])
+    if not -(2**31) <= v <= INT_MAX:
+        return None
+    return v
+
+
+@dataclass
+class H573IoCore:
+    """The interface-board firmware as a state machine.
+
+    ``flash_baud`` is the word kept in the configuration flash sector
+    (``None``: erased). ``clock_10us`` returns TIM2's counter (10 µs ticks,
+    free running).
+    """
+
+    flash_baud: int | None = None
+    clock_10us: Callable[[], int] = lambda: 0
+    host_rx: BoundedQueue = field(init=False)
+    dut_rx: BoundedQueue = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reset()
+
+    # -- state ---------------------------------------------------------------------
+    def reset(self) -> None:
+        """What a reset leaves: RAM cleared, the flash word kept."""
+        self.host_rx = BoundedQueue(RX_QUEUE)
+        self.dut_rx = BoundedQueue(RX_QUEUE)
+        self.host_line = bytearray()
+        self.dut_line = bytearray()
+        self.dut_eol = bytearray()
+        self.awaiting_dut = False
+        self.stopped = False
+        self.dut_baud = self.load_baud()
+        self.tim2_offset = 0
+        self.recording = False
+        self.detections: list[int] = []
+        self.duty_starts: list[int] = []
+        self.duty_stops: list[int] = []
+        self.commands = 0
+
+    def load_baud(self) -> int:
+        """``LoadBaudRateFromFlash()``."""
+        b = self.flash_baud
+        if b is None or b == 0xFFFFFFFF or b == 0 or b > MAX_BAUD:
+            return DUT_BAUD
+        return b
+
+    def tim2(self) -> int:
+        return (self.clock_10us() - self.tim2_offset) & 0xFFFFFFFF
+
+    # -- inputs ------------------------------------------------------------------------
+    def boot(self) -> list[Action]:
+        """``MX_USART3_UART_Init`` with the flash baud; the firmware prints nothing."""
+        return [SetDutBaud(self.dut_baud)]
+
+    def feed_host(self, data: bytes) -> int:
+        return self.host_rx.put(data)
+
+    def feed_dut(self, data: bytes) -> int:
+        return self.dut_rx.put(data)
+
+    def ww_detection_edge(self) -> None:
+        """A falling edge on WW_DET_IN (``Record_WW_Detection``)."""
+        now_ms = self.tim2() // 100
+        if len(self.detections) >= MAX_TIMESTAMPS:
+            return
+        last = self.detections[-1] if self.detections else 0
+        # the firmware compares with the entry before its index (0 when empty),
+        # unsigned: a detection within 10 ms of the last one is ignored
+        if last < ((now_ms - 10) & 0xFFFFFFFF) or last > now_ms:
+            self.detections.append(now_ms)
+
+    def dutycycle_edge(self, level: int) -> None:
+        """An edge on DUT_DUTY_CYCLE: rising = start, falling = stop."""
+        lst = self.duty_starts if level else self.duty_stops
+        if len(lst) < MAX_FRAMES:
+            lst.append(self.tim2())
+
+    # -- the menu thread ------------------------------------------------------------------
+    def step(self) -> list[Action] | None:
+        if self.stopped:
+            return None
+        if self.awaiting_dut:
+            return self._relay()
+        while True:
+            c = self.host_rx.get()
+            if c is None:
+                return None
+            if c == ord("%"):
+                line = bytes(self.host_line)
+                self.host_line.clear()
+                return self.handle(line)
+            self.host_line.append(c)
+
+    def _relay(self) -> list[Action] | None:
+        """``IndirectSendCommand`` + ``SendResponse``: DUT lines (ending in
+        ``\\r\\n``, matched the way ``Uart::ReadUntil`` does) to the host."""
+        out: list[Action] = []
+        end = b"\r\n"
+        while self.awaiting_dut:
+            c = self.dut_rx.get()
+            if c is None:
+                break
+            if end[len(self.dut_eol)] == c:
+                self.dut_eol.append(c)
+                if len(self.dut_eol) == len(end):
+                    line = bytes(self.dut_line)
+                    self.dut_line.clear()
+                    self.dut_eol.clear()
+                    # SendString(c_str()): the line stops at a NUL byte
+                    text = line.split(b"\0", 1)[0]
+                    out.append(ToHost(b"[dut]: " + text + b"\r\n"))
+                    if line == b"m-ready":
+                        self.awaiting_dut = False
+            else:
+                if self.dut_eol:
+                    self.dut_line += self.dut_eol
+                    self.dut_eol.clear()
+                self.dut_line.append(c)
+        return out or None
+
+    def handle(self, buffer: bytes) -> list[Action]:
+        """``Menu::HandleCommand``."""
+        self.commands += 1
+        n = len(buffer)
+        for name in COMMANDS:
+            cmd = name.encode()
+            if n > 0 and buffer.startswith(cmd):
+                if n == len(cmd):
+                    return self.run(name, b"")
+                if n > len(cmd) + 1 and buffer[len(cmd)] == ord(" "):
+                    return self.run(name, buffer[len(cmd) + 1 :])
+                return []
+        return [ToHost(READY)]  # Default()
+
+    def run(self, name: str, args: bytes) -> list[Action]:
+        if name == "dut":
+            self.awaiting_dut = True
+            return [
+                ToHost(b"m-dut-passthrough(" + args + b")\r\n"),
+                ToHost(READY),
+                ToDut(args + b"%"),
+                AwaitDut(b"m-ready"),
+            ]
+        if name == "name":
+            return [ToHost(NAME + b"\r\n"), ToHost(READY)]
+        if name == "ls":
+            # no SD card in the twin: the directory search finds no entry
+            return [ToHost(READY)]
+        if name == "play":
+            source = args if args else b"@0x08080000"  # no name: the MemoryReader in flash
+            return [
+                ToHost(b"Attempting to play " + source + b"\n"),
+                ToHost(b"Error playing file. Check that the file exists and is a 2-channel wav file.\n"),
+                ToHost(READY),
+            ]
+        if name == "setbaud":
+            baud = cpp_stoi(args)
+            if baud is None:
+                self.stopped = True
+                return [Hang(f"std::stoi({args.decode('latin-1')!r}) threw in setbaud")]
+            self.flash_baud = baud & 0xFFFFFFFF
+            return [
+                ToHost(b"set baud to: " + args + b"\n"),
+                ToHost(READY),
+                Restart("setbaud: NVIC_SystemReset", BOOT_US),
+            ]
+        if name == "checkbaud":
+            return [ToHost(b"baud is: %d\n" % self.dut_baud), ToHost(READY)]
+        if name == "record_detections":
+            self.tim2_offset = self.clock_10us()
+            self.detections.clear()
+            self.duty_starts.clear()
+            self.duty_stops.clear()
+            self.recording = True
+            return [ToHost(b"Now recording detections\r\n"), ToHost(READY)]
+        if name == "print_detections":
+            text = b"Detection Timestamps (ms)\r\n" + b"".join(b"%d,\r\n" % t for t in self.detections)
+            return [ToHost(text), ToHost(READY)]
+        if name == "print_dutycycle":
+            text = bytearray(b"Duty cycle start times (s)\r\n")
+            for i, t in enumerate(self.duty_starts):
+                text += b"%d, " % t
+                if (i + 1) % 8 == 0:
+                    text += b"\r\n"
+            text += b"\r\nDuty cycle stop times (s)\r\n"
+            for i, t in enumerate(self.duty_stops):
+                text += b"%d, " % t
+                if (i + 1) % 8 == 0:
+                    text += b"\r\n"
+            return [ToHost(bytes(text)), ToHost(READY)]
+        raise AssertionError(f"no handler for {name!r}")
+
+
+class H573IoManager(IoManagerDevice):
+    """The STM32H573I-DK interface board as a device. Its DUT UART starts at
+    the baud kept in (simulated) flash; ``setbaud`` changes it for good."""
+
+    kind = "h573"
+
+    def __init__(self, twin: Twin, *, name: str = "io", flash_baud: int | None = None, powered: bool = True):
+        core = H573IoCore(flash_baud=flash_baud)
+        super().__init__(twin, core, name=name, host_tx_buffer=0, dut_tx_buffer=0)
+        core.clock_10us = lambda: self.micros() // 10
+        if powered:
+            self.power_on()
+
+    def attach_ww_detection(self, pin: Pin) -> None:
+        """Wire ``pin`` to WW_DET_IN (falling edges are detections)."""
+        pin.listeners.append(lambda level, t: self.running and level == 0 and self.core.ww_detection_edge())
+
+    def attach_dutycycle(self, pin: Pin) -> None:
+        """Wire ``pin`` to DUT_DUTY_CYCLE (rising = start, falling = stop)."""
+        pin.listeners.append(lambda level, t: self.running and self.core.dutycycle_edge(level))
