@@ -15,8 +15,12 @@ prose; the quirks reproduced here are listed there too:
   minimal printf's ``%x``, which ignores ``%02x``'s width (``5``, not ``05``),
   and ends a partial last line with an extra blank line;
 * the parser answers nothing at all until boot has finished;
-* ``\\n`` in a format string goes out as ``\\r\\n`` (mbed's stdio newline
-  conversion).
+* mbed's stdio newline conversion works both ways: on input (``getchar``) a
+  ``\\r`` becomes ``\\n`` and the second byte of a ``\\r\\n`` or ``\\n\\r``
+  pair is dropped; on output every ``\\n`` not preceded by ``\\r`` goes out as
+  ``\\r\\n``, including a ``\\n`` inside an echoed token;
+* at boot TFLM's error reporter prints its arena-alignment warning (seen on
+  the reference board for all four models) before ``m-init-done``.
 
 The core turns each complete command into a list of *operations* (a script):
 printing text, reading the timestamp, loading the tensor, running
@@ -26,6 +30,7 @@ instantly, which is what protocol tests use.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol
 
@@ -38,6 +43,13 @@ TH_VENDOR_NAME_STRING = "unspecified"
 
 MSG_READY = b"m-ready\r\n"
 MSG_INIT_DONE = b"m-init-done\r\n"
+#: printed by TFLM (MicroErrorReporter) while th_final_initialize() builds the
+#: interpreter: the reference board's logs show it at every power-on, for all
+#: four models, before ad01's ``Initialized`` and ``m-init-done``
+MSG_ARENA_ALIGNMENT = (
+    b"4 bytes lost due to alignment. To avoid this loss, please make sure the "
+    b"tensor_arena is 16 bytes aligned.\r\n"
+)
 
 HELP_TEXT = (
     EE_FW_VERSION + "\r\n"
@@ -142,6 +154,14 @@ def c_int(v: int) -> int:
     return v - 2**32 if v >= 2**31 else v
 
 
+def crlf(text: bytes) -> bytes:
+    """mbed's output newline conversion: ``\\n`` not after ``\\r`` -> ``\\r\\n``.
+
+    Applied to text the firmware echoes back (the literal format strings
+    already carry ``\\r\\n``). Echoed text never starts after a ``\\r``."""
+    return re.sub(rb"(?<!\r)\n", b"\r\n", text)
+
+
 def hex_minimal(b: int) -> bytes:
     """mbed minimal printf ``%x`` (also for ``%02x``: width is ignored)."""
     return f"{b:x}".encode()
@@ -182,6 +202,7 @@ class DutCore:
     buff_size: int = 0  # g_buff_size (size_t)
     buff_pos: int = 0  # g_buff_pos (size_t)
     lost_writes: int = 0  # db bytes past the end of the buffer (memory corruption on a board)
+    stdin_prev: int = 0  # last byte getchar() read (mbed's input newline conversion)
 
     def __post_init__(self) -> None:
         self.buff = bytearray(self.profile.max_db_input_size)
@@ -195,6 +216,7 @@ class DutCore:
         """
         mode = b"energy" if self.energy_mode else b"performance"
         ops: list[Op] = [Print(b"m-timestamp-mode-" + mode + b"\r\n"), Timestamp()]
+        ops.append(Print(MSG_ARENA_ALIGNMENT))
         if extra_init:
             ops.append(Print(extra_init))
         ops.append(Print(MSG_INIT_DONE))
@@ -205,10 +227,16 @@ class DutCore:
 
     # -- bytes in ----------------------------------------------------------------
     def receive(self, data: bytes) -> Iterator[list[Op]]:
-        """``ee_serial_callback()`` for each byte; yields one script per
-        completed command (in order)."""
+        """``ee_serial_callback()`` for each byte ``getchar()`` returns;
+        yields one script per completed command (in order)."""
         cmd = self.cmd
         for c in data:
+            # mbed's stdin newline conversion (before the firmware sees it)
+            prev, self.stdin_prev = self.stdin_prev, c
+            if c in (0x0D, 0x0A):
+                if prev in (0x0D, 0x0A) and prev != c:
+                    continue  # second byte of a CR LF / LF CR pair
+                c = 0x0A
             if c == EE_CMD_TERMINATOR:
                 line = bytes(cmd[:EE_CMD_SIZE])
                 cmd.clear()
@@ -243,7 +271,7 @@ class DutCore:
         elif word == b"timestamp":
             ops.append(Timestamp())
         elif not self._profile_parse(word, toks, ops):
-            ops.append(Print(b"e-[Unknown command: " + word + b"]\r\n"))
+            ops.append(Print(b"e-[Unknown command: " + crlf(word) + b"]\r\n"))
         ops.append(Print(MSG_READY))
         return ops
 
@@ -331,7 +359,7 @@ class DutCore:
                         raise ValueError
                     value = int(pair, 16)
                 except ValueError:
-                    ops.append(Print(b"e-[Invalid hex digit '" + pair + b"']\r\n"))
+                    ops.append(Print(b"e-[Invalid hex digit '" + crlf(pair) + b"']\r\n"))
                     return
                 if self.buff_pos < maxsize:
                     self.buff[self.buff_pos] = value
