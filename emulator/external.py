@@ -1,0 +1,501 @@
+"""``tinytwin external``: run a host program written for the real boards
+against the twin, unchanged.
+
+The program we have in mind is the Python runner of mlcommons/tiny
+(``benchmark/runner/main.py``), which most MLPerf Tiny submitters use. It finds
+its boards by listing serial ports with pyserial's
+``serial.tools.list_ports.comports()`` and matching each port's USB vendor and
+product id against its devices YAML (``devices_kws_ic_vww.yaml``,
+``devices_ad.yaml``):
+
+=================  ===========  ================================================
+board              VID:PID      role
+=================  ===========  ================================================
+NUCLEO-L4R5ZI      0483:374B    the DUT (its ST-LINK/V2-1 virtual COM port)
+STM32H573I-DK      0483:374E    the interface board (its STLINK-V3E VCP)
+Arduino Uno        2341:0043    the older interface board
+LPM01A             0483:5740    the energy monitor
+=================  ===========  ================================================
+
+The launcher
+
+1. builds the twin: the DUT alone (performance/accuracy firmware) or, with
+   ``--energy``, the energy rig (LPM01A, interface board, DUT with the
+   energy-mode firmware), and gives each board the host can reach a real
+   pseudo-terminal (:class:`emulator.transport.PtyPort`);
+2. writes ``ports.json`` and a copy of
+   :mod:`emulator.external_inject`'s ``sitecustomize.py`` into a fresh
+   temporary directory, and prepends that directory to the child's
+   ``PYTHONPATH`` (``$TINYTWIN_EXTERNAL_PORTS`` names the JSON file): the
+   child's ``comports()`` then lists the ptys first, with the VID/PID and
+   descriptions above. Nothing else is injected, and no file of the program
+   is read, copied or changed;
+3. runs the command in the caller's working directory with the caller's
+   stdin/stdout/stderr and returns its exit code;
+4. tears the twin down and removes the temporary directory.
+
+Speed: ``--speed auto`` (the default) runs the twin ``fast`` except when the
+command runs the mlcommons runner in performance mode (``--mode p`` / ``-m
+p``): that runner checks with the host's wall clock that each performance
+loop lasted at least 10 s, which a fast twin finishes in well under a second.
+Then the twin runs :data:`PERFORMANCE_SPEED` times faster than real time,
+which keeps every official performance script above 10 s (see
+``firmware_api_spec/external_runner.md``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from .external_inject import PORTS_ENV, SITECUSTOMIZE
+
+#: speed factor ``--speed auto`` picks for the runner's performance mode. The
+#: shortest official performance loop (kws01: 5 x ``infer 70 10`` plus the
+#: downloads) lasts 73 s on the board; at 4x it lasts ~18 s of wall time, above
+#: the runner's 10 s check with margin for slow hosts, and 4x less than
+#: realtime.
+PERFORMANCE_SPEED = 4.0
+
+
+@dataclass(frozen=True)
+class UsbIdentity:
+    """What a board's USB-serial bridge tells the host (as pyserial lists it)."""
+
+    vid: int
+    pid: int
+    manufacturer: str
+    product: str
+    serial_number: str
+    interface: Optional[str] = None
+
+    def describe(self) -> str:
+        return f"{self.vid:04X}:{self.pid:04X}"
+
+
+#: The USB identities of the reference bench, as in the runner's devices YAML.
+#: The strings are those the boards' bridges report; the runner matches on
+#: VID/PID only.
+USB_IDENTITIES = {
+    "l4r5zi": UsbIdentity(0x0483, 0x374B, "STMicroelectronics", "STM32 STLink", "TINYTWIN0DUT"),
+    "stm32h573i-dk": UsbIdentity(0x0483, 0x374E, "STMicroelectronics", "STLINK-V3", "TINYTWIN0IO"),
+    "arduino": UsbIdentity(0x2341, 0x0043, "Arduino (www.arduino.cc)", "Arduino Uno", "TINYTWIN0ARD"),
+    "lpm01a": UsbIdentity(0x0483, 0x5740, "STMicroelectronics", "PowerShield", "TINYTWIN0EMON"),
+}
+
+INTERFACES = {"h573": "stm32h573i-dk", "arduino": "arduino"}
+
+
+class ExternalError(Exception):
+    """The launcher cannot set up; the message says why and what to do."""
+
+
+# --------------------------------------------------------------------------
+# speed
+
+
+def runner_mode(command: Sequence[str]) -> Optional[str]:
+    """The mode (``e``, ``p`` or ``a``) an mlcommons runner command line asks
+    for with ``--mode X``, ``--mode=X``, ``-m X`` or ``-mX`` (the last one
+    wins, as with argparse), or ``None`` (the runner then runs accuracy).
+    A ``-m`` followed by anything but a mode letter (``python -m module``) is
+    not a mode."""
+    modes = ("e", "p", "a")
+    found = None
+    args = list(command)
+    for i, arg in enumerate(args):
+        nxt = args[i + 1] if i + 1 < len(args) else None
+        if arg in ("--mode", "-m") and nxt in modes:
+            found = nxt
+        elif arg.startswith("--mode=") and arg[7:] in modes:
+            found = arg[7:]
+        elif arg.startswith("-m") and arg[2:] in modes:
+            found = arg[2:]
+    return found
+
+
+def resolve_speed(speed: str, command: Sequence[str]) -> str:
+    """``auto`` -> :data:`PERFORMANCE_SPEED` for the runner's performance
+    mode, else ``fast``; any other value is returned unchanged."""
+    if speed.strip().lower() != "auto":
+        return speed
+    return f"{PERFORMANCE_SPEED:g}" if runner_mode(command) == "p" else "fast"
+
+
+# --------------------------------------------------------------------------
+# fault injection on the USB link
+
+
+@dataclass
+class LineDrop:
+    """Drop the ``occurrence``-th line (1-based) equal to ``text`` on its way
+    from a board to the host, as a line lost on the link would be."""
+
+    text: str
+    occurrence: int
+    seen: int = 0
+    dropped: int = 0
+
+    @classmethod
+    def parse(cls, spec: str) -> "LineDrop":
+        text, sep, n = spec.rpartition(":")
+        if not sep or not text or not n.isdigit() or int(n) < 1:
+            raise ExternalError(f"--drop-line expects TEXT:N with N >= 1 (e.g. m-ready:5), got {spec!r}")
+        return cls(text, int(n))
+
+
+def _filtered_pty_class():
+    from .transport import PtyPort
+
+    class FilteredPtyPort(PtyPort):
+        """A pty that can lose whole lines on their way to the host."""
+
+        def __init__(self, *args, drops: Sequence[LineDrop] = (), **kwargs):
+            super().__init__(*args, **kwargs)
+            self.drops = list(drops)
+            self._line = bytearray()
+
+        def write_to_host(self, data: bytes) -> None:
+            if not self.drops:
+                super().write_to_host(data)
+                return
+            out = bytearray()
+            for b in data:
+                self._line.append(b)
+                if b == 0x0A:  # a line is complete: pass it on or lose it
+                    line = bytes(self._line)
+                    self._line.clear()
+                    text = line.rstrip(b"\r\n").decode("latin-1")
+                    lost = False
+                    for d in self.drops:
+                        if text == d.text:
+                            d.seen += 1
+                            if d.seen == d.occurrence:
+                                d.dropped += 1
+                                lost = True
+                    if not lost:
+                        out += line
+            if out:
+                super().write_to_host(bytes(out))
+
+    return FilteredPtyPort
+
+
+# --------------------------------------------------------------------------
+# the bench
+
+
+@dataclass
+class HostSide:
+    """One board port the host can open."""
+
+    role: str  # dut, interface, power
+    board: str  # key of USB_IDENTITIES
+    port: object  # a PtyPort
+    baud: int
+
+    @property
+    def device(self) -> str:
+        return self.port.device
+
+    def ports_entry(self) -> dict:
+        usb = USB_IDENTITIES[self.board]
+        return {
+            "device": self.port.device,
+            "role": self.role,
+            "board": self.board,
+            "vid": usb.vid,
+            "pid": usb.pid,
+            "manufacturer": usb.manufacturer,
+            "product": usb.product,
+            "serial_number": usb.serial_number,
+            "interface": usb.interface,
+            "description": usb.product if usb.interface is None else f"{usb.product} - {usb.interface}",
+        }
+
+
+@dataclass
+class ExternalBench:
+    """A running twin with its host-side ports and the injection directory."""
+
+    twin: object
+    sides: list[HostSide]
+    inject_dir: Path
+    hide_real_ports: bool = False
+    drops: list[LineDrop] = field(default_factory=list)
+    objects: dict = field(default_factory=dict)  # dut, rig, ... for tests and reports
+
+    def environment(self, base: Optional[dict] = None) -> dict:
+        env = dict(os.environ if base is None else base)
+        parts = [str(self.inject_dir)]
+        if env.get("PYTHONPATH"):
+            parts.append(env["PYTHONPATH"])
+        env["PYTHONPATH"] = os.pathsep.join(parts)
+        env[PORTS_ENV] = str(self.inject_dir / "ports.json")
+        return env
+
+    def write_injection(self) -> None:
+        self.inject_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SITECUSTOMIZE, self.inject_dir / "sitecustomize.py")
+        config = {
+            "generator": "tinytwin external",
+            "hide_real_ports": self.hide_real_ports,
+            "ports": [s.ports_entry() for s in self.sides],
+        }
+        (self.inject_dir / "ports.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+    def close(self) -> None:
+        try:
+            self.twin.close()
+        finally:
+            shutil.rmtree(self.inject_dir, ignore_errors=True)
+
+
+def _build_dut(model, *, models_dir, speed, dut_baud, timer_start_us, engine, drops):
+    from .bench import build_dut_bench
+
+    bench = build_dut_bench(
+        model,
+        models_dir=models_dir,
+        speed=speed,
+        baud=dut_baud,
+        timer_start_us=timer_start_us,
+        engine=engine,
+    )
+    cls = _filtered_pty_class()
+    port = bench.bridge.attach(cls("dut", initial_baud=bench.dut.uart.baud, drops=drops))
+    side = HostSide("dut", "l4r5zi", port, bench.dut.uart.baud)
+    return bench.twin, [side], {"dut": bench.dut, "bridge": bench.bridge}
+
+
+def _build_rig(model, *, models_dir, speed, dut_baud, timer_start_us, interface, engine, drops):
+    try:
+        from . import rig as rig_module
+    except ImportError as exc:
+        raise ExternalError(
+            f"--energy needs the energy rig (emulator/rig.py), which this installation lacks ({exc})"
+        ) from None
+    builder = getattr(rig_module, "build_rig", None)
+    if builder is None:
+        raise ExternalError("--energy: emulator.rig has no build_rig(); this tinytwin is too old or too new for it")
+    rig = builder(
+        model,
+        models_dir=models_dir,
+        speed=speed,
+        interface=interface,
+        dut_baud=dut_baud,
+        timer_start_us=timer_start_us,
+        engine=engine,
+    )
+    cls = _filtered_pty_class()
+    sides = []
+    for role, board, bridge in rig.host_bridges():
+        if role == "dut":
+            continue  # in energy mode the DUT's own USB is not connected
+        port = bridge.attach(cls(role, initial_baud=bridge.device.baud, drops=drops if role == "interface" else ()))
+        sides.append(HostSide(role, board, port, bridge.device.baud))
+    return rig.twin, sides, {"rig": rig}
+
+
+def open_bench(
+    model: str,
+    *,
+    energy: bool = False,
+    interface: str = "h573",
+    models_dir: Optional[Path] = None,
+    speed: str = "fast",
+    dut_baud: Optional[int] = None,
+    timer_start_us: int = 0,
+    hide_real_ports: bool = False,
+    drops: Sequence[LineDrop] = (),
+    engine=None,
+    log: Callable[[str], None] = lambda msg: None,
+) -> ExternalBench:
+    """Build and start the twin; write the injection directory."""
+    if interface not in INTERFACES:
+        raise ExternalError(f"--interface must be one of {', '.join(INTERFACES)} (got {interface!r})")
+    drops = list(drops)
+    if energy:
+        twin, sides, objects = _build_rig(
+            model,
+            models_dir=models_dir,
+            speed=speed,
+            dut_baud=dut_baud,
+            timer_start_us=timer_start_us,
+            interface=INTERFACES[interface],
+            engine=engine,
+            drops=drops,
+        )
+    else:
+        twin, sides, objects = _build_dut(
+            model,
+            models_dir=models_dir,
+            speed=speed,
+            dut_baud=dut_baud,
+            timer_start_us=timer_start_us,
+            engine=engine,
+            drops=drops,
+        )
+    inject_dir = Path(tempfile.mkdtemp(prefix="tinytwin-external-"))
+    bench = ExternalBench(twin, sides, inject_dir, hide_real_ports=hide_real_ports, drops=drops, objects=objects)
+    try:
+        bench.write_injection()
+        twin.log = log
+        twin.start()
+    except BaseException:
+        bench.close()
+        raise
+    return bench
+
+
+# --------------------------------------------------------------------------
+# the child process
+
+
+def run_child(command: Sequence[str], env: dict) -> int:
+    """Run ``command`` with our cwd and standard streams; return its exit
+    status as a shell reports it (128 + N for a signal N).
+
+    SIGTERM and SIGHUP sent to the launcher are passed on to the child.
+    SIGINT is not: Ctrl-C in a terminal reaches the child directly (same
+    process group), and the launcher waits for the child to finish.
+    """
+    try:
+        proc = subprocess.Popen(list(command), env=env)
+    except FileNotFoundError:
+        raise ExternalError(f"command not found: {command[0]!r}") from None
+    except PermissionError:
+        raise ExternalError(f"cannot execute {command[0]!r}: permission denied") from None
+
+    def forward(signum, frame):
+        try:
+            proc.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        try:
+            previous[sig] = signal.signal(sig, forward if sig != signal.SIGINT else signal.SIG_IGN)
+        except ValueError:  # not the main thread (embedded use): leave signals alone
+            break
+    try:
+        rc = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 128 - rc if rc < 0 else rc
+
+
+def run_external(
+    command: Sequence[str],
+    *,
+    model: str,
+    energy: bool = False,
+    interface: str = "h573",
+    models_dir: Optional[Path] = None,
+    speed: str = "auto",
+    dut_baud: Optional[int] = None,
+    timer_start_us: int = 0,
+    hide_real_ports: bool = False,
+    drop_lines: Sequence[str] = (),
+    engine=None,
+    log: Callable[[str], None] = lambda msg: print(f"tinytwin: {msg}", file=sys.stderr, flush=True),
+) -> int:
+    """Start the twin, run ``command`` against it, tear down; the command's
+    exit status."""
+    if not command:
+        raise ExternalError("no command given; put it after --, e.g. tinytwin external --model kws01 -- python main.py --mode p")
+    from .sim import Speed
+
+    chosen = resolve_speed(speed, command)
+    try:
+        Speed.parse(chosen)
+    except ValueError as exc:
+        raise ExternalError(str(exc)) from None
+    drops = [LineDrop.parse(s) for s in drop_lines]
+    bench = open_bench(
+        model,
+        energy=energy,
+        interface=interface,
+        models_dir=models_dir,
+        speed=chosen,
+        dut_baud=dut_baud,
+        timer_start_us=timer_start_us,
+        hide_real_ports=hide_real_ports,
+        drops=drops,
+        engine=engine,
+        log=log,
+    )
+    try:
+        for side in bench.sides:
+            usb = USB_IDENTITIES[side.board]
+            log(f"{side.role}: {side.board} (USB {usb.describe()}) on {side.device}, {side.baud} baud")
+        log(f"speed {chosen}{' (auto)' if speed.strip().lower() == 'auto' else ''}; running: {' '.join(command)}")
+        rc = run_child(command, bench.environment())
+    finally:
+        bench.close()
+    for d in drops:
+        log(f"--drop-line {d.text}:{d.occurrence}: {d.seen} seen, {d.dropped} dropped")
+    for exc in getattr(bench.twin, "errors", []):
+        log(f"warning: the simulation raised {exc!r}")
+    return rc
+
+
+# --------------------------------------------------------------------------
+# CLI
+
+
+def register(app) -> None:
+    """Add the ``external`` command to a Typer app."""
+    import typer
+
+    @app.command(
+        "external",
+        context_settings={"allow_interspersed_args": False},
+    )
+    def external(
+        command: list[str] = typer.Argument(..., metavar="-- COMMAND...", help="the host program to run, after --"),
+        model: str = typer.Option(..., "--model", "-m", help="kws01, vww01, ic01 or ad01 (or a .tflite with --io-profile support in tinytwin dut)"),
+        energy: bool = typer.Option(False, "--energy", help="the energy bench: LPM01A + interface board + DUT with the energy-mode firmware"),
+        interface: str = typer.Option("h573", "--interface", help="interface board for --energy: h573 (STM32H573I-DK) or arduino"),
+        models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="directory with the .tflite models (default: $TINYTWIN_MODELS_DIR)"),
+        speed: str = typer.Option(
+            "auto",
+            "--speed",
+            help=f"auto (fast, or {PERFORMANCE_SPEED:g}x when the command has --mode p), realtime, fast, or a factor such as 4",
+        ),
+        dut_baud: Optional[int] = typer.Option(None, "--dut-baud", help="the DUT firmware's UART baud (default: the firmware's own)"),
+        timer_start_us: int = typer.Option(0, "--timer-start-us", help="the DUT's 32-bit µs timer at reset (4294967296 - N: wraps after N µs)"),
+        drop_line: list[str] = typer.Option([], "--drop-line", help="lose the N-th line TEXT on its way to the host, e.g. m-ready:5 (repeatable)"),
+        hide_real_ports: bool = typer.Option(False, "--hide-real-ports", help="list only the twin's ports (not real serial ports) to the command"),
+    ) -> None:
+        """Run a host program written for the real boards (e.g. mlcommons/tiny's
+        benchmark/runner/main.py) against the twin, unchanged."""
+        try:
+            rc = run_external(
+                command,
+                model=model,
+                energy=energy,
+                interface=interface,
+                models_dir=models_dir,
+                speed=speed,
+                dut_baud=dut_baud,
+                timer_start_us=timer_start_us,
+                hide_real_ports=hide_real_ports,
+                drop_lines=drop_line,
+            )
+        except ExternalError as exc:
+            typer.echo(f"tinytwin external: {exc}", err=True)
+            raise typer.Exit(2)
+        except Exception as exc:  # model / profile errors carry a user-facing message
+            typer.echo(f"tinytwin external: {exc}", err=True)
+            raise typer.Exit(2)
+        raise typer.Exit(rc)
