@@ -136,7 +136,9 @@ def resolve_speed(speed: str, command: Sequence[str]) -> str:
 @dataclass
 class LineDrop:
     """Drop the ``occurrence``-th line (1-based) equal to ``text`` on its way
-    from a board to the host, as a line lost on the link would be."""
+    from a board to the host, as a line lost on the link would be. Lines are
+    counted from the host's first byte on the port on, so that the boot
+    banner, which no host sees, does not count."""
 
     text: str
     occurrence: int
@@ -161,6 +163,13 @@ def _filtered_pty_class():
             super().__init__(*args, **kwargs)
             self.drops = list(drops)
             self._line = bytearray()
+            self.host_spoke = False
+
+        def read_available(self):
+            data = super().read_available()
+            if data:
+                self.host_spoke = True
+            return data
 
         def write_to_host(self, data: bytes) -> None:
             if not self.drops:
@@ -174,7 +183,7 @@ def _filtered_pty_class():
                     self._line.clear()
                     text = line.rstrip(b"\r\n").decode("latin-1")
                     lost = False
-                    for d in self.drops:
+                    for d in self.drops if self.host_spoke else ():
                         if text == d.text:
                             d.seen += 1
                             if d.seen == d.occurrence:
@@ -275,33 +284,43 @@ def _build_dut(model, *, models_dir, speed, dut_baud, timer_start_us, engine, dr
     return bench.twin, [side], {"dut": bench.dut, "bridge": bench.bridge}
 
 
-def _build_rig(model, *, models_dir, speed, dut_baud, timer_start_us, interface, engine, drops):
+def _build_rig(model, *, models_dir, speed, dut_baud, timer_start_us, interface, engine, drops, h573_flash_baud):
     try:
-        from . import rig as rig_module
+        from .rig import build_rig
     except ImportError as exc:
-        raise ExternalError(
-            f"--energy needs the energy rig (emulator/rig.py), which this installation lacks ({exc})"
-        ) from None
-    builder = getattr(rig_module, "build_rig", None)
-    if builder is None:
-        raise ExternalError("--energy: emulator.rig has no build_rig(); this tinytwin is too old or too new for it")
-    rig = builder(
+        raise ExternalError(f"--energy needs the energy rig (emulator/rig.py), which this installation lacks ({exc})") from None
+    if dut_baud is not None:
+        raise ExternalError("--dut-baud applies to the performance bench; in --energy the DUT runs the energy firmware's 9600 baud")
+    kwargs = {"h573_flash_baud": h573_flash_baud} if interface == "h573" else {}
+    rig = build_rig(
         model,
         models_dir=models_dir,
-        speed=speed,
         interface=interface,
-        dut_baud=dut_baud,
-        timer_start_us=timer_start_us,
+        emon="lpm01a",
+        speed=speed,
+        dir=None,
         engine=engine,
+        timer_start_us=timer_start_us,
+        **kwargs,
     )
-    cls = _filtered_pty_class()
-    sides = []
-    for role, board, bridge in rig.host_bridges():
-        if role == "dut":
-            continue  # in energy mode the DUT's own USB is not connected
-        port = bridge.attach(cls(role, initial_baud=bridge.device.baud, drops=drops if role == "interface" else ()))
-        sides.append(HostSide(role, board, port, bridge.device.baud))
-    return rig.twin, sides, {"rig": rig}
+    try:
+        if rig.emon_port is None:
+            raise ExternalError("--energy: the rig was built without an EMON port; the runner needs the LPM01A")
+        io_port = rig.io_port
+        if drops:  # lose lines on the interface board's USB link: swap in a filtering pty
+            rig.twin.remove_port(io_port)
+            io_port.close()
+            io_port = rig.io_bridge.attach(_filtered_pty_class()("io", initial_baud=io_port.host_baud(), drops=drops))
+            rig.io_port = io_port
+        board = INTERFACES[interface]
+        sides = [
+            HostSide("interface", board, io_port, io_port.host_baud()),
+            HostSide("power", "lpm01a", rig.emon_port, rig.emon_port.host_baud()),
+        ]
+    except BaseException:
+        rig.close()
+        raise
+    return rig.twin, sides, {"rig": rig, "dut": rig.dut}
 
 
 def open_bench(
@@ -315,6 +334,7 @@ def open_bench(
     timer_start_us: int = 0,
     hide_real_ports: bool = False,
     drops: Sequence[LineDrop] = (),
+    h573_flash_baud: Optional[int] = None,
     engine=None,
     log: Callable[[str], None] = lambda msg: None,
 ) -> ExternalBench:
@@ -329,9 +349,10 @@ def open_bench(
             speed=speed,
             dut_baud=dut_baud,
             timer_start_us=timer_start_us,
-            interface=INTERFACES[interface],
+            interface=interface,
             engine=engine,
             drops=drops,
+            h573_flash_baud=h573_flash_baud,
         )
     else:
         twin, sides, objects = _build_dut(
@@ -406,6 +427,7 @@ def run_external(
     timer_start_us: int = 0,
     hide_real_ports: bool = False,
     drop_lines: Sequence[str] = (),
+    h573_flash_baud: Optional[int] = None,
     engine=None,
     log: Callable[[str], None] = lambda msg: print(f"tinytwin: {msg}", file=sys.stderr, flush=True),
 ) -> int:
@@ -431,6 +453,7 @@ def run_external(
         timer_start_us=timer_start_us,
         hide_real_ports=hide_real_ports,
         drops=drops,
+        h573_flash_baud=h573_flash_baud,
         engine=engine,
         log=log,
     )
@@ -476,6 +499,7 @@ def register(app) -> None:
         timer_start_us: int = typer.Option(0, "--timer-start-us", help="the DUT's 32-bit µs timer at reset (4294967296 - N: wraps after N µs)"),
         drop_line: list[str] = typer.Option([], "--drop-line", help="lose the N-th line TEXT on its way to the host, e.g. m-ready:5 (repeatable)"),
         hide_real_ports: bool = typer.Option(False, "--hide-real-ports", help="list only the twin's ports (not real serial ports) to the command"),
+        h573_flash_baud: Optional[int] = typer.Option(None, "--h573-flash-baud", help="--energy --interface h573: the DUT baud left in the interface board's flash by an earlier setbaud (default: erased, i.e. 9600)"),
     ) -> None:
         """Run a host program written for the real boards (e.g. mlcommons/tiny's
         benchmark/runner/main.py) against the twin, unchanged."""
@@ -491,6 +515,7 @@ def register(app) -> None:
                 timer_start_us=timer_start_us,
                 hide_real_ports=hide_real_ports,
                 drop_lines=drop_line,
+                h573_flash_baud=h573_flash_baud,
             )
         except ExternalError as exc:
             typer.echo(f"tinytwin external: {exc}", err=True)

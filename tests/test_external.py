@@ -1,0 +1,320 @@
+"""``tinytwin external``: the launcher's own mechanics.
+
+These tests run child programs under :func:`emulator.external.run_external`
+and check what the child sees: the twin's ports in pyserial's ``comports()``
+with the USB identities of the reference bench, a working DUT behind them,
+the caller's working directory, stdin and exit status, and a clean teardown.
+
+The DUT here runs a small test engine (:class:`EchoEngine`) instead of a
+TFLite model: what is tested is the plumbing, which must not depend on the
+official models (those are exercised in ``test_external_mlcommons.py``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from emulator.external import (
+    PERFORMANCE_SPEED,
+    USB_IDENTITIES,
+    ExternalError,
+    LineDrop,
+    open_bench,
+    resolve_speed,
+    run_external,
+    runner_mode,
+)
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+
+
+class EchoEngine:
+    """A test engine with kws01's I/O conventions: 490 int8 inputs, 12
+    outputs; the result is one-hot at (sum of the input bytes) mod 12."""
+
+    def __init__(self):
+        self.profile = SimpleNamespace(
+            name="kws01",
+            model_version="kws01",
+            max_db_input_size=490,
+            input_count=490,
+            input_elem_size=1,
+            perf_baud=115200,
+            energy_baud=9600,
+        )
+        self.raw = b""
+        self.invocations = 0
+
+    def set_input(self, raw: bytes) -> None:
+        self.raw = bytes(raw)
+
+    def invoke(self, count: int = 1) -> None:
+        self.invocations += count
+
+    def results_text(self) -> str:
+        v = ["0.000"] * 12
+        v[sum(self.raw) % 12] = "1.000"
+        return "m-results-[" + ",".join(v) + "]\r\n"
+
+
+def run_child(code: str, tmp_path: Path, **kwargs) -> tuple[int, dict]:
+    """Run ``python -c code`` under the launcher; the child writes a JSON
+    report to ``out.json``."""
+    out = tmp_path / "out.json"
+    env_before = dict(os.environ)
+    rc = run_external(
+        [sys.executable, "-c", textwrap.dedent(code), str(out)],
+        model="kws01",
+        engine=EchoEngine(),
+        log=lambda msg: None,
+        **kwargs,
+    )
+    assert dict(os.environ) == env_before, "the launcher must not change its own environment"
+    report = json.loads(out.read_text()) if out.exists() else {}
+    return rc, report
+
+
+LIST_PORTS = """
+import json, os, sys
+from serial.tools import list_ports
+ports = [dict(device=p.device, vid=p.vid, pid=p.pid, description=p.description, hwid=p.hwid,
+              manufacturer=p.manufacturer, product=p.product, serial_number=p.serial_number)
+         for p in list_ports.comports(True)]
+json.dump(dict(ports=ports, pythonpath=os.environ.get("PYTHONPATH", "")), open(sys.argv[1], "w"))
+"""
+
+
+def test_runner_mode_and_auto_speed():
+    assert runner_mode(["python", "main.py", "--mode", "p"]) == "p"
+    assert runner_mode(["python", "main.py", "--mode=e"]) == "e"
+    assert runner_mode(["python", "main.py", "-m", "a"]) == "a"
+    assert runner_mode(["python", "main.py", "-mp"]) == "p"
+    assert runner_mode(["python", "main.py", "-mp", "--mode", "a"]) == "a"  # argparse: the last wins
+    assert runner_mode(["python", "-m", "serial.tools.list_ports"]) is None
+    assert runner_mode(["python", "main.py"]) is None
+    assert resolve_speed("auto", ["python", "main.py", "--mode=p"]) == f"{PERFORMANCE_SPEED:g}"
+    assert resolve_speed("auto", ["python", "main.py", "--mode", "a"]) == "fast"
+    assert resolve_speed("auto", ["python", "main.py", "--mode", "e"]) == "fast"
+    assert resolve_speed("auto", ["python", "main.py"]) == "fast"
+    assert resolve_speed("realtime", ["python", "main.py", "--mode", "p"]) == "realtime"
+    # the factor keeps the shortest official performance loop (kws01: 5 x
+    # infer 70 10 = 5 x 80 x 181.9 ms on the board) above the runner's 10 s
+    assert 5 * 80 * 0.1819 / PERFORMANCE_SPEED > 10.0 * 1.5
+
+
+def test_comports_lists_the_twin_dut_first_with_its_usb_identity(tmp_path):
+    rc, report = run_child(LIST_PORTS, tmp_path)
+    assert rc == 0
+    ports = report["ports"]
+    first = ports[0]
+    usb = USB_IDENTITIES["l4r5zi"]
+    assert (first["vid"], first["pid"]) == (0x0483, 0x374B) == (usb.vid, usb.pid)
+    assert first["device"].startswith("/dev/pts/")
+    assert first["description"] == "STM32 STLink"
+    assert first["hwid"].startswith("USB VID:PID=0483:374B")
+    assert first["manufacturer"] == "STMicroelectronics"
+    # exactly one twin port in performance mode; the real ports follow it
+    assert sum(1 for p in ports if (p["vid"], p["pid"]) == (0x0483, 0x374B)) == 1
+    assert Path(report["pythonpath"].split(os.pathsep)[0]).name.startswith("tinytwin-external-")
+
+
+def test_hide_real_ports(tmp_path):
+    rc, report = run_child(LIST_PORTS, tmp_path, hide_real_ports=True)
+    assert rc == 0
+    assert [(p["vid"], p["pid"]) for p in report["ports"]] == [(0x0483, 0x374B)]
+
+
+def test_every_pyserial_listing_module_is_patched_once(tmp_path):
+    code = """
+    import json, sys
+    from serial.tools import list_ports, list_ports_posix, list_ports_linux
+    counts = [sum(1 for p in m.comports() if p.vid == 0x0483) for m in (list_ports, list_ports_posix, list_ports_linux)]
+    grep = [p.device for p in list_ports.grep("374B")]
+    json.dump(dict(counts=counts, grep=grep), open(sys.argv[1], "w"))
+    """
+    rc, report = run_child(code, tmp_path)
+    assert rc == 0
+    assert report["counts"] == [1, 1, 1]
+    assert len(report["grep"]) == 1
+
+
+def test_pyserial_is_not_imported_before_the_program_imports_it(tmp_path):
+    code = """
+    import json, sys
+    before = any(m.startswith("serial") for m in sys.modules)
+    json.dump(dict(before=before), open(sys.argv[1], "w"))
+    """
+    rc, report = run_child(code, tmp_path)
+    assert rc == 0 and report == {"before": False}
+
+
+def test_the_discovered_port_is_the_dut(tmp_path):
+    code = """
+    import json, sys, serial
+    from serial.tools import list_ports
+    dev = next(p.device for p in list_ports.comports(True) if (p.vid, p.pid) == (0x0483, 0x374B))
+    lines = []
+    with serial.Serial(dev, 115200, timeout=5) as s:
+        for cmd in (b"name%", b"profile%", b"db load 2%", b"db 0b01%"):
+            s.write(cmd)
+            while True:
+                line = s.readline().decode().strip()
+                lines.append(line)
+                if line == "m-ready" or not line:
+                    break
+    json.dump(dict(lines=lines), open(sys.argv[1], "w"))
+    """
+    rc, report = run_child(code, tmp_path)
+    assert rc == 0
+    assert report["lines"] == [
+        "m-name-dut-[unspecified]", "m-ready",
+        "m-profile-[ULPMark for tinyML Firmware V0.0.1]", "m-model-[kws01]", "m-ready",
+        "m-[Expecting 2 bytes]", "m-ready",
+        "m-load-done", "m-ready",
+    ]
+
+
+def test_drop_line_loses_the_nth_line_after_the_host_first_speaks(tmp_path):
+    code = """
+    import json, sys, serial
+    from serial.tools import list_ports
+    dev = next(p.device for p in list_ports.comports(True) if p.vid == 0x0483)
+    with serial.Serial(dev, 115200, timeout=1.5) as s:
+        s.write(b"name%")
+        first = s.read(200).decode()
+        s.write(b"name%")
+        second = s.read(200).decode()
+    json.dump(dict(first=first, second=second), open(sys.argv[1], "w"))
+    """
+    rc, report = run_child(code, tmp_path, drop_lines=["m-ready:1"])
+    assert rc == 0
+    # the boot banner's m-ready (before the host spoke) does not count
+    assert report["first"] == "m-name-dut-[unspecified]\r\n"
+    assert report["second"] == "m-name-dut-[unspecified]\r\nm-ready\r\n"
+
+
+def test_line_drop_spec():
+    d = LineDrop.parse("m-ready:5")
+    assert (d.text, d.occurrence) == ("m-ready", 5)
+    assert LineDrop.parse("a:b:2").text == "a:b"
+    for bad in ("m-ready", "m-ready:0", ":3", "m-ready:x"):
+        with pytest.raises(ExternalError):
+            LineDrop.parse(bad)
+
+
+def test_another_sitecustomize_still_runs(tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "sitecustomize.py").write_text("import os\nos.environ['OTHER_SITECUSTOMIZE'] = 'ran'\n")
+    code = """
+    import json, os, sys
+    from serial.tools import list_ports
+    vids = [p.vid for p in list_ports.comports()]
+    json.dump(dict(other=os.environ.get("OTHER_SITECUSTOMIZE"), twin=0x0483 in vids,
+                   path_kept=any(p.endswith("other") for p in sys.path)), open(sys.argv[1], "w"))
+    """
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(other)
+    try:
+        rc, report = run_child(code, tmp_path)
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
+    assert rc == 0
+    assert report == {"other": "ran", "twin": True, "path_kept": True}
+
+
+def test_exit_status_and_teardown(tmp_path):
+    bench = open_bench("kws01", engine=EchoEngine(), speed="fast")
+    device, inject = bench.sides[0].device, bench.inject_dir
+    assert (inject / "sitecustomize.py").read_text() == (REPO / "emulator/external_inject/sitecustomize.py").read_text()
+    config = json.loads((inject / "ports.json").read_text())
+    assert [p["device"] for p in config["ports"]] == [device]
+    bench.close()
+    assert not inject.exists()
+    assert bench.sides[0].port.closed and bench.twin._thread is None
+
+    rc, _ = run_child("import sys; sys.exit(7)", tmp_path)
+    assert rc == 7
+    rc, _ = run_child("import os, signal; os.kill(os.getpid(), signal.SIGTERM)", tmp_path)
+    assert rc == 128 + signal.SIGTERM
+
+
+def test_cli_passes_cwd_stdin_stdout_and_exit_code(tmp_path):
+    """Through a separate launcher process, as a user runs it."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    launcher = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(TESTS)!r})
+        from test_external import EchoEngine
+        from emulator.external import run_external
+        sys.exit(run_external(sys.argv[1:], model="kws01", engine=EchoEngine(), log=lambda m: None))
+        """
+    )
+    child = "import os, sys; print(os.getcwd()); print(sys.stdin.read().upper()); sys.exit(3)"
+    proc = subprocess.run(
+        [sys.executable, "-c", launcher, sys.executable, "-c", child],
+        cwd=workdir, input="hello board", capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout.splitlines() == [str(workdir), "HELLO BOARD"]
+
+
+def test_sigterm_to_the_launcher_reaches_the_child(tmp_path):
+    launcher = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(TESTS)!r})
+        from test_external import EchoEngine
+        from emulator.external import run_external
+        sys.exit(run_external(sys.argv[1:], model="kws01", engine=EchoEngine(), log=lambda m: None))
+        """
+    )
+    marker = tmp_path / "started"
+    child = (
+        "import signal, sys, time, pathlib\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(42))\n"
+        f"pathlib.Path({str(marker)!r}).write_text('x')\n"
+        "time.sleep(30)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", launcher, sys.executable, "-c", child])
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        assert time.monotonic() < deadline, "child did not start"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 42
+
+
+def test_errors_are_reported_not_raised_from_deep_inside(tmp_path):
+    with pytest.raises(ExternalError, match="no command"):
+        run_external([], model="kws01", engine=EchoEngine(), log=lambda m: None)
+    with pytest.raises(ExternalError, match="interface"):
+        run_external(["true"], model="kws01", interface="uno", engine=EchoEngine(), log=lambda m: None)
+    with pytest.raises(ExternalError, match="command not found"):
+        run_external(["/nonexistent/prog"], model="kws01", engine=EchoEngine(), log=lambda m: None)
+    with pytest.raises(ExternalError, match="speed"):
+        run_external(["true"], model="kws01", speed="warp", engine=EchoEngine(), log=lambda m: None)
+
+
+def test_cli_is_mounted():
+    proc = subprocess.run(
+        [sys.executable, "-c", "from emulator.cli import main; main()", "external", "--help"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--energy" in proc.stdout and "--interface" in proc.stdout and "--timer-start-us" in proc.stdout
