@@ -1,0 +1,99 @@
+"""Runner through the console command: ``tinytwin dut`` (a real pty, its own
+process) driven by ``tinytwin run`` (another process), and ``tinytwin dataset synth``."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TINYTWIN = [sys.executable, "-c", "from emulator.cli import main; main()"]
+
+
+@pytest.fixture
+def dut_process(models_dir, tmp_path):
+    procs = []
+
+    def start(model: str) -> Path:
+        link = tmp_path / f"{model}-dut"
+        p = subprocess.Popen(
+            TINYTWIN + ["dut", "--model", model, "--link", str(link), "--models-dir", str(models_dir), "--speed", "fast"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        procs.append(p)
+        deadline = time.monotonic() + 60
+        while not link.exists():
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"tinytwin dut did not start: {p.communicate(timeout=5)}")
+            time.sleep(0.05)
+        return link
+
+    yield start
+    for p in procs:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def tinytwin(*args, timeout=300):
+    return subprocess.run(TINYTWIN + [str(a) for a in args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_run_against_tinytwin_dut_process(shared, dut_process, tmp_path):
+    link = dut_process("kws01")
+    out = tmp_path / "results" / "kws" / "performance"
+    r = tinytwin("run", "--port", link, "--mode", "performance", "--dataset", shared / "datasets", "--out", out, "--verbose")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "kws01 performance" in r.stdout and "median throughput" in r.stdout
+    # --verbose echoes the wire on stderr; the progress bar is there too
+    assert "host: name%" in r.stderr and "dut: m-model-[kws01]" in r.stderr
+    assert "kws01 performance [" in r.stderr and "ETA" in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["log.txt", "results.json", "results.txt"]
+    assert "Median throughput is" in (out / "results.txt").read_text()
+    # the same board, now an invalid run (windows of 10 inferences last 1.8 s): exit code 1
+    out2 = tmp_path / "short"
+    r = tinytwin("run", "--port", link, "--mode", "performance", "--dataset", shared / "datasets", "--out", out2, "--iterations", "10")
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "NOT VALID" in r.stdout
+    assert json.loads((out2 / "results.json").read_text())["status"] == "invalid"
+
+
+def test_run_errors_are_messages_not_tracebacks(shared, tmp_path):
+    master, slave = os.openpty()
+    try:
+        dev = os.ttyname(slave)
+        r = tinytwin("run", "--port", dev, "--mode", "accuracy", "--dataset", shared / "datasets", "--out", tmp_path / "o", "--timeout", "0.3")
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert f"port {dev} does not answer" in r.stderr
+    r = tinytwin("run", "--port", dev, "--mode", "speed", "--dataset", tmp_path, "--out", tmp_path / "o2")
+    assert r.returncode == 2 and "--mode must be performance or accuracy" in r.stderr
+
+
+def test_dataset_synth_command_then_accuracy_run(models_dir, dut_process, tmp_path):
+    r = tinytwin("dataset", "synth", "--model", "ic01", "--out", tmp_path / "ds", "--count", "5", "--models-dir", models_dir)
+    assert r.returncode == 0, r.stderr
+    folder = tmp_path / "ds" / "ic01"
+    lines = (folder / "y_labels.csv").read_text().splitlines()
+    assert len(lines) == 5 and all(len(ln.split(",")) == 3 and ln.split(",")[1] == "10" for ln in lines)
+    assert all((folder / ln.split(",")[0]).stat().st_size == 3072 for ln in lines)
+    link = dut_process("ic01")
+    out = tmp_path / "acc"
+    r = tinytwin("run", "-p", link, "-m", "accuracy", "-d", tmp_path / "ds", "-o", out, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "Top-1 100.0%" in r.stdout
+    r = tinytwin("dataset", "synth", "--model", "xx01", "--out", tmp_path / "ds", "--count", "5")
+    assert r.returncode == 2 and "unknown model 'xx01'" in r.stderr
