@@ -26,6 +26,8 @@ READY = "m-ready"
 AUTO_BAUDS = (115200, 921600)
 #: longest one inference may take before anything is known about the model
 FIRST_INFERENCE_LIMIT_S = 120.0
+#: how long the first '%' at each candidate baud waits for 'm-ready'
+AUTO_BAUD_WAIT_S = 1.0
 
 
 class WireLog:
@@ -103,24 +105,33 @@ class DutLink:
 
     # -- port ---------------------------------------------------------------------
     def open(self) -> None:
-        """Open the port and synchronise with the firmware, trying each baud."""
-        tried = []
-        for baud in self.bauds:
-            self.close()
-            self.log.write("runner", f"opening {self.port} at {baud} baud")
-            self._ser = self._opener(self.port, baud)
-            self.baud = baud
-            try:
-                self._ser.reset_input_buffer()
-            except Exception:
-                pass
-            if self.sync():
+        """Open the port and synchronise with the firmware.
+
+        With a given baud: two ``%`` tries of ``timeout`` each. Guessing the
+        baud: one quick try (1 s) at each candidate, then one try of
+        ``timeout`` at each (a board still booting answers late)."""
+        if len(self.bauds) == 1:
+            plan = [(self.bauds[0], self.timeout, 2)]
+        else:
+            quick = min(self.timeout, AUTO_BAUD_WAIT_S)
+            plan = [(b, quick, 1) for b in self.bauds] + [(b, self.timeout, 1) for b in self.bauds]
+        for baud, wait, attempts in plan:
+            if self._ser is None or self.baud != baud:
+                self.close()
+                self.log.write("runner", f"opening {self.port} at {baud} baud")
+                self._ser = self._opener(self.port, baud)
+                self.baud = baud
+                try:
+                    self._ser.reset_input_buffer()
+                except Exception:
+                    pass
+            if self.sync(wait, attempts):
                 return
-            tried.append(str(baud))
         self.close()
         raise DeviceTimeout(
             f"port {self.port} does not answer: no 'm-ready' to '%' within {self.timeout:g} s "
-            f"at {' or '.join(tried)} baud (is the DUT powered, the port right, the baud right? see --baud, --timeout)"
+            f"at {' or '.join(str(b) for b in self.bauds)} baud "
+            "(is the DUT powered, the port right, the baud right? see --baud, --timeout)"
         )
 
     def close(self) -> None:
@@ -186,13 +197,13 @@ class DutLink:
             self._buf.clear()
         return lines
 
-    def sync(self) -> bool:
+    def sync(self, timeout: float | None = None, attempts: int = 2) -> bool:
         """Resynchronise: ``%`` ends whatever partial command the firmware holds
         (it answers an error, then ``m-ready``); wait for ``m-ready`` then for
-        silence. Two attempts."""
-        for _ in range(2):
+        silence."""
+        for _ in range(attempts):
             self._write("%")
-            deadline = time.monotonic() + self.timeout
+            deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
             while True:
                 line = self._read_line(deadline)
                 if line is None:

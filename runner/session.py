@@ -158,8 +158,23 @@ class _Run:
     def identify(self) -> ModelInfo:
         self.link.open()
         self.record["baud"] = self.link.baud
-        name = parse_name(self.link.command("name"))
-        profile, model = parse_profile(self.link.command("profile"))
+        attempt = 0
+        while True:
+            try:
+                name = parse_name(self.link.command("name"))
+                profile, model = parse_profile(self.link.command("profile"))
+                if model is None and attempt < self.opts.retries:
+                    raise ProtocolError("no 'm-model-[...]' line in the answer to 'profile%'")
+                break
+            except (ProtocolError, DeviceTimeout) as exc:
+                if attempt >= self.opts.retries:
+                    raise DeviceError(f"identifying the DUT on {self.opts.port}: {exc}") from None
+                attempt += 1
+                self.log.write("runner", f"identifying the DUT: {exc}; resynchronising and repeating")
+                if not self.link.sync():
+                    raise DeviceTimeout(
+                        f"port {self.opts.port} stopped answering while identifying the DUT ({exc})"
+                    ) from None
         self.record["dut"] = {"name": name, "profile": profile, "model": model}
         self.log.write("runner", f"DUT: name {name!r}, profile {profile!r}, model {model!r}")
         if model is None:
