@@ -116,11 +116,18 @@ class DutLink:
             quick = min(self.timeout, AUTO_BAUD_WAIT_S)
             plan = [(b, quick, 1) for b in self.bauds] + [(b, self.timeout, 1) for b in self.bauds]
         for baud, wait, attempts in plan:
-            if self._ser is None or self.baud != baud:
-                self.close()
+            if self._ser is None:
                 self.log.write("runner", f"opening {self.port} at {baud} baud")
                 self._ser = self._opener(self.port, baud)
                 self.baud = baud
+            elif self.baud != baud:  # the port stays open; only its baud changes
+                self.log.write("runner", f"switching {self.port} to {baud} baud")
+                try:
+                    self._ser.baudrate = baud
+                except (ValueError, OSError) as exc:
+                    raise DeviceError(f"cannot set {self.port} to {baud} baud: {exc}") from None
+                self.baud = baud
+                self._buf.clear()
                 try:
                     self._ser.reset_input_buffer()
                 except Exception:
