@@ -304,7 +304,7 @@ class H573IoManager(IoManagerDevice):
 
     def __init__(self, twin: Twin, *, name: str = "io", flash_baud: int | None = None, powered: bool = True):
         core = H573IoCore(flash_baud=flash_baud)
-        super().__init__(twin, core, name=name, host_tx_buffer=0, dut_tx_buffer=0)
+        super().__init__(twin, core, name=name, host_tx_buffer=0, dut_tx_buffer=0, boot_us=BOOT_US)
         core.clock_10us = lambda: self.micros() // 10
         if powered:
             self.power_on()
