@@ -20,7 +20,8 @@ def f32(x) -> float:
     try:
         return _pack_f.unpack(_pack_f.pack(x))[0]
     except OverflowError:  # beyond float32: +-inf, as the FPU rounds
-        return float(F32(x))
+        with np.errstate(over="ignore"):
+            return float(F32(x))
 
 
 def _f32_next(r: float, up: bool) -> float:
