@@ -58,10 +58,16 @@ class TFLMBackend:
         try:
             with _quiet_stderr():
                 self._it = runtime.Interpreter.from_bytes(data, arena_size=arena_size)
-        except RuntimeError as exc:
+        except RuntimeError:
+            needed = self.arena_needed(data)
+            if needed is None:
+                raise ModelError(
+                    "TFLM cannot prepare this model (an operator is unsupported or rejects its tensors); "
+                    "check it runs with the TFLM interpreter"
+                ) from None
             raise ModelError(
-                f"TFLM could not allocate this model's tensors in the firmware's "
-                f"{arena_size}-byte tensor arena ({exc}); the reference firmware would fail the same way"
+                f"the model needs a {needed}-byte tensor arena but the firmware has a "
+                f"{arena_size}-byte tensor arena (kTensorArenaSize); the reference firmware would fail the same way"
             ) from None
         except Exception as exc:
             raise ModelError(f"TFLM rejected the model ({type(exc).__name__}: {exc})") from None
