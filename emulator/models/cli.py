@@ -94,4 +94,6 @@ def info_cmd(
                 f"in {i['dtype']}{i['shape']}  out {o['dtype']}{o['shape']}  {r['file']}"
             )
     if not all(r["status"] == "ok" for r in rows):
+        if not as_json:
+            typer.echo("fix: run `tinytwin models download` (or point --models-dir at a directory that has them)", err=True)
         raise typer.Exit(1)
