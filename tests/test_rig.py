@@ -25,9 +25,10 @@ class Lines:
     def write(self, text: str) -> None:
         self.port.write(text.encode())
 
-    def until(self, pattern: str, timeout: float = 10.0) -> list[str]:
-        """Lines up to and including the first that matches ``pattern``."""
-        rx = re.compile(pattern)
+    def until(self, pattern, timeout: float = 10.0) -> list[str]:
+        """Lines up to and including the first that matches ``pattern`` (a
+        regex, or a predicate on the line)."""
+        match = pattern if callable(pattern) else re.compile(pattern).search
         out: list[str] = []
         deadline = time.monotonic() + timeout
         while True:
@@ -36,7 +37,7 @@ class Lines:
                 line = raw.rstrip(b"\r").decode("latin-1")
                 out.append(line)
                 self.seen.append(line)
-                if rx.search(line):
+                if match(line):
                     return out
             left = deadline - time.monotonic()
             if left <= 0:
