@@ -1,0 +1,125 @@
+"""Conformance through a real serial device: every case of
+firmware_api_spec/dut_protocol.yaml sent over a pseudo-terminal with pyserial
+to a freshly booted twin (fast mode), and the boot banner of every model in
+both modes.
+
+"any" cases run on kws01 here (the pure core runs them for every model, see
+test_spec_core.py); the model-specific cases run on their own model.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import serial
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "firmware_api_spec"))
+
+from dut_spec import MissingData, load_spec  # noqa: E402
+
+from emulator.bench import build_dut_bench  # noqa: E402
+from emulator.transport import PtyPort  # noqa: E402
+
+SPEC = load_spec()
+READY = b"m-ready"
+QUIET_S = 0.05  # silence that ends an answer once its last m-ready has arrived
+NO_ANSWER_S = 0.4  # how long a case expecting no output listens
+
+
+class PtyDut:
+    """A twin served on a pseudo-terminal, and a pyserial port opened on it."""
+
+    def __init__(self, model: str, models_dir: Path, mode: str = "performance"):
+        self.bench = build_dut_bench(model, models_dir=models_dir, speed="fast", energy_mode=mode == "energy")
+        baud = self.bench.dut.uart.baud
+        self.pty = self.bench.bridge.attach(PtyPort("dut", initial_baud=baud))
+        # open the device before the twin runs, so the banner is not flushed away
+        self.port = serial.Serial(self.pty.device, baudrate=baud, timeout=0.02)
+        self.bench.twin.start()
+
+    def read_answer(self, ready_lines: int, timeout: float = 30.0, quiet: float = QUIET_S) -> bytes:
+        """Read until ``ready_lines`` complete ``m-ready`` lines have arrived and
+        the line has then stayed quiet for ``quiet`` s (for 0 lines: until a
+        quiet period of NO_ANSWER_S)."""
+        buf = bytearray()
+        deadline = time.monotonic() + timeout
+        last_rx = time.monotonic()
+        while True:
+            chunk = self.port.read(1)  # waits at most the port timeout
+            if chunk and self.port.in_waiting:
+                chunk += self.port.read(self.port.in_waiting)
+            now = time.monotonic()
+            if chunk:
+                buf += chunk
+                last_rx = now
+            complete = bytes(buf).split(b"\r\n")[:-1]
+            seen = sum(1 for line in complete if line == READY)
+            if ready_lines == 0:
+                if now - last_rx >= NO_ANSWER_S:
+                    return bytes(buf)
+            elif seen >= ready_lines and now - last_rx >= quiet:
+                return bytes(buf)
+            if now > deadline:
+                raise TimeoutError(f"{seen}/{ready_lines} m-ready after {timeout} s; got {bytes(buf)!r}")
+
+    def write(self, data: bytes) -> None:
+        self.port.write(data)
+        self.port.flush()
+
+    def close(self) -> None:
+        try:
+            self.port.close()
+        finally:
+            self.bench.twin.close()
+        assert not self.bench.twin.errors, self.bench.twin.errors
+
+
+def pty_instances():
+    out = []
+    for case in SPEC.cases:
+        model = "kws01" if case.model == "any" else case.model
+        out.append(pytest.param(case, model, id=f"{case.id}[{model}]"))
+    return out
+
+
+@pytest.mark.parametrize("case,model", pty_instances())
+def test_case_through_pty(case, model, models_dir, shared):
+    try:
+        setup = case.setup_bytes(shared)
+    except MissingData as exc:
+        pytest.skip(str(exc))
+    dut = PtyDut(model, models_dir, case.mode)
+    try:
+        banner = dut.read_answer(1, quiet=0)  # anything after it shows up in the answer below
+        SPEC.match(SPEC.banner(model, case.mode), banner, model, what=f"banner before {case.id}")
+        for chunk in setup:
+            dut.write(chunk)
+            if b"%" in chunk:
+                dut.read_answer(1, quiet=0)  # one answer (a device may lose later commands: see uart_overrun_while_busy)
+            else:
+                time.sleep(0.02)
+        dut.write(case.send)
+        out = dut.read_answer(case.ready_count())
+    finally:
+        dut.close()
+    case.check(out, model)
+    assert SPEC.message_regex(model).fullmatch(out), out
+
+
+@pytest.mark.parametrize("model", list(SPEC.models))
+@pytest.mark.parametrize("mode", ["performance", "energy"])
+def test_banner_through_pty(model, mode, models_dir):
+    dut = PtyDut(model, models_dir, mode)
+    try:
+        out = dut.read_answer(1)
+        assert dut.bench.dut.uart.baud == (SPEC.models[model]["perf_baud"] if mode == "performance" else SPEC.framing["energy_baud"])
+        # the parser is on once m-ready is out
+        dut.write(b"profile%")
+        prof = dut.read_answer(1)
+    finally:
+        dut.close()
+    SPEC.match(SPEC.banner(model, mode), out, model, what=f"banner ({mode})")
+    SPEC.match(["m-profile-[{}]".format(SPEC.firmware["fw_version"]), "m-model-[{model}]", "m-ready"], prof, model)
