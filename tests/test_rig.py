@@ -281,3 +281,45 @@ def test_h573_flash_baud_survives_a_power_cycle(make_rig):
     rig.twin.call_soon(rig.ioman.power_cycle)
     time.sleep(0.2)
     assert io.command("checkbaud") == ["baud is: 19200", "m-ready"]
+
+
+# --------------------------------------------------------------------------
+# rig_command: what `tinytwin rig` runs
+
+
+def test_rig_command_serves_until_sigterm(models_dir, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from emulator.rig import rig_command; "
+        f"sys.exit(rig_command('kws01', {str(tmp_path)!r}, 'h573', 'lpm01a', {str(models_dir)!r}, 'fast', 'tflm'))"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while not lines or lines[-1] != "Ctrl-C to stop":
+            line = proc.stdout.readline()
+            assert line, f"rig_command ended early: {proc.stderr.read()}"
+            lines.append(line.rstrip("\n"))
+        assert lines[0].startswith("io (h573): /dev/pts/") and lines[0].endswith(f"(link {tmp_path / 'io'})")
+        assert lines[1].startswith("emon (lpm01a): /dev/pts/") and lines[1].endswith(f"(link {tmp_path / 'emon'})")
+        io = Lines(serial.Serial(str(tmp_path / "io"), 115200, timeout=0.2))
+        wait_for(lambda: (io.write("name%"), io.quiet(0.2))[1] != b"", timeout=10)
+        assert io.command("name") == ["tinyML Enhanced Interface Board", "m-ready"]
+        io.port.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not (tmp_path / "io").exists() and not (tmp_path / "emon").exists()
+
+
+def test_rig_command_reports_a_bad_interface(models_dir, tmp_path, capsys):
+    from emulator.rig import rig_command
+
+    assert rig_command("kws01", tmp_path, "uno", "lpm01a", models_dir, "fast", "tflm") == 2
+    assert "unknown interface 'uno'" in capsys.readouterr().err
