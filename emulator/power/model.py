@@ -362,8 +362,8 @@ def fit_power(
     V = np.array([o.voltage_v for o in observations])
     y = np.array([o.power_mw for o in observations])
     A = X * (V[:, None] * 1e-3)  # mW per unit of each parameter
-    free = [c for c in cols if c not in fixed and not (c == "infer_extra_ua_per_mhz" and "infer_extra_ua_per_mhz" in fixed)]
-    if any(c.startswith("infer:") for c in free) and "infer_extra_ua_per_mhz" in fixed:
+    free = [c for c in cols if c not in fixed]
+    if "infer_extra_ua_per_mhz" in fixed:  # fixing the inference term fixes the per-workload ones too
         free = [c for c in free if not c.startswith("infer:")]
     # drop unidentifiable columns: static vs run at a single clock
     if "static_ua" in free and "run_ua_per_mhz" in free:

@@ -1,0 +1,81 @@
+"""Trace tools on the reference traces: format, levels, plots."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from emulator.power.trace import (
+    EnergyTrace,
+    levels,
+    plot_trace,
+    read_timestamps,
+    read_trace,
+    trace_from_samples,
+    windows_from_timestamps,
+    write_timestamps,
+    write_trace,
+)
+
+
+def _log_windows(log: str) -> list[tuple[float, float]]:
+    """(energy uJ, power uW) of each window, as the EnergyRunner printed them."""
+    e = [float(x) for x in re.findall(r"Energy       :\s+([\d.]+) uJ", log)]
+    p = [float(x) for x in re.findall(r"Power        :\s+([\d.]+) uW", log)]
+    return list(zip(e, p))
+
+
+@pytest.mark.parametrize("model", ["kws", "ic", "vww", "ad"])
+def test_reference_trace_windows_match_the_runner(golden, model):
+    d = golden / model / "energy"
+    tr = read_trace(d / "trace1-energy.bin")
+    assert tr.rate_hz == 1000.0
+    ts = read_timestamps(d / "trace1-timestamps.json")
+    wins = windows_from_timestamps(ts)
+    assert len(ts) == 11 and len(wins) == 5 and wins[0] == (ts[1], ts[2])
+    logged = _log_windows((d / "results.txt").read_text())
+    assert len(logged) == 5
+    lv = levels(tr, wins)
+    for w, (e_uj, p_uw) in zip(lv.windows, logged):
+        # the runner adds a few hundred µs of margin: within one sample's energy
+        assert w["energy_uj"] == pytest.approx(e_uj, abs=45.0)
+        assert w["power_mw"] == pytest.approx(p_uw / 1000, rel=0.01)
+    assert 33.0 < lv.idle_mw < 34.6
+    assert lv.inference_mw == pytest.approx(np.mean([p for _, p in logged]) / 1000, rel=0.01)
+
+
+def test_levels_of_a_synthetic_trace():
+    p = np.full(10_000, 34.0)
+    p[2000:5000] = 41.0
+    p[100:130] = 36.0  # a print: does not move the median
+    tr = EnergyTrace(1000.0, p)  # at 1 kHz, uJ per sample = mW
+    lv = levels(tr, [(2.0, 5.0)])
+    assert lv.idle_mw == 34.0 and lv.inference_mw == 41.0
+    assert lv.windows[0]["energy_uj"] == pytest.approx(3 * 41_000)
+    with pytest.raises(ValueError):
+        levels(tr, [])
+
+
+def test_write_read_roundtrip(tmp_path, golden):
+    tr = read_trace(golden / "ad" / "energy" / "trace1-energy.bin")
+    out = write_trace(tmp_path / "trace1-energy.bin", tr)
+    assert out.read_bytes() == (golden / "ad" / "energy" / "trace1-energy.bin").read_bytes()
+    ts = read_timestamps(golden / "ad" / "energy" / "trace1-timestamps.json")
+    write_timestamps(tmp_path / "t.json", ts)
+    assert read_timestamps(tmp_path / "t.json") == ts
+    j = trace_from_samples([40e-6, 41e-6], 1000.0)
+    assert j.uj.tolist() == pytest.approx([40.0, 41.0])
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"\x00abcd")
+    with pytest.raises(ValueError, match="0xF1"):
+        read_trace(bad)
+
+
+def test_plot_is_a_png(tmp_path, golden):
+    d = golden / "kws" / "energy"
+    tr = read_trace(d / "trace1-energy.bin")
+    ts = read_timestamps(d / "trace1-timestamps.json")
+    png = plot_trace(tr, tmp_path / "energy.png", ts, title="kws01 reference")
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
