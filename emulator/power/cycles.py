@@ -630,9 +630,11 @@ class Estimate:
             "latency_us": self.latency_us,
             "macs": self.macs,
             "flash_wait_states": self.flash_wait_states,
-            "layers": [vars(l) if not hasattr(l, "__dataclass_fields__") else {
-                "index": l.index, "op_type": l.op_type, "path": l.path, "macs": l.macs,
-                "cycles": l.cycles, "us": l.us, "flash_cycles": l.flash_cycles} for l in self.layers],
+            "layers": [
+                {"index": l.index, "op_type": l.op_type, "path": l.path, "macs": l.macs,
+                 "cycles": l.cycles, "us": l.us, "flash_cycles": l.flash_cycles}
+                for l in self.layers
+            ],
             "memory": {
                 "arena_bytes": m.arena_bytes, "arena_source": m.arena_source,
                 "stack_bytes": m.stack_bytes, "sram_used": m.sram_used, "sram_bytes": m.sram_bytes,
@@ -848,6 +850,21 @@ def window_us(
     b = baud if baud is not None else perf_baud(model, prof)
     est = estimate(model, prof, clock_mhz)
     return n * est.latency_us + lap_print_us(prof, b, timestamp_us, est.clock_mhz)
+
+
+def energy_window_us(
+    model: "str | Path | bytes | Graph",
+    n: int,
+    profile: KernelProfile | None = None,
+    clock_mhz: float | None = None,
+) -> float:
+    """Energy mode: the time between the two falling edges of the timestamp
+    GPIO around ``infer n w`` (the first ``th_timestamp()`` holds the pin low
+    for a 100000-iteration nop loop, then n inferences run)."""
+    prof = profile if profile is not None else KernelProfile.load()
+    est = estimate(model, prof, clock_mhz)
+    hold = float((prof.firmware or {}).get("timestamp_hold_us", 0.0)) * prof.clock_mhz / est.clock_mhz
+    return hold + n * est.latency_us
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,95 @@
+"""``estimate`` and ``calibrate`` commands (typer).
+
+The lead's ``emulator/cli.py`` calls :func:`register` on its app::
+
+    tinytwin estimate --model kws01 [--clock-mhz 80] [--profile P.json] [--json]
+    tinytwin calibrate --measurements M.csv --out P.json [--models-dir DIR]
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import calibrate as _cal
+from . import cycles as C
+
+
+def _load_profile(profile: Optional[Path]) -> C.KernelProfile:
+    return C.KernelProfile.load(profile) if profile is not None else C.KernelProfile.load()
+
+
+def _kib(n: int) -> str:
+    return f"{n / 1024:.1f} KiB"
+
+
+def render_table(est: C.Estimate) -> str:
+    lines = [
+        f"model {est.model}   profile {est.profile}   clock {est.clock_mhz:g} MHz   "
+        f"flash {est.flash_wait_states} WS",
+        f"{'#':>3}  {'op':<18} {'kernel':<28} {'MACs':>10} {'cycles':>12} {'us':>11} {'%':>6}",
+    ]
+    for l in est.layers:
+        share = 100 * l.cycles / est.cycles if est.cycles else 0.0
+        lines.append(
+            f"{l.index:>3}  {l.op_type:<18} {l.path[:28]:<28} {l.macs:>10,d} {l.cycles:>12,.0f} {l.us:>11,.1f} {share:>6.2f}"
+        )
+    m = est.memory
+    lines += [
+        f"total: {est.macs:,d} MACs, {est.cycles:,.0f} cycles, {est.latency_us:,.1f} us "
+        f"({est.latency_us / 1e3:,.3f} ms) per inference",
+        f"SRAM: arena {_kib(m.arena_bytes)} ({m.arena_source}) + stack {_kib(m.stack_bytes)} = "
+        f"{_kib(m.sram_used)} of {_kib(m.sram_bytes)}",
+        f"flash: model {_kib(m.model_bytes)} of {_kib(m.flash_bytes)}",
+        f"memory: {m.verdict}",
+    ]
+    return "\n".join(lines)
+
+
+def estimate_cmd(
+    model: str = typer.Option(..., "--model", help="X.tflite, or kws01/vww01/ic01/ad01"),
+    clock_mhz: float = typer.Option(120.0, "--clock-mhz", help="core clock (MHz)"),
+    profile: Optional[Path] = typer.Option(None, "--profile", help="kernel profile JSON (default: shipped)"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Per-layer cycle estimate of one inference, total latency and memory fit."""
+    try:
+        path = C.resolve_model(model)
+        est = C.estimate(path, _load_profile(profile), clock_mhz)
+    except (FileNotFoundError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    if json_out:
+        typer.echo(json.dumps(est.to_dict()))
+    else:
+        typer.echo(render_table(est))
+
+
+def calibrate_cmd(
+    measurements: Path = typer.Option(..., "--measurements", help="CSV: model,clock_mhz,us_per_inference"),
+    out: Path = typer.Option(..., "--out", help="profile JSON to write"),
+    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="where <model>.tflite live"),
+) -> None:
+    """Fit a kernel profile to measured latencies and write it."""
+    try:
+        prof = _cal.fit(measurements, base=C.KernelProfile.load(), models_dir=models_dir)
+    except (FileNotFoundError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    prof.save(out)
+    typer.echo(f"wrote {out}")
+    for k, v in prof.params.items():
+        typer.echo(f"  {k:22s} {v:12.4f}")
+    for r in prof.provenance.get("residuals", []):
+        typer.echo(
+            f"  {r['model']:10s} {r['clock_mhz']:g} MHz  measured {r['measured_us']:,.1f} us  "
+            f"fitted {r['predicted_us']:,.1f} us  ({r['error_pct']:+.3f} %)"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``estimate`` and ``calibrate`` to a typer app."""
+    app.command("estimate")(estimate_cmd)
+    app.command("calibrate")(calibrate_cmd)
