@@ -311,7 +311,9 @@ def test_garbage_in_the_dut_buffer_and_on_the_line_is_survived(kws_small, twin, 
     with serial.Serial(dev, 115200, timeout=5) as s:  # a previous session left half a command
         s.write(b"%")  # (once the board has booted: bytes sent while it boots are lost)
         assert s.read_until(b"m-ready\r\n").endswith(b"m-ready\r\n")
+        time.sleep(0.2)
         s.write(b"garbage 0102")
+        s.flush()
     p = proxy(dev)
     noise_after = {40, 41, 200}
     count = {"n": 0}
@@ -328,7 +330,8 @@ def test_garbage_in_the_dut_buffer_and_on_the_line_is_survived(kws_small, twin, 
     assert res.exit_code == EXIT_OK, res.message
     assert checker_value(out, CHECKER_TOP1) is not None
     log = (out / "log.txt").read_text()
-    assert "dut: e-[Unknown command: garbage]" in log  # the leftover command, flushed by the first '%'
+    # the leftover command, flushed by the first '%'
+    assert "dut: e-[Unknown command: garbage]" in log, log[:600]
     assert "#!noise" in log
 
 
