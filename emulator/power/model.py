@@ -75,6 +75,11 @@ def _workload_key(name: str | None) -> str | None:
     return {"kws": "kws01", "ic": "ic01", "vww": "vww01", "ad": "ad01"}.get(key, key)
 
 
+def _r(x: float) -> float:
+    """Eight significant digits: far below any measurement's resolution."""
+    return float(f"{x:.8g}")
+
+
 @dataclass
 class PowerModel:
     """Supply current/power of the DUT by state (see the module docstring)."""
@@ -170,11 +175,11 @@ class PowerModel:
         return {
             "name": self.name,
             "parameters": {
-                "static_ua": self.static_ua,
-                "run_ua_per_mhz": self.run_ua_per_mhz,
-                "tx_extra_ua": self.tx_extra_ua,
-                "infer_extra_ua_per_mhz": self.infer_extra_ua_per_mhz,
-                "infer_extra_ua_per_mhz_by_workload": dict(sorted(self.infer_extra_ua_per_mhz_by_workload.items())),
+                "static_ua": _r(self.static_ua),
+                "run_ua_per_mhz": _r(self.run_ua_per_mhz),
+                "tx_extra_ua": _r(self.tx_extra_ua),
+                "infer_extra_ua_per_mhz": _r(self.infer_extra_ua_per_mhz),
+                "infer_extra_ua_per_mhz_by_workload": {k: _r(v) for k, v in sorted(self.infer_extra_ua_per_mhz_by_workload.items())},
                 "ref_clock_mhz": self.ref_clock_mhz,
                 "vcore_ranges": [{"max_mhz": fm, "vcore_v": v} for fm, v in self.vcore_ranges],
             },
