@@ -143,12 +143,19 @@ def test_memory_fit(graphs, profile):
         assert e.memory.model_bytes == graphs[m].model_bytes
         assert e.memory.sram_bytes == 640 * 1024 and e.memory.flash_bytes == 2 * 1024 * 1024
     # the reference firmware ran ad01 in a 10 KB arena and ic01 in 100 KB
-    assert est["ad01"].memory.arena_bytes <= 10 * 1024 or est["ad01"].memory.arena_source.startswith("emulator")
+    assert est["ad01"].memory.arena_source.startswith("estimate")
     arena = {m: C.estimate_arena(graphs[m]) for m in MODELS}
     assert arena["ad01"].total <= 10 * 1024 and arena["ic01"].total <= 100 * 1024
     assert arena["vww01"].total <= 200 * 1024 and arena["kws01"].total <= 200 * 1024
     # ic01's largest live set: the residual add of two 32x32x16 maps into a third
     assert arena["ic01"].activations >= 3 * 32 * 32 * 16
+    for m in ("ad01", "ic01"):
+        meas = C.estimate(graphs[m], profile, arena="measured").memory
+        if meas.arena_source.startswith("measured"):
+            # a current TFLM keeps less bookkeeping in the arena than v2.3.1 did
+            assert 0.5 * arena[m].total < meas.arena_bytes <= arena[m].total, (m, meas.arena_bytes)
+    with pytest.raises(ValueError):
+        C.estimate(graphs["ad01"], profile, arena="guess")
     tiny = profile.copy(memory={"sram_bytes": 16 * 1024, "flash_bytes": 64 * 1024, "stack_bytes": 0})
     e = C.estimate(graphs["vww01"], tiny)
     assert not e.memory.fits

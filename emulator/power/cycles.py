@@ -138,6 +138,7 @@ class Graph:
     ops: list[OpInfo]
     inputs: list[int]
     outputs: list[int]
+    raw: bytes = field(default=b"", repr=False, compare=False)
 
     @property
     def macs(self) -> int:
@@ -265,6 +266,7 @@ def load_graph(model: "str | Path | bytes | Graph") -> Graph:
         ops=ops,
         inputs=[int(x) for x in sg.inputs],
         outputs=[int(x) for x in sg.outputs],
+        raw=raw,
     )
 
 
@@ -402,9 +404,13 @@ def _assign_path_and_counts(op: OpInfo, tensors: list[TensorInfo]) -> None:
                 c["call_cycles"] = pixels * kh * kw + (pixels + 1) // 2
                 op.scratch_bytes = 2 * k * 2
         c["out_cycles"] = op.out_elems
-        # the whole filter is streamed once per pair of output pixels (unless
-        # it fits the ART data cache)
-        op.flash_bytes = _flash_rereads(op.weight_bytes, max((pixels + 1) // 2, 1))
+        # arm_convolve_s8 sweeps the whole filter once per pair of output pixels;
+        # the 1x1 kernel keeps a pair of filter rows while it sweeps the pixels,
+        # so it re-fetches them only when the pair does not fit the ART data cache
+        if one_by_one and 2 * cin <= ART_DCACHE_BYTES:
+            op.flash_bytes = float(op.weight_bytes)
+        else:
+            op.flash_bytes = _flash_rereads(op.weight_bytes, max((pixels + 1) // 2, 1))
     elif t == "DEPTHWISE_CONV_2D" and int8:
         n, ih, iw, cin = _nhwc(op.in_shape)
         _, oh, ow, cout = _nhwc(op.out_shape)
@@ -414,8 +420,9 @@ def _assign_path_and_counts(op: OpInfo, tensors: list[TensorInfo]) -> None:
             op.path = "arm_depthwise_conv_s8_opt"
             ch4 = (cout // 4) * 4
             c["mac_cycles"] = pixels * kh * kw * (ch4 * DW_SIMD_COST + (cout - ch4) * BLOCK_COST["scalar"])
-            # per output pixel: the patch is copied to q15 one kernel row at a
-            # time (kh calls), then the channel loop is set up (one more)
+            # per output pixel: the patch is copied to q15 one tap at a time
+            # (kh*kw calls: q7->q15 with offset, or a memset where padded),
+            # then the channel loop is set up (one more)
             c["im2col_cycles"] = pixels * kh * kw * cin
             c["call_cycles"] = pixels * (kh * kw + 1)
             op.scratch_bytes = kh * kw * cin * 2
@@ -671,31 +678,33 @@ def feature_vector(graph: Graph, names: Iterable[str], clock_mhz: float) -> np.n
     return v
 
 
-def _measured_arena(graph: Graph) -> int | None:
-    """An arena size measured by :mod:`emulator.models`, if that module offers one."""
+def measured_arena(graph: Graph) -> int | None:
+    """The smallest arena in which the TFLM runtime of the ``tflite-micro``
+    package allocates this model, measured by :mod:`emulator.models` (a current
+    TFLM, leaner in persistent allocations than v2.3.1); None if unavailable."""
     try:
-        from emulator import models as _models  # noqa: F401
+        from emulator.models.backends import TFLMBackend
     except Exception:
         return None
-    for attr in ("arena_bytes", "measured_arena_bytes", "arena_size"):
-        fn = getattr(_models, attr, None)
-        if callable(fn):
-            try:
-                v = fn(graph.name)
-            except Exception:
-                continue
-            if isinstance(v, (int, float)) and v > 0:
-                return int(v)
-    return None
+    try:
+        v = TFLMBackend.arena_needed(graph.raw)
+    except Exception:
+        return None
+    return int(v) if v else None
 
 
 def estimate(
     model: "str | Path | bytes | Graph",
     profile: KernelProfile | None = None,
     clock_mhz: float | None = None,
+    arena: str = "estimate",
 ) -> Estimate:
     """Latency of one inference of ``model`` under ``profile`` at ``clock_mhz``
-    (default: the profile's clock), per layer, with the memory fit."""
+    (default: the profile's clock), per layer, with the memory fit.
+
+    ``arena``: ``"estimate"`` (tensor lifetimes + TFLM 2.3.1 bookkeeping, see
+    :func:`estimate_arena`) or ``"measured"`` (:func:`measured_arena`, falls
+    back to the estimate when emulator.models is not available)."""
     g = load_graph(model)
     prof = profile if profile is not None else KernelProfile.load()
     f = float(clock_mhz if clock_mhz is not None else prof.clock_mhz)
@@ -706,11 +715,14 @@ def estimate(
         total += cyc
         layers.append(LayerEstimate(op.index, op.op_type, op.path, op.macs, cyc, cyc / f, stall))
     mem = prof.memory or {}
-    measured = _measured_arena(g)
-    arena = measured if measured is not None else estimate_arena(g).total
+    if arena not in ("estimate", "measured"):
+        raise ValueError(f"arena must be 'estimate' or 'measured', not {arena!r}")
+    measured = measured_arena(g) if arena == "measured" else None
+    arena_bytes = measured if measured is not None else estimate_arena(g).total
     fit = MemoryFit(
-        arena_bytes=int(arena),
-        arena_source="emulator.models (measured)" if measured is not None else "tensor lifetimes (estimate)",
+        arena_bytes=int(arena_bytes),
+        arena_source="measured (emulator.models, current TFLM)" if measured is not None
+        else "estimate (tensor lifetimes, TFLM 2.3.1 bookkeeping)",
         stack_bytes=int(mem.get("stack_bytes", 0)),
         sram_bytes=int(mem.get("sram_bytes", L4R5_SRAM_BYTES)),
         model_bytes=g.model_bytes,
