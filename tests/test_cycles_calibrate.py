@@ -182,3 +182,12 @@ def test_cli_calibrate(models_dir, tmp_path):
     for m in MODELS:
         assert C.estimate(models_dir / f"{m}.tflite", prof).latency_us == pytest.approx(
             0.9 * C.estimate(models_dir / f"{m}.tflite", base).latency_us, rel=2e-3)
+
+
+def test_commands_are_plain_functions_too(models_dir, capsys):
+    from emulator.power.estimate_cli import estimate_cmd
+
+    estimate_cmd(str(models_dir / "ad01.tflite"), json_out=True)
+    d = json.loads(capsys.readouterr().out)
+    assert d["clock_mhz"] == 120.0 and d["latency_us"] == pytest.approx(
+        C.estimate(models_dir / "ad01.tflite").latency_us)

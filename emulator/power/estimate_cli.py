@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -49,10 +49,10 @@ def render_table(est: C.Estimate) -> str:
 
 
 def estimate_cmd(
-    model: str = typer.Option(..., "--model", help="X.tflite, or kws01/vww01/ic01/ad01"),
-    clock_mhz: float = typer.Option(120.0, "--clock-mhz", help="core clock (MHz)"),
-    profile: Optional[Path] = typer.Option(None, "--profile", help="kernel profile JSON (default: shipped)"),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    model: Annotated[str, typer.Option("--model", help="X.tflite, or kws01/vww01/ic01/ad01")],
+    clock_mhz: Annotated[float, typer.Option("--clock-mhz", help="core clock (MHz)")] = 120.0,
+    profile: Annotated[Optional[Path], typer.Option("--profile", help="kernel profile JSON (default: shipped)")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Per-layer cycle estimate of one inference, total latency and memory fit."""
     try:
@@ -68,9 +68,9 @@ def estimate_cmd(
 
 
 def calibrate_cmd(
-    measurements: Path = typer.Option(..., "--measurements", help="CSV: model,clock_mhz,us_per_inference"),
-    out: Path = typer.Option(..., "--out", help="profile JSON to write"),
-    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="where <model>.tflite live"),
+    measurements: Annotated[Path, typer.Option("--measurements", help="CSV: model,clock_mhz,us_per_inference")],
+    out: Annotated[Path, typer.Option("--out", help="profile JSON to write")],
+    models_dir: Annotated[Optional[Path], typer.Option("--models-dir", help="where <model>.tflite live")] = None,
 ) -> None:
     """Fit a kernel profile to measured latencies and write it."""
     try:
