@@ -300,3 +300,14 @@ def test_over_a_pty_in_fast_mode_streaming_follows_wall_time(models_dir, tmp_pat
         host.close()
     finally:
         twin.close()
+
+
+def test_pwr_status_frames_the_stream(kws):
+    kws.configure("freq 100", "output energy", "acqtime 50m", "trigdelay 0", "pwr on status")
+    kws.run(300 * MS)
+    kws.out.clear()
+    kws.emon_cmd("start", wait_ns=200 * MS)
+    raw = bytes(kws.out)
+    assert raw.startswith(P + b"ack start\r\n\r\npwr on\r\n\r\nTimeStamp: 000s 000ms, buff 00%\r\n\x00")
+    assert b"\r\npwr on\r\n\r\nend\r\n" in raw
+    assert len(parse_ascii_stream(raw).samples) == 5

@@ -731,7 +731,14 @@ class Lpm01a:
     Samples are computed lazily from the DUT's piecewise-constant power (state
     changes are recorded as they happen) every ``flush_ms`` of simulated time,
     so a long acquisition costs a few events per second of simulated time, not
-    one per sample; streaming does not make the twin busy.
+    one per sample; streaming does not make the twin busy (in fast mode the
+    twin then follows wall time). While an acquisition runs there is always a
+    next event: drive the twin with ``run_until_idle(limit_ns)``.
+
+    Not modelled: the static acquisition mode (``acqmode stat`` streams like
+    ``dyn``), ``funcmode``, ``currthre`` events on D2/D3, overcurrent, the
+    Tx-buffer load (``buff`` is always 00%: the host port buffers instead),
+    the duration of a calibration after ``volt``, ``autotest``.
     """
 
     def __init__(
