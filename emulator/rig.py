@@ -21,6 +21,7 @@ All devices share one simulated clock (:class:`emulator.sim.Twin`).
 from __future__ import annotations
 
 import importlib
+from typing import Optional
 import signal
 import threading
 from dataclasses import dataclass, field

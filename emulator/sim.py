@@ -47,6 +47,9 @@ US = 1_000
 MS = 1_000_000
 S = 1_000_000_000
 
+#: how often a hung-up host port (a pty no program has open) is looked at again
+HUP_RECHECK_S = 0.02
+
 
 @dataclass(frozen=True)
 class Speed:
@@ -115,6 +118,7 @@ class HostPort:
         self.closed = False
         self.rx_count = 0
         self.tx_count = 0
+        self.hup_until = 0.0  # wall time until which a hung-up fd is not polled
 
     # -- called by the twin loop -------------------------------------------
     def read_available(self) -> bytes | None:
@@ -330,8 +334,17 @@ class Twin:
                 with self._calls_lock:
                     fn = self._calls.popleft()
                 fn()
-            # 2. (re)register ports
+            # 2. (re)register ports; a hung-up port (a pty nobody has open)
+            # is left out for a while instead of waking poll() in a loop
+            wall_now = time.monotonic()
+            hung = False
             for fd, port in list(self.ports.items()):
+                if port.hup_until > wall_now:
+                    hung = True
+                    if fd in registered:
+                        poller.unregister(fd)
+                        del registered[fd]
+                    continue
                 mask = select.POLLIN | (select.POLLOUT if port.wants_write() else 0)
                 if registered.get(fd) != mask:
                     if fd in registered:
@@ -357,6 +370,8 @@ class Twin:
                 # poll() has 1 ms resolution: sleep whole milliseconds, then
                 # spin for the last one so events are released on time
                 timeout_ms = 0 if wait <= 0.001 else min(200, int(wait * 1000))
+            if hung:
+                timeout_ms = min(timeout_ms, int(HUP_RECHECK_S * 1000))
             events = poller.poll(timeout_ms)
             wall = time.monotonic()
             for fd, ev in events:
@@ -379,8 +394,7 @@ class Twin:
                     elif data:
                         self._inject(port, data, wall)
                     elif ev & (select.POLLHUP | select.POLLERR) and not ev & select.POLLIN:
-                        # a hung-up pty with nothing to read: back off a little
-                        time.sleep(0.01)
+                        port.hup_until = wall + HUP_RECHECK_S
             # 4. advance the simulation
             try:
                 if math.isinf(self._rate):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import array
 import fcntl
 import os
+import select
 import socket
 import struct
 import termios
@@ -71,7 +72,15 @@ def set_tty_baud(fd: int, baud: int) -> None:
 
 
 class PtyPort(HostPort):
-    """A pseudo-terminal; the host opens :attr:`device` (or the symlink)."""
+    """A pseudo-terminal; the host opens :attr:`device` (or the symlink).
+
+    We do not keep the slave open ourselves: the master then reports a hang-up
+    whenever no host has the port open, and what the device prints meanwhile is
+    dropped, as a board's output is when nobody listens on its USB serial
+    port (otherwise the next program to open the port would read stale
+    lines). The line settings (raw mode, baud) persist between openings, and
+    the baud the host sets is read through the master.
+    """
 
     def __init__(self, name: str, link: str | os.PathLike | None = None, initial_baud: int | None = None):
         master, slave = os.openpty()
@@ -79,28 +88,43 @@ class PtyPort(HostPort):
         tty.setraw(master)
         if initial_baud:
             set_tty_baud(slave, initial_baud)
-        super().__init__(name, master)
-        self.slave_fd = slave
         self.device = os.ttyname(slave)
+        os.close(slave)
+        super().__init__(name, master)
+        self.dropped = 0
         self.link: Path | None = None
         if link is not None:
-            self.link = make_link(Path(link), self.device)
+            try:
+                self.link = make_link(Path(link), self.device)
+            except TransportError:
+                os.close(master)
+                raise
+
+    def host_connected(self) -> bool:
+        try:
+            events = select.poll()
+            events.register(self.fd, select.POLLIN)
+            return not any(ev & select.POLLHUP for _, ev in events.poll(0))
+        except (OSError, ValueError):
+            return False
 
     def host_baud(self) -> int | None:
-        return tty_baud(self.slave_fd)
+        return tty_baud(self.fd)
 
     def on_read_error(self) -> bytes | None:
-        # Only if the slave is gone entirely; we hold it open, so keep going.
+        # EIO: no host has the slave open right now; the port stays
         return b""
+
+    def write_to_host(self, data: bytes) -> None:
+        if not self.host_connected():
+            self.dropped += len(data)
+            return
+        super().write_to_host(data)
 
     def close(self) -> None:
         if self.closed:
             return
         super().close()
-        try:
-            os.close(self.slave_fd)
-        except OSError:
-            pass
         if self.link is not None:
             try:
                 if self.link.is_symlink() and os.readlink(self.link) == self.device:

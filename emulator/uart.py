@@ -147,13 +147,17 @@ class SerialEndpoint:
             self.tap("tx", data, now)
         peer = self.peer
         twin = self.twin
-        twin.begin_busy()
-        finished = env.timeout(max(0, int(round(done)) - now))
-        finished.callbacks.append(lambda _e: twin.end_busy())
+        # Deliveries are scheduled before the completion event: at the instant
+        # the last character arrives, the receiver has it before the sender's
+        # next step runs (which may be a long computation that must not hold
+        # back the bytes already on the wire in realtime mode).
         if peer is not None:
             for seg_end, seg in self._segments(data, peer):
                 arrival = start + seg_end * ct
                 self._deliver_at(peer, seg, arrival)
+        twin.begin_busy()
+        finished = env.timeout(max(0, int(round(done)) - now))
+        finished.callbacks.append(lambda _e: twin.end_busy())
         return finished
 
     def _segments(self, data: bytes, peer: "SerialEndpoint") -> Iterable[tuple[int, bytes]]:

@@ -108,6 +108,7 @@ def test_cli_dut_serves_a_pty_and_cleans_up_on_sigterm(models_dir, tmp_path):
         first = proc.stdout.readline()
         assert first.startswith("dut: /dev/pts/"), first + proc.stderr.read()
         assert link.is_symlink()
+        time.sleep(0.3)  # let it finish booting (opening mid-boot shows part of the banner, as on a board)
         with serial.Serial(str(link), 115200, timeout=2) as s:
             assert Host(s).command("name")[0] == "m-name-dut-[unspecified]"
     finally:

@@ -56,9 +56,9 @@ def _bench_for(url: str):
                 )
             except Exception as exc:  # ModelError etc.: one clear message
                 raise SerialException(str(exc)) from None
-            bench.twin.start()
             _benches[key] = bench
-        return bench
+            return bench, True
+        return bench, False
 
 
 def shutdown_all() -> None:
@@ -77,12 +77,17 @@ class Serial(SerialBase):
             raise SerialException("Port must be configured before it can be used.")
         if self.is_open:
             raise SerialException("Port is already open.")
-        bench = _bench_for(self._port)
+        bench, new = _bench_for(self._port)
         ours, theirs = socket.socketpair()
         self._sock = ours
         self._twin_port = SocketPort("url", theirs)
         self._twin_port.baud = self._baudrate
-        bench.twin.call_soon(lambda: bench.bridge.attach(self._twin_port))
+        if new:
+            # the first opener is there from power-on and sees the boot banner
+            bench.bridge.attach(self._twin_port)
+            bench.twin.start()
+        else:
+            bench.twin.call_soon(lambda: bench.bridge.attach(self._twin_port))
         self._bench = bench
         self.is_open = True
         self._buf = bytearray()
