@@ -97,3 +97,28 @@ def test_dataset_synth_command_then_accuracy_run(models_dir, dut_process, tmp_pa
     assert "Top-1 100.0%" in r.stdout
     r = tinytwin("dataset", "synth", "--model", "xx01", "--out", tmp_path / "ds", "--count", "5")
     assert r.returncode == 2 and "unknown model 'xx01'" in r.stderr
+
+
+def test_ctrl_c_keeps_what_was_done(shared, models_dir, tmp_path):
+    """SIGINT in the middle of a (real-time) accuracy run: exit 130, the folder keeps the inferences so far."""
+    out = tmp_path / "o"
+    port = f"tinytwin://kws01?models_dir={models_dir}&speed=realtime"
+    p = subprocess.Popen(
+        TINYTWIN + ["run", "-p", port, "-m", "accuracy", "-d", str(shared / "datasets"), "-o", str(out), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until a few inferences are in the log
+        log = out / "log.txt"
+        if log.exists() and log.read_text().count("m-infer-done") >= 3:
+            break
+        time.sleep(0.1)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "interrupted" in err
+    rec = json.loads((out / "results.json").read_text())
+    assert rec["status"] == "interrupted" and len(rec["accuracy"]["inferences"]) >= 3
+    assert "run stopped" in (out / "results.txt").read_text()

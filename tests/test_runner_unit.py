@@ -332,3 +332,46 @@ def test_golden_label_files_parse(shared, tmp_path):
         (d / "y_labels.csv").write_text("\n".join(",".join(r) for r in rows[:20]) + "\n")
         ds = load_dataset(tmp_path, model)
         assert len(ds) == 20
+
+
+# -- progress bar ------------------------------------------------------------------------------------
+
+
+class _Stream:
+    def __init__(self, tty: bool):
+        self.tty, self.text = tty, ""
+
+    def isatty(self):
+        return self.tty
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+
+def test_progress_on_a_terminal_redraws_one_line_with_eta():
+    from runner.progress import Progress
+
+    s = _Stream(True)
+    p = Progress("kws01 accuracy", 4, s)
+    p.draw(force=True)
+    p.advance(1)
+    time_line = p.line()
+    assert "1/4" in time_line and "ETA" in time_line and "25.0%" in time_line
+    p.clear()
+    p.finish()
+    assert "\n" not in s.text.rstrip("\n") and s.text.startswith("\r") and "\x1b[K" in s.text
+
+
+def test_progress_in_a_log_prints_every_tenth():
+    from runner.progress import Progress
+
+    s = _Stream(False)
+    p = Progress("x", 100, s)
+    for _ in range(100):
+        p.advance(1)
+    p.finish()
+    lines = s.text.splitlines()
+    assert len(lines) == 11 and "1/100" in lines[0] and "100/100" in lines[-1]  # the start, then each 10 %
