@@ -84,7 +84,7 @@ def test_window_contains_inferences_and_first_lap_line(kws_bench, shared):
     l1, l2 = laps(host.lines())
     t = bench.dut.timing
     lap_line = len(f"m-lap-us-{l1}\r\n")
-    expected = 10 * t.inference_us + lap_line * char_ns(115200) / US
+    expected = 10 * t.inference_us + t.timestamp_print_us + lap_line * char_ns(115200) / US
     assert l2 - l1 == pytest.approx(expected, abs=2)
 
 

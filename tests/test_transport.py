@@ -23,8 +23,18 @@ def pty_bench(models_dir, tmp_path):
     bench = build_dut_bench("kws01", models_dir=models_dir, speed="fast")
     port = bench.bridge.attach(PtyPort("dut", link=tmp_path / "dut", initial_baud=115200))
     bench.twin.start()
+    wait_booted(bench)
     yield bench, tmp_path / "dut"
     bench.twin.close()
+
+
+def wait_booted(bench, timeout: float = 10.0) -> None:
+    """A host opening the port mid-boot sees part of the banner, as on a board;
+    these tests open it after boot."""
+    deadline = time.monotonic() + timeout
+    while not (bench.dut.powered and bench.dut.state == "idle" and bench.dut.core.parser_enabled):
+        assert time.monotonic() < deadline, "the DUT did not boot"
+        time.sleep(0.01)
 
 
 def test_pty_by_path_and_state_survives_reopen(pty_bench):

@@ -434,6 +434,8 @@ def run_script(
         elif isinstance(op, LoadTensor):
             err = core.load_tensor_error(op.raw)
             if err is not None:
+                if engine is not None and hasattr(engine, "load_short"):
+                    engine.load_short(op.raw)
                 out += err
             elif engine is not None:
                 engine.set_input(op.raw)

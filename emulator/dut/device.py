@@ -220,14 +220,19 @@ class Dut:
                     if epoch == self._epoch:
                         self.timestamp_pin.set(1)
                 else:
-                    yield from self._print(f"m-lap-us-{self.timer_us()}\r\n".encode(), epoch)
+                    stamp = self.timer_us()
+                    if self.timing.timestamp_print_us:
+                        yield env.timeout(int(self.timing.timestamp_print_ns))
+                    yield from self._print(f"m-lap-us-{stamp}\r\n".encode(), epoch)
             elif isinstance(op, LoadTensor):
                 err = self.core.load_tensor_error(op.raw)
                 if err is not None:
+                    if hasattr(self.engine, "load_short"):
+                        self.engine.load_short(op.raw)
                     yield from self._print(err, epoch)
                 else:
                     self.engine.set_input(op.raw)
-                    yield env.timeout(int(self.timing.load_tensor_ns(len(op.raw))))
+                    yield env.timeout(int(self.timing.load_tensor_ns()))
             elif isinstance(op, Infer):
                 self._set_state("infer")
                 self.engine.invoke(op.count)

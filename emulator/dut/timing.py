@@ -27,14 +27,17 @@ REFERENCE_INFERENCE_US = {
 @dataclass
 class DutTiming:
     inference_us: float
-    #: th_load_tensor(): conversion cost per input byte
-    load_tensor_us_per_byte: float = 0.02
+    #: th_load_tensor(): copying/converting the db buffer into the input tensor
+    load_tensor_us: float = 10.0
     #: parsing and dispatching one command
     command_us: float = 15.0
     #: from power-on (reset) to the first banner character
     boot_ms: float = 100.0
+    #: th_timestamp() in performance mode: reading the µs ticker and the
+    #: printf call, before the line's characters go out
+    timestamp_print_us: float = 0.0
     #: energy mode: how long th_timestamp() holds the GPIO low
-    #: (100000 iterations of a nop loop, ~4 cycles each at 120 MHz)
+    #: (100000 iterations of a nop loop)
     timestamp_hold_us: float = 100_000 * 4 / 120.0
     clock_mhz: float = 120.0
     source: str = "reference.csv"
@@ -42,8 +45,8 @@ class DutTiming:
     def inference_ns(self, count: int = 1) -> float:
         return count * self.inference_us * US
 
-    def load_tensor_ns(self, nbytes: int) -> float:
-        return nbytes * self.load_tensor_us_per_byte * US
+    def load_tensor_ns(self, nbytes: int | None = None) -> float:
+        return self.load_tensor_us * US
 
     @property
     def command_ns(self) -> float:
@@ -57,9 +60,42 @@ class DutTiming:
     def timestamp_hold_ns(self) -> float:
         return self.timestamp_hold_us * US
 
+    @property
+    def timestamp_print_ns(self) -> float:
+        return self.timestamp_print_us * US
+
 
 def timing_for(model_name: str, model_path=None, profile=None, clock_mhz: float | None = None, engine=None) -> DutTiming:
-    """The timing of the given model on the reference board."""
-    if model_name in REFERENCE_INFERENCE_US and profile is None and clock_mhz in (None, 120.0):
-        return DutTiming(inference_us=REFERENCE_INFERENCE_US[model_name])
-    raise ValueError(f"no timing model for {model_name!r} yet")
+    """The DUT's timing from the calibrated cycle model.
+
+    ``profile`` is a kernel-profile JSON (``tinytwin calibrate``); ``None`` is
+    the shipped profile fitted to the reference board. The inference latency
+    is derived from the model's graph, so it holds for your own models and
+    other clocks too (see :mod:`emulator.power.cycles`).
+    """
+    from ..power.cycles import KernelProfile, estimate, firmware_timing
+
+    try:
+        prof = KernelProfile.load(profile)
+    except FileNotFoundError:
+        raise ValueError(f"timing profile {profile} not found; give the JSON written by `tinytwin calibrate`") from None
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"timing profile {profile} is not a tinytwin kernel profile ({exc})") from None
+    if model_path is None and engine is not None:
+        model_path = getattr(engine, "model_path", None)
+    model = str(model_path) if model_path is not None else model_name
+    est = estimate(model, prof, clock_mhz)
+    fw = firmware_timing(prof, clock_mhz)
+    nbytes = None
+    if engine is not None:
+        nbytes = engine.profile.input_count * engine.profile.input_elem_size
+    return DutTiming(
+        inference_us=est.latency_us,
+        load_tensor_us=fw.load_tensor_us(model_name, nbytes),
+        command_us=fw.command_overhead_us,
+        boot_ms=fw.boot_ms,
+        timestamp_print_us=fw.printf_overhead_us_per_call,
+        timestamp_hold_us=fw.timestamp_hold_us,
+        clock_mhz=est.clock_mhz,
+        source=f"cycle model, profile {prof.name}",
+    )
