@@ -11,7 +11,8 @@ first window; the list is cycled when it has fewer than 5 inputs) and runs
 ``infer N W``. Unless ``iterations`` is given, N is picked from two
 calibration runs on the first input (``infer 1 0``, then ``infer n 0`` of
 about one second) so that a window lasts about 11 s: at least the rules'
-10 s and 10 inferences with a margin.
+10 s and 10 inferences with a margin. With ``iterations`` given, one
+``infer 1 0`` still runs first, to size the timeouts and the ETA.
 
 Accuracy mode: ``infer 1 0`` on every input (ad01: every sliding window of
 every file), then Top-1 / AUC as in :mod:`runner.metrics`.
@@ -253,6 +254,10 @@ class _Run:
             self.link.inference_us = cal.inference_us
         else:
             iterations = opts.iterations
+            # one inference first, to size the timeouts and the ETA
+            probe = self.step(first, f"timing probe with {picks[0].file}", 1, 0)
+            perf["timing_probe_us"] = probe.elapsed_us
+            self.link.inference_us = float(probe.elapsed_us)
         perf["iterations"] = iterations
         per_s = (self.link.inference_us or 0) / 1e6
         self.progress = Progress(
