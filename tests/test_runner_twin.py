@@ -452,3 +452,26 @@ def test_invalid_window_is_reported_with_nonzero_exit(kws_small, url, tmp_path):
     assert text.count("under the 10 s minimum") >= 5
     rec = json.loads((out / "results.json").read_text())
     assert rec["status"] == "invalid" and rec["performance"]["valid"] is False
+
+
+def test_dut_hangs_inside_an_inference(kws_small, twin, proxy, tmp_path):
+    """Nothing after the start lap of the 2nd inference: a timeout sized from the
+    inference time seen so far (not minutes), naming 'infer 1 0%' and the port."""
+    p = proxy(twin("kws01"))
+    laps = {"n": 0}
+
+    def to_host(line: bytes) -> bytes:
+        if line.startswith(b"m-lap-us-"):
+            laps["n"] += 1
+        return b"" if laps["n"] >= 3 else line
+
+    p.to_host = to_host
+    out = tmp_path / "o"
+    t0 = time.monotonic()
+    res = go(p.device, "accuracy", kws_small, out, baud=115200, timeout=0.5)
+    assert time.monotonic() - t0 < 6
+    assert res.exit_code == EXIT_ERROR
+    assert "timeout: no answer to 'infer 1 0%' on " + p.device in res.message
+    assert "last line received: 'm-lap-us-" not in res.message  # the hidden lap never arrived
+    rec = json.loads((out / "results.json").read_text())
+    assert rec["status"] == "stopped" and len(rec["accuracy"]["inferences"]) == 1
