@@ -71,6 +71,7 @@ def test_tcp_socket_url(models_dir):
     listener = TcpListener("tcp", "127.0.0.1", 0, bench.bridge)
     bench.twin.add_port(listener)
     bench.twin.start()
+    wait_booted(bench)
     try:
         host, port = listener.address
         with serial.serial_for_url(f"socket://{host}:{port}", timeout=2) as s:
