@@ -120,7 +120,11 @@ class _Run:
             "error": None,
         }
         self._json_written = 0.0
-        self.log.write("runner", f"tinytwin runner {RUNNER_VERSION}: {opts.mode} run on {opts.port}; output {self.out}")
+        self.log.write(
+            "runner",
+            f"tinytwin runner {RUNNER_VERSION}: {opts.mode} run on {opts.port}; output {self.out}; "
+            f"started {self.record['started']} (times in this log: seconds since then)",
+        )
         if foreign:
             msg = (
                 f"the output folder {self.out} also holds {', '.join(foreign)}; the submission checker "
