@@ -268,7 +268,9 @@ class Twin:
         self._wake()
 
     def remove_port(self, port: HostPort) -> None:
+        """Forget a port whose host end is gone for good (and close it)."""
         self.ports.pop(port.fd, None)
+        port.close()
 
     def on_close(self, fn: Callable[[], None]) -> None:
         self._closers.append(fn)

@@ -282,7 +282,8 @@ class HostBridge:
             )
 
     def _sync_rx_baud(self) -> None:
-        for p in self.ports:
+        # the most recently attached host end that is still there
+        for p in reversed(self.ports):
             if not p.closed:
                 self._sync_baud(p)
                 return

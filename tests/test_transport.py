@@ -98,6 +98,22 @@ def test_url_scheme_reattaches_to_the_same_board(models_dir):
         emulator.urlhandler.protocol_tinytwin.shutdown_all()
 
 
+def test_url_reopened_at_the_right_baud_is_understood_again(models_dir):
+    url = f"tinytwin://kws01?models_dir={models_dir}&speed=fast&instance=rebaud"
+    try:
+        with serial.serial_for_url(url, baudrate=9600, timeout=0.5) as s:
+            s.write(b"name%")
+            time.sleep(0.2)
+            assert b"m-name-dut" not in s.read(500)
+        with serial.serial_for_url(url, baudrate=115200, timeout=2) as s:
+            h = Host(s)
+            s.write(b"%")
+            h.read_until_ready()
+            assert h.command("name")[0] == "m-name-dut-[unspecified]"
+    finally:
+        emulator.urlhandler.protocol_tinytwin.shutdown_all()
+
+
 def test_url_scheme_bad_model_is_one_clear_error(tmp_path):
     with pytest.raises(serial.SerialException) as exc:
         serial.serial_for_url(f"tinytwin://kws01?models_dir={tmp_path}/nowhere")
