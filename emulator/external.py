@@ -35,12 +35,14 @@ The launcher
 4. tears the twin down and removes the temporary directory.
 
 Speed: ``--speed auto`` (the default) runs the twin ``fast`` except when the
-command runs the mlcommons runner in performance mode (``--mode p`` / ``-m
-p``): that runner checks with the host's wall clock that each performance
-loop lasted at least 10 s, which a fast twin finishes in well under a second.
-Then the twin runs :data:`PERFORMANCE_SPEED` times faster than real time,
-which keeps every official performance script above 10 s (see
-``firmware_api_spec/external_runner.md``).
+command runs the mlcommons runner in performance or energy mode (``--mode p``
+/ ``--mode e``). In performance mode that runner checks with the host's wall
+clock that each performance loop lasted at least 10 s, which a fast twin
+finishes in well under a second: the twin then runs
+:data:`PERFORMANCE_SPEED` times faster than real time, which keeps every
+official performance script above 10 s. In energy mode the runner must read
+the LPM01A's sample stream as fast as it comes: :data:`ENERGY_SPEED`. See
+``firmware_api_spec/external_runner.md``.
 """
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -63,6 +66,15 @@ from .external_inject import PORTS_ENV, SITECUSTOMIZE
 #: the runner's 10 s check with margin for slow hosts, and 4x less than
 #: realtime.
 PERFORMANCE_SPEED = 4.0
+
+#: speed factor ``--speed auto`` picks for the runner's energy mode. The runner
+#: reads the LPM01A's 1 kHz sample stream one byte at a time in Python, and
+#: right after the DUT's reply to ``infer`` it takes the samples and D7 events
+#: read so far: its reader must keep up with the stream, or a window's closing
+#: event lands in the next window (IndexError in print_energy_results). It
+#: keeps up at 5x on the development machine and not at 8x or fast; 2x leaves
+#: margin for slower hosts.
+ENERGY_SPEED = 2.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,10 @@ USB_IDENTITIES = {
 }
 
 INTERFACES = {"h573": "stm32h573i-dk", "arduino": "arduino"}
+
+#: what the runner's devices YAML opens the LPM01A's USB CDC port with (the
+#: board ignores it)
+EMON_BAUD = 3686400
 
 
 class ExternalError(Exception):
@@ -123,10 +139,16 @@ def runner_mode(command: Sequence[str]) -> Optional[str]:
 
 def resolve_speed(speed: str, command: Sequence[str]) -> str:
     """``auto`` -> :data:`PERFORMANCE_SPEED` for the runner's performance
-    mode, else ``fast``; any other value is returned unchanged."""
+    mode, :data:`ENERGY_SPEED` for its energy mode, else ``fast``; any other
+    value is returned unchanged."""
     if speed.strip().lower() != "auto":
         return speed
-    return f"{PERFORMANCE_SPEED:g}" if runner_mode(command) == "p" else "fast"
+    mode = runner_mode(command)
+    if mode == "p":
+        return f"{PERFORMANCE_SPEED:g}"
+    if mode == "e":
+        return f"{ENERGY_SPEED:g}"
+    return "fast"
 
 
 # --------------------------------------------------------------------------
@@ -153,15 +175,37 @@ class LineDrop:
         return cls(text, int(n))
 
 
-def _filtered_pty_class():
+class Trace:
+    """A wire log of every host port: one line per chunk of bytes, with the
+    simulated time (s), the wall time since the start (s), the port, the
+    direction (``>`` host to board, ``<`` board to host) and the bytes."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.fh = open(self.path, "w", encoding="utf-8", buffering=1 << 16)
+        self.wall0 = time.monotonic()
+        self.fh.write("# sim_s wall_s port dir bytes (tinytwin external --trace)\n")
+
+    def write(self, twin, port: str, direction: str, data: bytes) -> None:
+        if self.fh.closed:
+            return
+        self.fh.write(f"{twin.now / 1e9:14.6f} {time.monotonic() - self.wall0:10.3f} {port:<9} {direction} {data!r}\n")
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def _launcher_pty_class():
     from .transport import PtyPort
 
-    class FilteredPtyPort(PtyPort):
-        """A pty that can lose whole lines on their way to the host."""
+    class LauncherPty(PtyPort):
+        """A pty that can log its traffic (``--trace``) and lose whole lines on
+        their way to the host (``--drop-line``)."""
 
-        def __init__(self, *args, drops: Sequence[LineDrop] = (), **kwargs):
+        def __init__(self, *args, drops: Sequence[LineDrop] = (), trace: Optional[Trace] = None, **kwargs):
             super().__init__(*args, **kwargs)
             self.drops = list(drops)
+            self.trace = trace
             self._line = bytearray()
             self.host_spoke = False
 
@@ -169,12 +213,18 @@ def _filtered_pty_class():
             data = super().read_available()
             if data:
                 self.host_spoke = True
+                if self.trace is not None and self.twin is not None:
+                    self.trace.write(self.twin, self.name, ">", data)
             return data
 
         def write_to_host(self, data: bytes) -> None:
-            if not self.drops:
-                super().write_to_host(data)
-                return
+            if self.drops:
+                data = self._drop_lines(data)
+            if data and self.trace is not None and self.twin is not None:
+                self.trace.write(self.twin, self.name, "<", data)
+            super().write_to_host(data)
+
+        def _drop_lines(self, data: bytes) -> bytes:
             out = bytearray()
             for b in data:
                 self._line.append(b)
@@ -191,10 +241,9 @@ def _filtered_pty_class():
                                 lost = True
                     if not lost:
                         out += line
-            if out:
-                super().write_to_host(bytes(out))
+            return bytes(out)
 
-    return FilteredPtyPort
+    return LauncherPty
 
 
 # --------------------------------------------------------------------------
@@ -267,7 +316,7 @@ class ExternalBench:
             shutil.rmtree(self.inject_dir, ignore_errors=True)
 
 
-def _build_dut(model, *, models_dir, speed, dut_baud, timer_start_us, engine, drops):
+def _build_dut(model, *, models_dir, speed, dut_baud, timer_start_us, engine, drops, trace):
     from .bench import build_dut_bench
 
     bench = build_dut_bench(
@@ -278,15 +327,16 @@ def _build_dut(model, *, models_dir, speed, dut_baud, timer_start_us, engine, dr
         timer_start_us=timer_start_us,
         engine=engine,
     )
-    cls = _filtered_pty_class()
-    port = bench.bridge.attach(cls("dut", initial_baud=bench.dut.uart.baud, drops=drops))
+    pty = _launcher_pty_class()
+    port = bench.bridge.attach(pty("dut", initial_baud=bench.dut.uart.baud, drops=drops, trace=trace))
     side = HostSide("dut", "l4r5zi", port, bench.dut.uart.baud)
     return bench.twin, [side], {"dut": bench.dut, "bridge": bench.bridge}
 
 
-def _build_rig(model, *, models_dir, speed, dut_baud, timer_start_us, interface, engine, drops, h573_flash_baud):
+def _build_rig(model, *, models_dir, speed, dut_baud, timer_start_us, interface, engine, drops, trace, h573_flash_baud):
     try:
         from .rig import build_rig
+        from .ioman.base import HOST_BAUD
     except ImportError as exc:
         raise ExternalError(f"--energy needs the energy rig (emulator/rig.py), which this installation lacks ({exc})") from None
     if dut_baud is not None:
@@ -304,18 +354,19 @@ def _build_rig(model, *, models_dir, speed, dut_baud, timer_start_us, interface,
         **kwargs,
     )
     try:
-        if rig.emon_port is None:
-            raise ExternalError("--energy: the rig was built without an EMON port; the runner needs the LPM01A")
-        io_port = rig.io_port
-        if drops:  # lose lines on the interface board's USB link: swap in a filtering pty
-            rig.twin.remove_port(io_port)
-            io_port.close()
-            io_port = rig.io_bridge.attach(_filtered_pty_class()("io", initial_baud=io_port.host_baud(), drops=drops))
-            rig.io_port = io_port
-        board = INTERFACES[interface]
+        if rig.emon is None or rig.emon_port is None:
+            raise ExternalError("--energy: the rig was built without its LPM01A; the runner needs one")
+        # the rig's own ptys are replaced by ours (same devices behind them),
+        # which can log their traffic and lose lines
+        pty = _launcher_pty_class()
+        for old in (rig.io_port, rig.emon_port):
+            rig.twin.remove_port(old)
+            old.close()
+        rig.io_port = rig.io_bridge.attach(pty("io", initial_baud=HOST_BAUD, drops=drops, trace=trace))
+        rig.emon_port = rig.emon.attach(pty("emon", initial_baud=EMON_BAUD, trace=trace))
         sides = [
-            HostSide("interface", board, io_port, io_port.host_baud()),
-            HostSide("power", "lpm01a", rig.emon_port, rig.emon_port.host_baud()),
+            HostSide("interface", INTERFACES[interface], rig.io_port, HOST_BAUD),
+            HostSide("power", "lpm01a", rig.emon_port, EMON_BAUD),
         ]
     except BaseException:
         rig.close()
@@ -335,6 +386,7 @@ def open_bench(
     hide_real_ports: bool = False,
     drops: Sequence[LineDrop] = (),
     h573_flash_baud: Optional[int] = None,
+    trace: Optional[Path] = None,
     engine=None,
     log: Callable[[str], None] = lambda msg: None,
 ) -> ExternalBench:
@@ -342,6 +394,7 @@ def open_bench(
     if interface not in INTERFACES:
         raise ExternalError(f"--interface must be one of {', '.join(INTERFACES)} (got {interface!r})")
     drops = list(drops)
+    tracer = Trace(trace) if trace is not None else None
     if energy:
         twin, sides, objects = _build_rig(
             model,
@@ -352,6 +405,7 @@ def open_bench(
             interface=interface,
             engine=engine,
             drops=drops,
+            trace=tracer,
             h573_flash_baud=h573_flash_baud,
         )
     else:
@@ -363,7 +417,10 @@ def open_bench(
             timer_start_us=timer_start_us,
             engine=engine,
             drops=drops,
+            trace=tracer,
         )
+    if tracer is not None:
+        twin.on_close(tracer.close)
     inject_dir = Path(tempfile.mkdtemp(prefix="tinytwin-external-"))
     bench = ExternalBench(twin, sides, inject_dir, hide_real_ports=hide_real_ports, drops=drops, objects=objects)
     try:
@@ -428,6 +485,7 @@ def run_external(
     hide_real_ports: bool = False,
     drop_lines: Sequence[str] = (),
     h573_flash_baud: Optional[int] = None,
+    trace: Optional[Path] = None,
     engine=None,
     log: Callable[[str], None] = lambda msg: print(f"tinytwin: {msg}", file=sys.stderr, flush=True),
 ) -> int:
@@ -443,6 +501,11 @@ def run_external(
     except ValueError as exc:
         raise ExternalError(str(exc)) from None
     drops = [LineDrop.parse(s) for s in drop_lines]
+    mode = runner_mode(command)
+    if mode == "e" and not energy:
+        log("note: the command asks for energy mode (--mode e) but the bench has no LPM01A; add --energy")
+    elif energy and mode in ("p", "a"):
+        log("note: --energy runs the energy-mode firmware (no m-lap-us lines, 9600 baud behind the interface board)")
     bench = open_bench(
         model,
         energy=energy,
@@ -454,6 +517,7 @@ def run_external(
         hide_real_ports=hide_real_ports,
         drops=drops,
         h573_flash_baud=h573_flash_baud,
+        trace=trace,
         engine=engine,
         log=log,
     )
@@ -493,12 +557,13 @@ def register(app) -> None:
         speed: str = typer.Option(
             "auto",
             "--speed",
-            help=f"auto (fast, or {PERFORMANCE_SPEED:g}x when the command has --mode p), realtime, fast, or a factor such as 4",
+            help=f"auto (fast; {PERFORMANCE_SPEED:g}x when the command has --mode p, {ENERGY_SPEED:g}x with --mode e), realtime, fast, or a factor such as 4",
         ),
         dut_baud: Optional[int] = typer.Option(None, "--dut-baud", help="the DUT firmware's UART baud (default: the firmware's own)"),
         timer_start_us: int = typer.Option(0, "--timer-start-us", help="the DUT's 32-bit µs timer at reset (4294967296 - N: wraps after N µs)"),
         drop_line: list[str] = typer.Option([], "--drop-line", help="lose the N-th line TEXT on its way to the host, e.g. m-ready:5 (repeatable)"),
         hide_real_ports: bool = typer.Option(False, "--hide-real-ports", help="list only the twin's ports (not real serial ports) to the command"),
+        trace: Optional[Path] = typer.Option(None, "--trace", help="log every byte on every board port, with simulated and wall time, to this file"),
         h573_flash_baud: Optional[int] = typer.Option(None, "--h573-flash-baud", help="--energy --interface h573: the DUT baud left in the interface board's flash by an earlier setbaud (default: erased, i.e. 9600)"),
     ) -> None:
         """Run a host program written for the real boards (e.g. mlcommons/tiny's
@@ -516,6 +581,7 @@ def register(app) -> None:
                 hide_real_ports=hide_real_ports,
                 drop_lines=drop_line,
                 h573_flash_baud=h573_flash_baud,
+                trace=trace,
             )
         except ExternalError as exc:
             typer.echo(f"tinytwin external: {exc}", err=True)

@@ -24,6 +24,7 @@ from types import SimpleNamespace
 import pytest
 
 from emulator.external import (
+    ENERGY_SPEED,
     PERFORMANCE_SPEED,
     USB_IDENTITIES,
     ExternalError,
@@ -104,7 +105,7 @@ def test_runner_mode_and_auto_speed():
     assert runner_mode(["python", "main.py"]) is None
     assert resolve_speed("auto", ["python", "main.py", "--mode=p"]) == f"{PERFORMANCE_SPEED:g}"
     assert resolve_speed("auto", ["python", "main.py", "--mode", "a"]) == "fast"
-    assert resolve_speed("auto", ["python", "main.py", "--mode", "e"]) == "fast"
+    assert resolve_speed("auto", ["python", "main.py", "--mode", "e"]) == f"{ENERGY_SPEED:g}"
     assert resolve_speed("auto", ["python", "main.py"]) == "fast"
     assert resolve_speed("realtime", ["python", "main.py", "--mode", "p"]) == "realtime"
     # the factor keeps the shortest official performance loop (kws01: 5 x
@@ -318,3 +319,54 @@ def test_cli_is_mounted():
     )
     assert proc.returncode == 0, proc.stderr
     assert "--energy" in proc.stdout and "--interface" in proc.stdout and "--timer-start-us" in proc.stdout
+
+
+ENERGY_PORTS = r"""
+import json, sys, serial, time
+from serial.tools import list_ports
+ports = {(p.vid, p.pid): p.device for p in list_ports.comports(True) if p.vid}
+out = dict(ids=sorted(f"{v:04X}:{p:04X}" for v, p in ports))
+io = ports.get((0x0483, 0x374E)) or ports.get((0x2341, 0x0043))
+with serial.Serial(io, 115200, timeout=3) as s:
+    s.write(b"name%")
+    out["io"] = s.read_until(b"m-ready\r\n").decode(errors="replace")
+with serial.Serial(ports[(0x0483, 0x5740)], 3686400, timeout=3) as s:
+    s.write(b"htc\n")
+    out["emon"] = s.read_until(b"ack htc\r\n").decode(errors="replace")
+json.dump(out, open(sys.argv[1], "w"))
+"""
+
+
+@pytest.mark.parametrize("interface,io_id,io_name", [
+    ("h573", "0483:374E", "tinyML Enhanced Interface Board"),
+    ("arduino", "2341:0043", "m-ready"),
+])
+def test_energy_bench_ports(tmp_path, interface, io_id, io_name):
+    rc, report = run_child(ENERGY_PORTS, tmp_path, energy=True, interface=interface, hide_real_ports=True)
+    assert rc == 0
+    # the interface board and the LPM01A; the DUT's own USB is not connected
+    assert report["ids"] == sorted([io_id, "0483:5740"])
+    assert io_name in report["io"]
+    assert report["emon"].endswith("ack htc\r\n")
+
+
+def test_trace_logs_both_directions(tmp_path):
+    code = """
+    import json, sys, serial
+    from serial.tools import list_ports
+    dev = next(p.device for p in list_ports.comports(True) if p.vid == 0x0483)
+    with serial.Serial(dev, 115200, timeout=3) as s:
+        s.write(b"name%")
+        s.read_until(b"m-ready\\r\\n")
+    """
+    trace = tmp_path / "wire.log"
+    rc, _ = run_child(code, tmp_path, trace=trace)
+    assert rc == 0
+    lines = trace.read_text().splitlines()
+    assert lines[0].startswith("#")
+    sent = [l for l in lines if " dut " in l and " > " in l]
+    got = "".join(eval(l.split(" < ", 1)[1]).decode() for l in lines[1:] if " < " in l)
+    assert sent and "b'name%'" in sent[0]
+    assert "m-name-dut-[unspecified]\r\nm-ready\r\n" in got
+    sim_times = [float(l.split()[0]) for l in lines[1:]]
+    assert sim_times == sorted(sim_times)
