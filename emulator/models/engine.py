@@ -174,7 +174,15 @@ class Engine:
     # --------------------------------------------------------------- th_infer
     def invoke(self, count: int = 1) -> None:
         """``count`` consecutive th_infer() calls, the input left as the previous
-        invoke left it (on TFLM, activations may have overwritten it)."""
+        invoke left it (on TFLM, activations may have overwritten it).
+
+        Every invoke really runs on TFLM. Note the layout of the arena, hence what
+        overwrites the input, is the tflite-micro package's (reference kernels,
+        no scratch buffers), not that of the board's TFLM v2.3.1 + CMSIS-NN build;
+        since repeated invokes on a clobbered input behave chaotically, results
+        after more than one invoke differ from the board's. On backends that keep
+        graph inputs (LiteRT) and stateless models the repeats are skipped, exactly.
+        """
         if count < 0:
             raise ValueError("count must be >= 0")
         for _ in range(count):
