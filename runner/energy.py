@@ -1,0 +1,745 @@
+"""Energy mode: the MLPerf Tiny energy procedure against a bench (or the twin's rig).
+
+The bench: the DUT runs the energy-mode firmware (9600 baud, timestamps as
+falling edges of a GPIO instead of ``m-lap-us-`` lines); an IO manager
+(:mod:`runner.ioman_client`) relays its UART; an LPM01A
+(:mod:`runner.emon_lpm01a`) supplies it, samples the energy it draws and
+reports the timestamp edges on its D7 input in its data stream.
+
+The run, following the EEMBC EnergyRunner's session (``energy/log.txt`` of
+the v0.5 reference results) and the mlcommons/tiny runner:
+
+1. EMON: ``htc``; supply voltage (``--voltage``, 3.0 V by default as in the
+   reference results), 1 kHz samples of energy, ``ascii_dec``, acquisition
+   until ``stop``, falling D7 edges reported; ``pwr on`` powers the DUT up.
+2. IO manager: resynchronised (``%``), identified (``name``; ``--interface``
+   is checked against it). Arduino: the DUT's boot banner is read as it is
+   relayed (it must say ``m-timestamp-mode-energy``). H573: ``setbaud 9600``
+   restarts the board, dropping the banner it would otherwise hand to the
+   next command.
+3. DUT: ``dut name``, ``dut profile`` (the model picks ``DATASET/<model>/``).
+4. ``start``; ``dut timestamp``: the EMON must report its one edge (the
+   wiring check the EnergyRunner also does).
+5. N, as in performance mode: with ``--iterations`` one ``infer 1 0`` first
+   (timeouts, ETA); otherwise two calibration runs, ``infer 1 0`` and ``infer
+   n 0`` of about 1 s, timed *by the EMON* (there are no ``m-lap-us-`` lines in
+   energy mode), and N for an 11 s window (:func:`runner.metrics.pick_iterations`).
+6. Five windows; window *i* downloads input *i* of ``y_labels.csv`` (ad01:
+   its first window; the list is cycled) with ``dut db load N`` and ``dut db
+   <hex>`` of 26 bytes, runs ``dut infer N W``, then reads the EMON stream
+   until it holds both timestamp edges of that inference. The IO manager's
+   answer can reach the host before the EMON samples of the same moment (the
+   two ports are independent); when the edges are not in yet, an EMON
+   command (``pwr get``) marks a point after the inference in the stream, and
+   the edges must come before one more second of samples after it.
+   Energy of a window = sum of the samples between its two edges (the
+   sample holding the start edge up to the one holding the end edge,
+   exclusive); energy per inference = that / N; runtime = samples between
+   the edges / rate.
+7. ``stop`` (``Acquisition completed``), ``pwr off``, ``hrc``.
+
+Output folder: ``log.txt`` (every line on both ports, samples included,
+with seconds since the start), ``results.txt`` (per window ``Energy data
+for window i at time T for D sec.:`` with Energy / Power / Energy/Inf. as
+the EnergyRunner prints them, ``Median energy cost is X uJ/inf.`` -- the line
+the submission checker reads -- then the performance lines of the same
+windows), ``results.json``, and the trace: ``trace1-energy.bin`` (the
+EnergyRunner's format: ``0xF1``, float32 rate, float32 µJ per sample),
+``trace1-timestamps.json`` (times of all the edges the EMON reported, s) and
+``trace1-energy.png`` (power over time, the measured windows shaded). A run
+whose windows break the rules (under 10 s or 10 inferences, not 5 windows)
+gets no ``Median energy cost is`` line and exits 1; a run that stops (an
+edge missing, the EMON silent, a device not answering) exits 2; either way
+the folder keeps everything done so far.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from . import metrics
+from .dataset import Dataset, Entry, load_dataset
+from .emon_lpm01a import SAMPLE_RATE_HZ, EmonError, Event, Lpm01aClient
+from .errors import DeviceError, RunnerError
+from .ioman_client import DB_CHUNK_BYTES, INTERFACES, IoManagerClient
+from .link import FIRST_INFERENCE_LIMIT_S, WireLog
+from .progress import Progress
+from .protocol import (
+    MODELS,
+    ModelInfo,
+    ProtocolError,
+    check_db_chunk,
+    check_db_load,
+    db_commands,
+    error_lines,
+    parse_lap,
+    parse_name,
+    parse_profile,
+    parse_results,
+)
+from .report import CHECKER, RUNNER_VERSION, SEP, ResultsText
+from .session import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, RunOutcome
+
+#: after the EMON's marker, how much more of the stream may pass before an
+#: edge counts as missing (s of samples)
+EDGE_GRACE_S = 1.0
+TRACE_FILE = "trace1-energy.bin"
+TIMESTAMPS_FILE = "trace1-timestamps.json"
+PLOT_FILE = "trace1-energy.png"
+OUTPUT_FILES = ("log.txt", "results.txt", "results.json", TRACE_FILE, TIMESTAMPS_FILE, PLOT_FILE)
+
+
+@dataclass
+class EnergyOptions:
+    io_port: str
+    emon_port: str
+    dataset: Path
+    out: Path
+    interface: str | None = None  # arduino | h573 | None: whichever answers
+    voltage: float = 3.0
+    iterations: int | None = None
+    warmup: int = 1
+    windows: int = metrics.WINDOWS
+    timeout: float = 5.0
+    verbose: bool = False
+    progress: bool = True
+    stream: TextIO | None = None
+    plot: bool = True
+    #: the EMON counts as stopped after this long without a byte while acquiring
+    emon_stall_s: float = 10.0
+
+
+class EdgeError(RunnerError):
+    """A timestamp edge the EMON should have reported is missing."""
+
+
+class _Log(WireLog):
+    """``log.txt`` shared by the two ports' threads."""
+
+    def __init__(self, path: Path, echo: TextIO | None, before_echo):
+        super().__init__(path, echo=None)
+        self._lock = threading.Lock()
+        self._echo_to = echo
+        self._before_echo = before_echo
+
+    def write(self, who: str, text: str) -> None:
+        self.lines(who, [text])
+
+    def lines(self, who: str, lines: list[str]) -> None:
+        if not lines:
+            return
+        with self._lock:
+            prefix = f"{self.stamp()} {who}: "
+            if self._fh is not None:
+                self._fh.write(prefix + ("\n" + prefix).join(lines) + "\n")
+            if self._echo_to is not None and who != "runner":
+                shown = [ln for ln in lines if not (who == "emon" and ln[:1].isdigit())]
+                if shown:
+                    if self._before_echo is not None:
+                        self._before_echo()
+                    print("\n".join(prefix + ln for ln in shown), file=self._echo_to, flush=True)
+
+    def close(self) -> None:
+        with self._lock:
+            super().close()
+
+
+class _Text(ResultsText):
+    """``results.txt`` with the energy lines."""
+
+    def energy_window(self, w: int, t0: float, runtime: float, energy_uj: float, power_uw: float, per_inf: float) -> None:
+        self._add("ulp-mlperf", f"Energy data for window {w} at time {t0:.2f} for {runtime:.2f} sec.:")
+        self._add("ulp-mlperf", f"  Energy       : {energy_uj:12.3f} uJ")
+        self._add("ulp-mlperf", f"  Power        : {power_uw:12.3f} uW")
+        self._add("ulp-mlperf", f"  Energy/Inf.  : {per_inf:12.3f} uJ/inf.")
+
+    def energy_median(self, med: float, problems: list[str]) -> None:
+        self._add("ulp-mlperf", SEP)
+        if problems:
+            self._add("ulp-mlperf", "ERROR: not valid for submission: " + "; ".join(problems) + ".")
+            self._add("runner", f"median of these windows (not a result): {med:.3f} uJ per inference")
+        else:
+            self._add("ulp-mlperf", f"Median energy cost is {med:.3f} uJ/inf.")
+        self._add("ulp-mlperf", SEP)
+
+    def note(self, text: str) -> None:
+        self._add("runner", text)
+
+
+@dataclass
+class _Window:
+    start: Event
+    end: Event
+    extra: int  # events beyond the two (the first ones were dropped)
+
+    def runtime_s(self, rate: float) -> float:
+        return (self.end.sample - self.start.sample) / rate
+
+
+def parse_energy_infer(lines: list[str], iterations: int, warmups: int) -> tuple[list[float], list[str]]:
+    """Check the energy-mode answer to ``infer N W``: ``m-warmup-start-W``,
+    ``m-warmup-done``, ``m-infer-start-N``, ``m-infer-done``,
+    ``m-results-[...]``. Returns the results and notes (lap lines: a
+    performance-mode firmware)."""
+    errs = error_lines(lines)
+    if errs:
+        raise ProtocolError(f"the DUT reported an error: {errs[0]}", transient=False)
+    pos = 0
+    for want in (f"m-warmup-start-{warmups}", "m-warmup-done", f"m-infer-start-{iterations}", "m-infer-done"):
+        while pos < len(lines) and lines[pos] != want:
+            pos += 1
+        if pos == len(lines):
+            raise ProtocolError(f"missing {want!r} in the DUT's answer to 'infer {iterations} {warmups}': {lines!r}")
+        pos += 1
+    results = None
+    for ln in lines[pos:]:
+        r = parse_results(ln)
+        if r is not None:
+            results = r
+    if results is None:
+        raise ProtocolError(f"missing 'm-results-[...]' in the DUT's answer to 'infer {iterations} {warmups}'")
+    notes = []
+    if any(parse_lap(ln) is not None for ln in lines):
+        notes.append(
+            "the DUT printed m-lap-us- lines: it runs the performance-mode firmware; energy mode needs the "
+            "energy-mode build (timestamps on the GPIO)"
+        )
+    return results, notes
+
+
+class _EnergyRun:
+    def __init__(self, opts: EnergyOptions):
+        if opts.iterations is not None and opts.iterations <= 0:
+            raise RunnerError("--iterations must be > 0")
+        if opts.warmup < 0:
+            raise RunnerError("--warmup must be >= 0")
+        if opts.windows <= 0:
+            raise RunnerError("--windows must be > 0")
+        if opts.timeout <= 0:
+            raise RunnerError("--timeout must be > 0")
+        if opts.interface is not None and opts.interface not in INTERFACES:
+            raise RunnerError(f"--interface must be one of {', '.join(INTERFACES)}, got {opts.interface!r}")
+        lo, hi = 1.8, 3.3
+        if not lo <= opts.voltage <= hi:
+            raise RunnerError(f"--voltage must be within {lo:g}-{hi:g} V (the LPM01A's range), got {opts.voltage:g}")
+        self.opts = opts
+        self.stream = opts.stream if opts.stream is not None else sys.stderr
+        self.out = Path(opts.out)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunnerError(f"cannot create the output folder {self.out}: {exc.strerror}") from None
+        foreign = sorted(p.name for p in self.out.iterdir() if p.name not in OUTPUT_FILES)
+        for name in (TRACE_FILE, TIMESTAMPS_FILE, PLOT_FILE):
+            try:
+                (self.out / name).unlink()  # a previous run's trace must not pass for this one's
+            except FileNotFoundError:
+                pass
+        self.progress: Progress | None = None
+        self.log = _Log(self.out / "log.txt", self.stream if opts.verbose else None, self._clear_progress)
+        self.text = _Text(self.out / "results.txt", self.log)
+        self.emon = Lpm01aClient(opts.emon_port, self.log.lines, timeout=opts.timeout, stall_s=opts.emon_stall_s)
+        self.io = IoManagerClient(
+            opts.io_port, self.log.lines, interface=opts.interface, timeout=opts.timeout, on_wait=self._waiting
+        )
+        self.inference_s: float | None = None
+        self.windows: list[_Window] = []  # the measured windows
+        self.other_windows: list[_Window] = []  # calibration / probe inferences
+        self.record: dict = {
+            "runner": {"name": "tinytwin runner", "version": RUNNER_VERSION, "results_format": CHECKER},
+            "mode": "energy",
+            "io_port": opts.io_port,
+            "emon_port": opts.emon_port,
+            "interface": None,
+            "io_manager": {},
+            "emon": {"kind": "lpm01a", "voltage_v": opts.voltage, "rate_hz": SAMPLE_RATE_HZ},
+            "dataset": {"root": str(Path(opts.dataset))},
+            "dut": {},
+            "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "finished": None,
+            "status": "running",
+            "error": None,
+        }
+        self.summary: list[str] = []
+        self.log.write(
+            "runner",
+            f"tinytwin runner {RUNNER_VERSION}: energy run; IO manager on {opts.io_port}, EMON on {opts.emon_port}; "
+            f"output {self.out}",
+        )
+        if foreign:
+            self._warn(f"the output folder {self.out} also holds {', '.join(foreign)}")
+
+    # -- terminal ----------------------------------------------------------------------
+    def _clear_progress(self) -> None:
+        if self.progress is not None:
+            self.progress.clear()
+
+    def _waiting(self) -> None:
+        if self.progress is not None:
+            self.progress.draw()
+        self.emon.check()  # raises when the EMON went silent
+
+    def _say(self, text: str) -> None:
+        self._clear_progress()
+        print(text, file=self.stream, flush=True)
+
+    def _warn(self, text: str) -> None:
+        self.log.write("runner", "warning: " + text)
+        self._say("warning: " + text)
+
+    # -- output ------------------------------------------------------------------------
+    def write_json(self) -> None:
+        path = self.out / "results.json"
+        tmp = path.with_name(".results.json.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(self.record, fh, indent=1)
+            fh.write("\n")
+        os.replace(tmp, path)
+
+    # -- bench -------------------------------------------------------------------------
+    def setup_bench(self) -> None:
+        opts = self.opts
+        self.emon.open()
+        self.emon.connect()
+        self.record["emon"].update({"board_id": self.emon.board_id, "firmware": self.emon.version})
+        self.emon.configure(opts.voltage, SAMPLE_RATE_HZ)
+        self.log.write("runner", f"EMON: LPM01A {self.emon.board_id} (firmware {self.emon.version}), {opts.voltage:g} V, "
+                       f"{SAMPLE_RATE_HZ} Hz energy samples")
+        self.io.open()
+        self.io.sync()
+        kind = self.io.identify()
+        self.record["interface"] = kind
+        self.record["io_manager"] = {"name": self.io.name, "version": self.io.version}
+        self.log.write("runner", f"IO manager: {kind} ({self.io.name!r}{', version ' + self.io.version if self.io.version else ''})")
+        self.emon.power(True)
+        if kind == "arduino":
+            banner = self.io.wait_dut_ready(max(3.0, opts.timeout))
+            if banner is None:
+                self._warn(
+                    f"no boot banner from the DUT through the IO manager within {max(3.0, opts.timeout):g} s of "
+                    "'pwr on' (is the DUT supplied by the EMON?)"
+                )
+            else:
+                self.record["dut"]["banner"] = banner
+                modes = [ln for ln in banner if ln.startswith("m-timestamp-mode-")]
+                if modes and modes[-1] != "m-timestamp-mode-energy":
+                    raise DeviceError(
+                        f"the DUT booted with '{modes[-1]}': energy mode needs the firmware built for energy mode "
+                        "(m-timestamp-mode-energy, 9600 baud, GPIO timestamps)"
+                    )
+        else:
+            time.sleep(1.0)  # the DUT boots; its banner goes to the H573's queue
+            self.io.reset_dut_side()
+
+    def identify_dut(self) -> ModelInfo:
+        name = profile = model = None
+        for attempt in range(2):
+            try:
+                name = parse_name(self.io.dut("name"))
+                profile, model = parse_profile(self.io.dut("profile"))
+            except DeviceError:
+                if attempt:
+                    raise
+                continue
+            if model is not None:
+                break
+            self.log.write("runner", "no 'm-model-[...]' in the answer to 'profile'; asking again")
+        self.record["dut"].update({"name": name, "profile": profile, "model": model})
+        self.log.write("runner", f"DUT: name {name!r}, profile {profile!r}, model {model!r}")
+        if model is None:
+            raise DeviceError(
+                f"the DUT behind the IO manager on {self.opts.io_port} did not report its model "
+                "(no 'm-model-[...]' line in the answer to 'dut profile')"
+            )
+        info = MODELS.get(model)
+        if info is None:
+            raise DeviceError(
+                f"the DUT reports model {model!r}, which is not an MLPerf Tiny closed-division model ({', '.join(MODELS)})"
+            )
+        return info
+
+    # -- edges -----------------------------------------------------------------------------
+    def collect_edges(self, first: int, want: int, what: str) -> list[Event]:
+        """The EMON events from index ``first`` on, once ``want`` of them are in
+        (the command that makes them has completed on the IO manager)."""
+        emon = self.emon
+        if not emon.wait_events(first + want, wall_limit=0.0):
+            emon.command("pwr get")  # a point in the stream after the command's end
+            mark = emon.sample_count
+            grace = int(EDGE_GRACE_S * emon.rate_hz)
+            if not emon.wait_events(first + want, until_sample=mark + grace):
+                got = emon.events(first)
+                seen = ", ".join(f"event {e.number} at {e.sample / emon.rate_hz:.3f} s" for e in got) or "none"
+                raise EdgeError(
+                    f"{what}: the EMON on {self.opts.emon_port} reported {len(got)} of the {want} timestamp "
+                    f"edge{'s' if want > 1 else ''} it should have seen on D7 (seen: {seen}; stream read up to "
+                    f"{emon.sample_count / emon.rate_hz:.3f} s, {EDGE_GRACE_S:g} s past the command's end). "
+                    "Check the wire from the DUT's timestamp GPIO to the EMON's D7 and that the DUT runs the "
+                    "energy-mode firmware"
+                )
+        return emon.events(first)
+
+    def timed_infer(self, data: bytes | None, what: str, iterations: int, warmups: int) -> tuple[_Window, list[float]]:
+        if data is not None:
+            self.download(data, what)
+        first = self.emon.event_count
+        per = self.inference_s if self.inference_s else FIRST_INFERENCE_LIMIT_S
+        limit = self.opts.timeout
+
+        def gap(line: str) -> float | None:
+            if line.startswith("m-warmup-start-") and warmups:
+                return limit + 2 * per * warmups
+            if line.startswith("m-infer-start-"):
+                return limit + 2 * per * iterations
+            return None
+
+        try:
+            lines = self.io.dut(f"infer {iterations} {warmups}", gap=gap)
+            results, notes = parse_energy_infer(lines, iterations, warmups)
+        except ProtocolError as exc:
+            raise DeviceError(f"{what}: {exc}") from None
+        for n in notes:
+            self._warn(n)
+        events = self.collect_edges(first, 2, f"{what}, 'infer {iterations} {warmups}'")
+        extra = len(events) - 2
+        if extra:
+            self._warn(
+                f"{what}: the EMON reported {len(events)} timestamp edges for one inference loop; using the last two"
+            )
+        return _Window(events[-2], events[-1], extra), results
+
+    def download(self, data: bytes, what: str) -> None:
+        try:
+            check_db_load(self.io.dut(f"db load {len(data)}"), len(data))
+            cmds = db_commands(data, DB_CHUNK_BYTES)
+            for i, cmd in enumerate(cmds):
+                check_db_chunk(self.io.dut(cmd), last=i == len(cmds) - 1)
+        except ProtocolError as exc:
+            raise DeviceError(f"{what}: downloading {len(data)} bytes: {exc}") from None
+
+    # -- the procedure ---------------------------------------------------------------------------
+    def measure(self, ds: Dataset) -> int:
+        opts = self.opts
+        rate = self.emon.rate_hz
+        entries = ds.entries
+        picks: list[Entry] = [entries[i % len(entries)] for i in range(opts.windows)]
+        if len(entries) < opts.windows:
+            self.log.write("runner", f"{ds.labels_path} lists {len(entries)} inputs; the windows reuse them in turn")
+        energy = self.record.setdefault("energy", {})
+        energy.update({"windows": [], "warmups": opts.warmup})
+
+        self.emon.start()
+        self.log.write("runner", "EMON acquisition started")
+        # the wiring check: one lone edge
+        first = self.emon.event_count
+        self.io.dut("timestamp")
+        lone = self.collect_edges(first, 1, "'dut timestamp' (the check of the timestamp wire)")
+        energy["timestamp_check_s"] = lone[-1].sample / rate
+
+        data0 = picks[0].input_bytes(picks[0].read(), 0)
+        if opts.iterations is None:
+            w1, _ = self.timed_infer(data0, f"calibration with {picks[0].file}", 1, 0)
+            single_us = int(round(w1.runtime_s(rate) * 1e6))
+            n2 = metrics.second_calibration_iterations(max(1, single_us))
+            w2, _ = self.timed_infer(None, f"calibration with {picks[0].file}", n2, 0)
+            multi_us = int(round(w2.runtime_s(rate) * 1e6))
+            cal = metrics.Calibration(single_us, n2, multi_us)
+            iterations = metrics.pick_iterations(cal)
+            self.other_windows += [w1, w2]
+            energy["calibration"] = {
+                "file": picks[0].file,
+                "infer_1_s": w1.runtime_s(rate),
+                "iterations": n2,
+                "infer_n_s": w2.runtime_s(rate),
+                "inference_us": cal.inference_us,
+                "overhead_us": cal.overhead_us,
+                "target_window_s": metrics.TARGET_WINDOW_S,
+                "picked_iterations": iterations,
+            }
+            self.inference_s = cal.inference_us / 1e6
+            self.log.write(
+                "runner",
+                f"calibration (EMON edges): {cal.inference_us:.0f} us an inference; N = {iterations} for a "
+                f"{metrics.TARGET_WINDOW_S:g} s window",
+            )
+        else:
+            iterations = opts.iterations
+            w1, _ = self.timed_infer(data0, f"timing probe with {picks[0].file}", 1, 0)
+            self.other_windows.append(w1)
+            energy["timing_probe_s"] = w1.runtime_s(rate)
+            self.inference_s = max(w1.runtime_s(rate), 1.0 / rate)
+        energy["iterations"] = iterations
+        self.write_json()
+
+        self.progress = Progress(
+            f"{ds.model.name} energy", opts.windows * iterations, self.stream, enabled=opts.progress
+        )
+        self.progress.draw(force=True)
+        per_inf: list[float] = []
+        thr: list[float] = []
+        problems: list[str] = []
+        for w, entry in enumerate(picks, start=1):
+            what = f"window {w} ({entry.file})"
+            data = entry.input_bytes(entry.read(), 0)
+            self.progress.expect(iterations, (self.inference_s or 0) * (iterations + opts.warmup))
+            win, results = self.timed_infer(data, what, iterations, opts.warmup)
+            self.progress.advance(iterations)
+            self.windows.append(win)
+            i0, i1 = win.start.sample, win.end.sample
+            energy_uj = float(self.emon.samples(i0, i1).sum()) * 1e6
+            runtime = win.runtime_s(rate)
+            power_uw = energy_uj / runtime if runtime > 0 else float("nan")
+            uj = energy_uj / iterations
+            tput = iterations / runtime if runtime > 0 else float("inf")
+            wprob = metrics.window_problems(iterations, int(round(runtime * 1e6)))
+            problems += [f"window {w} {p}" for p in wprob]
+            per_inf.append(uj)
+            thr.append(tput)
+            energy["windows"].append(
+                {
+                    "window": w,
+                    "file": entry.file,
+                    "iterations": iterations,
+                    "warmups": opts.warmup,
+                    "start_event": win.start.number,
+                    "end_event": win.end.number,
+                    "start_sample": i0,
+                    "end_sample": i1,
+                    "start_s": i0 / rate,
+                    "end_s": i1 / rate,
+                    "runtime_s": runtime,
+                    "energy_uj": energy_uj,
+                    "power_mw": power_uw / 1000.0,
+                    "uj_per_inference": uj,
+                    "throughput": tput,
+                    "extra_edges": win.extra,
+                    "valid": not wprob,
+                    "problems": wprob,
+                    "results": results,
+                }
+            )
+            self.text.energy_window(w, i0 / rate, runtime, energy_uj, power_uw, uj)
+            self.log.write(
+                "runner",
+                f"{what}: {iterations} inferences in {runtime:.3f} s (edges at {i0 / rate:.3f} s and {i1 / rate:.3f} s), "
+                f"{energy_uj:.3f} uJ, {power_uw / 1000:.3f} mW, {uj:.3f} uJ/inf.",
+            )
+            self.write_json()
+        self.progress.finish()
+
+        self.emon.stop()
+        self.log.write("runner", "EMON acquisition stopped")
+        if opts.windows != metrics.WINDOWS:
+            problems.append(f"{opts.windows} windows measured; energy mode requires exactly {metrics.WINDOWS}")
+        med = float(statistics.median(per_inf))
+        med_thr = float(statistics.median(thr))
+        energy.update(
+            {
+                "median_uj_per_inference": med,
+                "median_throughput": med_thr,
+                "valid": not problems,
+                "problems": problems,
+            }
+        )
+        self.text.energy_median(med, problems)
+        for w, row in enumerate(energy["windows"], start=1):
+            self.text.window(w, iterations, int(round(row["runtime_s"] * 1e6)), row["throughput"], row["problems"])
+        self.text.median(med_thr, problems)
+        runtimes = [r["runtime_s"] for r in energy["windows"]]
+        self.summary = [
+            f"{ds.model.name} energy on {opts.io_port} + {opts.emon_port} at {opts.voltage:g} V: median "
+            f"{med:.3f} uJ/inf. ({opts.windows} windows of {iterations} inferences, "
+            f"{min(runtimes):.3f}-{max(runtimes):.3f} s, {med_thr:.3f} inf./sec.)"
+        ]
+        if problems:
+            self.summary.append("NOT VALID for submission: " + "; ".join(problems))
+            return EXIT_INVALID
+        return EXIT_OK
+
+    # -- the trace -----------------------------------------------------------------------------
+    def save_trace(self) -> None:
+        """``trace1-energy.bin``, ``trace1-timestamps.json``, the PNG, and the
+        trace's levels in ``results.json`` (whatever was acquired)."""
+        from emulator.power.trace import levels, plot_trace, trace_from_samples, write_timestamps, write_trace
+
+        rate = float(self.emon.rate_hz)
+        samples = self.emon.samples()
+        if not len(samples):
+            return
+        events = self.emon.events()
+        trace = trace_from_samples(samples, rate)
+        write_trace(self.out / TRACE_FILE, trace)
+        stamps = [e.sample / rate for e in events]
+        write_timestamps(self.out / TIMESTAMPS_FILE, stamps)
+        meas = [(w.start.sample / rate, w.end.sample / rate) for w in self.windows]
+        info = {
+            "file": TRACE_FILE,
+            "timestamps_file": TIMESTAMPS_FILE,
+            "samples": int(len(samples)),
+            "rate_hz": rate,
+            "duration_s": len(samples) / rate,
+            "edges": len(stamps),
+            "windows": meas,
+            "calibration_windows": [(w.start.sample / rate, w.end.sample / rate) for w in self.other_windows],
+        }
+        busy = meas + info["calibration_windows"]
+        if meas:
+            try:
+                info["idle_mw"] = levels(trace, sorted(busy)).idle_mw
+                info["inference_mw"] = levels(trace, meas).inference_mw
+            except ValueError as exc:
+                info["levels_error"] = str(exc)
+        if self.opts.plot:
+            model = self.record.get("dut", {}).get("model") or "DUT"
+            try:
+                plot_trace(
+                    trace,
+                    self.out / PLOT_FILE,
+                    timestamps=stamps,
+                    windows=meas,
+                    title=f"{model} energy run at {self.opts.voltage:g} V: power ({len(meas)} windows shaded)",
+                )
+                info["plot"] = PLOT_FILE
+            except Exception as exc:  # a plot must never cost the results
+                info["plot_error"] = f"{type(exc).__name__}: {exc}"
+        self.record["energy_trace"] = info
+
+    # -- the run -------------------------------------------------------------------------------
+    def execute(self) -> RunOutcome:
+        status, code, message = "complete", EXIT_OK, ""
+        try:
+            self.setup_bench()
+            model = self.identify_dut()
+            self.text.header("energy", f"{self.opts.io_port} (EMON {self.opts.emon_port})", self.record["dut"])
+            ds = load_dataset(Path(self.opts.dataset), model)
+            self.record["dataset"].update(
+                {"folder": str(ds.folder), "labels": str(ds.labels_path), "files": len(ds.entries)}
+            )
+            self.log.write("runner", f"dataset {ds.labels_path}: {len(ds.entries)} files")
+            self.write_json()
+            code = self.measure(ds)
+            if code == EXIT_INVALID:
+                status = "invalid"
+        except RunnerError as exc:
+            status, code, message = "stopped", EXIT_ERROR, str(exc)
+        except KeyboardInterrupt:
+            status, code, message = "interrupted", EXIT_INTERRUPTED, "interrupted by the user"
+        finally:
+            if self.progress is not None:
+                self.progress.clear()
+            if message:
+                self.log.write("runner", f"run stopped: {message}")
+                self.text.stopped(message)
+            try:
+                self.emon.release()
+                self.io.close()
+                self.emon.close()
+                try:
+                    self.save_trace()
+                except Exception as exc:
+                    self.record["energy_trace_error"] = f"{type(exc).__name__}: {exc}"
+                    self.log.write("runner", f"saving the trace failed: {exc}")
+                self.record["status"] = status
+                self.record["error"] = message or None
+                self.record["finished"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+                self.write_json()
+            finally:
+                self.log.close()
+        return RunOutcome(status, code, message, self.record, self.summary)
+
+
+def run_energy(opts: EnergyOptions) -> RunOutcome:
+    """Run the energy procedure; never raises :class:`RunnerError` past setup."""
+    return _EnergyRun(opts).execute()
+
+
+# --------------------------------------------------------------------------
+# command line
+
+
+def energy_options_from_cli(
+    io_port: str | None,
+    emon_port: str | None,
+    dataset: Path,
+    out: Path,
+    interface: str | None,
+    voltage: float,
+    iterations: int | None,
+    warmup: int,
+    windows: int,
+    timeout: float,
+    verbose: bool,
+    no_progress: bool,
+) -> EnergyOptions:
+    missing = [name for name, v in (("--io-port", io_port), ("--emon-port", emon_port)) if not v]
+    if missing:
+        raise RunnerError(
+            f"energy mode needs {' and '.join(missing)}: the IO manager's port and the EMON's (LPM01A) port"
+        )
+    iface = None if interface in (None, "", "auto") else interface.strip().lower()
+    return EnergyOptions(
+        io_port=io_port,
+        emon_port=emon_port,
+        dataset=dataset,
+        out=out,
+        interface=iface,
+        voltage=voltage,
+        iterations=iterations,
+        warmup=warmup,
+        windows=windows,
+        timeout=timeout,
+        verbose=verbose,
+        progress=not no_progress,
+    )
+
+
+def report_outcome(outcome: RunOutcome, out: Path, echo) -> None:
+    """What the command prints at the end (summary on stdout, status on stderr)."""
+    for line in outcome.summary:
+        echo(line, False)
+    if outcome.message:
+        echo(f"tinytwin run: {outcome.status}: {outcome.message}", True)
+    echo(f"results in {out} ({outcome.status})", True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m runner.energy --io-port P --emon-port P --dataset D --out O``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m runner.energy", description="MLPerf Tiny energy mode (IO manager + LPM01A)")
+    ap.add_argument("--io-port", required=True)
+    ap.add_argument("--emon-port", required=True)
+    ap.add_argument("--dataset", "-d", type=Path, required=True)
+    ap.add_argument("--out", "-o", type=Path, required=True)
+    ap.add_argument("--interface", choices=("auto",) + INTERFACES, default="auto")
+    ap.add_argument("--voltage", type=float, default=3.0)
+    ap.add_argument("--iterations", "-n", type=int)
+    ap.add_argument("--warmup", "-w", type=int, default=1)
+    ap.add_argument("--windows", type=int, default=metrics.WINDOWS)
+    ap.add_argument("--timeout", type=float, default=5.0)
+    ap.add_argument("--verbose", "-v", action="store_true")
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args(argv)
+    try:
+        opts = energy_options_from_cli(
+            a.io_port, a.emon_port, a.dataset, a.out, a.interface, a.voltage, a.iterations, a.warmup,
+            a.windows, a.timeout, a.verbose, a.no_progress,
+        )
+        outcome = run_energy(opts)
+    except RunnerError as exc:
+        print(f"tinytwin run: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    report_outcome(outcome, a.out, lambda text, err: print(text, file=sys.stderr if err else sys.stdout, flush=True))
+    return outcome.exit_code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
