@@ -34,6 +34,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol
 
+from ..clib import c_atoi, c_int
+
 # Firmware constants (internally_implemented.h)
 EE_CMD_SIZE = 80
 EE_CMD_TERMINATOR = ord("%")
@@ -124,34 +126,7 @@ class Profile(Protocol):  # what the core needs of an I/O profile
 
 
 # --------------------------------------------------------------------------
-# C library behaviour
-
-
-def c_atoi(s: bytes | None) -> int:
-    """newlib ``atoi`` (= ``(int)strtol(s, NULL, 10)``) on a 32-bit target."""
-    if s is None:
-        return 0
-    i, n = 0, len(s)
-    while i < n and s[i] in b" \t\n\v\f\r":
-        i += 1
-    neg = False
-    if i < n and s[i] in b"+-":
-        neg = s[i] == ord("-")
-        i += 1
-    v = 0
-    while i < n and 48 <= s[i] <= 57:
-        v = v * 10 + (s[i] - 48)
-        i += 1
-    if neg:
-        v = -v
-    # strtol saturates at LONG_MIN/LONG_MAX (32-bit long)
-    return max(-(2**31), min(2**31 - 1, v))
-
-
-def c_int(v: int) -> int:
-    """A 32-bit value printed with %d."""
-    v &= 0xFFFFFFFF
-    return v - 2**32 if v >= 2**31 else v
+# C library and mbed stdio behaviour (the C library itself: emulator.clib)
 
 
 def crlf(text: bytes) -> bytes:

@@ -21,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from ..clib import strtol_value
 from ..gpio import Pin
 from ..sim import MS, US, Twin
 from ..uart import SerialEndpoint
@@ -122,26 +123,9 @@ class BoundedQueue:
 
 def c_atoi16(s: bytes | None) -> int:
     """avr-libc ``atoi`` (16-bit ``int``, no saturation: the value wraps)."""
-    v = _strtol_digits(s)
+    v = strtol_value(s)
     v &= 0xFFFF
     return v - 0x10000 if v >= 0x8000 else v
-
-
-def _strtol_digits(s: bytes | None) -> int:
-    if not s:
-        return 0
-    i, n = 0, len(s)
-    while i < n and s[i] in b" \t\n\v\f\r":
-        i += 1
-    neg = False
-    if i < n and s[i] in b"+-":
-        neg = s[i] == ord("-")
-        i += 1
-    v = 0
-    while i < n and 48 <= s[i] <= 57:
-        v = v * 10 + (s[i] - 48)
-        i += 1
-    return -v if neg else v
 
 
 # --------------------------------------------------------------------------
