@@ -368,10 +368,19 @@ class Lpm01aClient:
                     raise EmonError(self._failure)
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    silent = time.monotonic() - self.last_data
+                    if self.acquiring and silent >= limit:
+                        raise EmonError(
+                            f"the EMON on {self.port} stopped streaming: nothing received for {silent:.1f} s "
+                            f"after {self.stream.count} samples ({self.stream.count / self.rate_hz:.3f} s of "
+                            f"acquisition), and no answer to '{cmd}'"
+                        )
                     raise DeviceTimeout(
                         f"the EMON on {self.port} did not acknowledge '{cmd}' within {limit:g} s "
                         "(is it an LPM01A PowerShield, powered, on this port?)"
                     )
+                if self.acquiring:
+                    self._check_locked()
                 self._cond.wait(min(left, 0.1))
 
     def _error_detail(self, start: int, deadline: float) -> str:
@@ -461,7 +470,7 @@ class Lpm01aClient:
         """Best effort at the end of a run: acquisition stopped, DUT unpowered,
         control back to the board. Returns quietly whatever happens."""
         for step in (
-            (lambda: self.stop(timeout=5.0)) if self.acquiring else None,
+            (lambda: self.stop(timeout=2.0)) if self.acquiring else None,
             (lambda: self.power(False)) if self.powered else None,
             lambda: self.command("hrc", timeout=2.0),
         ):

@@ -90,7 +90,7 @@ from .session import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, RunOut
 
 #: after the EMON's marker, how much more of the stream may pass before an
 #: edge counts as missing (s of samples)
-EDGE_GRACE_S = 1.0
+EDGE_GRACE_S = 2.0
 TRACE_FILE = "trace1-energy.bin"
 TIMESTAMPS_FILE = "trace1-timestamps.json"
 PLOT_FILE = "trace1-energy.png"
@@ -371,20 +371,26 @@ class _EnergyRun:
         """The EMON events from index ``first`` on, once ``want`` of them are in
         (the command that makes them has completed on the IO manager)."""
         emon = self.emon
-        if not emon.wait_events(first + want, wall_limit=0.0):
-            emon.command("pwr get")  # a point in the stream after the command's end
+        try:
+            if emon.wait_events(first + want, wall_limit=0.0):
+                return emon.events(first)
+            supply = emon.command("pwr get")  # a point in the stream after the command's end
             mark = emon.sample_count
             grace = int(EDGE_GRACE_S * emon.rate_hz)
-            if not emon.wait_events(first + want, until_sample=mark + grace):
-                got = emon.events(first)
-                seen = ", ".join(f"event {e.number} at {e.sample / emon.rate_hz:.3f} s" for e in got) or "none"
-                raise EdgeError(
-                    f"{what}: the EMON on {self.opts.emon_port} reported {len(got)} of the {want} timestamp "
-                    f"edge{'s' if want > 1 else ''} it should have seen on D7 (seen: {seen}; stream read up to "
-                    f"{emon.sample_count / emon.rate_hz:.3f} s, {EDGE_GRACE_S:g} s past the command's end). "
-                    "Check the wire from the DUT's timestamp GPIO to the EMON's D7 and that the DUT runs the "
-                    "energy-mode firmware"
-                )
+            found = emon.wait_events(first + want, until_sample=mark + grace)
+        except EmonError as exc:
+            raise EmonError(f"{what}: waiting for the timestamp edges: {exc}") from None
+        if not found:
+            got = emon.events(first)
+            seen = ", ".join(f"event {e.number} at {e.sample / emon.rate_hz:.3f} s" for e in got) or "none"
+            raise EdgeError(
+                f"{what}: the EMON on {self.opts.emon_port} reported {len(got)} of the {want} timestamp "
+                f"edge{'s' if want > 1 else ''} it should have seen on D7 (seen: {seen}; stream read up to "
+                f"{emon.sample_count / emon.rate_hz:.3f} s, {EDGE_GRACE_S:g} s past the command's end). "
+                + ("The EMON's supply output is off. " if supply.strip() == "off" else "")
+                + "Check the wire from the DUT's timestamp GPIO to the EMON's D7 and that the DUT runs the "
+                "energy-mode firmware"
+            )
         return emon.events(first)
 
     def timed_infer(self, data: bytes | None, what: str, iterations: int, warmups: int) -> tuple[_Window, list[float]]:
@@ -406,6 +412,8 @@ class _EnergyRun:
             results, notes = parse_energy_infer(lines, iterations, warmups)
         except ProtocolError as exc:
             raise DeviceError(f"{what}: {exc}") from None
+        except DeviceError as exc:
+            raise type(exc)(f"{what}, 'infer {iterations} {warmups}': {exc}") from None
         for n in notes:
             self._warn(n)
         events = self.collect_edges(first, 2, f"{what}, 'infer {iterations} {warmups}'")
@@ -424,6 +432,8 @@ class _EnergyRun:
                 check_db_chunk(self.io.dut(cmd), last=i == len(cmds) - 1)
         except ProtocolError as exc:
             raise DeviceError(f"{what}: downloading {len(data)} bytes: {exc}") from None
+        except DeviceError as exc:
+            raise type(exc)(f"{what}: downloading {len(data)} bytes: {exc}") from None
 
     # -- the procedure ---------------------------------------------------------------------------
     def measure(self, ds: Dataset) -> int:
