@@ -272,7 +272,7 @@ class _EnergyRun:
         self.log.write(
             "runner",
             f"tinytwin runner {RUNNER_VERSION}: energy run; IO manager on {opts.io_port}, EMON on {opts.emon_port}; "
-            f"output {self.out}",
+            f"output {self.out}; started {self.record['started']} (times in this log: seconds since then)",
         )
         if foreign:
             self._warn(f"the output folder {self.out} also holds {', '.join(foreign)}")
