@@ -203,18 +203,37 @@ def _launcher_pty_class():
         their way to the host (``--drop-line``)."""
 
         def __init__(self, *args, drops: Sequence[LineDrop] = (), trace: Optional[Trace] = None, **kwargs):
+            self.trace = trace
+            self._on_host_bytes = None
             super().__init__(*args, **kwargs)
             self.drops = list(drops)
-            self.trace = trace
             self._line = bytearray()
             self.host_spoke = False
+
+        # the device's handler for host bytes, called in the simulation at the
+        # simulated time the bytes arrive: logged there, so that the trace
+        # shows that time
+        @property
+        def on_host_bytes(self):
+            return self._on_host_bytes
+
+        @on_host_bytes.setter
+        def on_host_bytes(self, handler):
+            if handler is None or self.trace is None:
+                self._on_host_bytes = handler
+                return
+
+            def traced(data, _handler=handler):
+                if self.twin is not None:
+                    self.trace.write(self.twin, self.name, ">", data)
+                _handler(data)
+
+            self._on_host_bytes = traced
 
         def read_available(self):
             data = super().read_available()
             if data:
                 self.host_spoke = True
-                if self.trace is not None and self.twin is not None:
-                    self.trace.write(self.twin, self.name, ">", data)
             return data
 
         def write_to_host(self, data: bytes) -> None:
@@ -525,7 +544,8 @@ def run_external(
         for side in bench.sides:
             usb = USB_IDENTITIES[side.board]
             log(f"{side.role}: {side.board} (USB {usb.describe()}) on {side.device}, {side.baud} baud")
-        log(f"speed {chosen}{' (auto)' if speed.strip().lower() == 'auto' else ''}; running: {' '.join(command)}")
+        shown = chosen if chosen in ("fast", "realtime") else f"{Speed.parse(chosen).factor:g}x"
+        log(f"speed {shown}{' (auto)' if speed.strip().lower() == 'auto' else ''}; running: {' '.join(command)}")
         rc = run_child(command, bench.environment())
     finally:
         bench.close()
