@@ -12,11 +12,14 @@ from typing import Optional
 
 import typer
 
-MODE_HELP = "performance (5 timed windows, median throughput) or accuracy (every input once: Top-1 / AUC)"
+MODE_HELP = (
+    "performance (5 timed windows, median throughput), accuracy (every input once: Top-1 / AUC) or "
+    "energy (5 windows measured by an LPM01A through an IO manager: --io-port, --emon-port)"
+)
 
 
 def run_command(
-    port: str = typer.Option(..., "--port", "-p", help="serial device (/dev/ttyACM0, COM3) or pyserial URL (socket://, tinytwin://kws01?...)"),
+    port: Optional[str] = typer.Option(None, "--port", "-p", help="performance/accuracy: serial device (/dev/ttyACM0, COM3) or pyserial URL (socket://, tinytwin://kws01?...)"),
     mode: str = typer.Option(..., "--mode", "-m", help=MODE_HELP),
     dataset: Path = typer.Option(..., "--dataset", "-d", help="datasets root in the EEMBC layout: DIR/<model>/y_labels.csv beside the inputs"),
     out: Path = typer.Option(..., "--out", "-o", help="result folder to write: log.txt, results.txt, results.json"),
@@ -26,14 +29,37 @@ def run_command(
     timeout: float = typer.Option(5.0, "--timeout", help="seconds to wait for each line of an answer (inference loops get their expected duration on top)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="echo every line exchanged with the DUT on stderr"),
     no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
+    io_port: Optional[str] = typer.Option(None, "--io-port", help="energy: the IO manager's serial port (Arduino io-manager or H573 interface board)"),
+    emon_port: Optional[str] = typer.Option(None, "--emon-port", help="energy: the LPM01A PowerShield's serial port"),
+    interface: Optional[str] = typer.Option(None, "--interface", help="energy: arduino or h573 (default: whichever answers on --io-port)"),
+    voltage: float = typer.Option(3.0, "--voltage", help="energy: DUT supply voltage from the EMON, V (1.8-3.3; the v0.5 reference results: 3.0)"),
+    windows: int = typer.Option(5, "--windows", help="energy: windows to measure (the rules: 5; fewer makes the run invalid)"),
 ) -> None:
-    """Run the MLPerf Tiny performance or accuracy procedure against a DUT."""
+    """Run the MLPerf Tiny performance, accuracy or energy procedure against a DUT."""
     from .errors import RunnerError
     from .session import EXIT_ERROR, MODES, RunOptions, run
 
     mode = mode.strip().lower()
+    if mode == "energy":
+        from .energy import energy_options_from_cli, report_outcome, run_energy
+
+        try:
+            outcome = run_energy(
+                energy_options_from_cli(
+                    io_port, emon_port, dataset, out, interface, voltage, iterations, warmup, windows, timeout,
+                    verbose, no_progress,
+                )
+            )
+        except RunnerError as exc:
+            typer.echo(f"tinytwin run: {exc}", err=True)
+            raise typer.Exit(EXIT_ERROR)
+        report_outcome(outcome, out, lambda text, err: typer.echo(text, err=err))
+        raise typer.Exit(outcome.exit_code)
     if mode not in MODES:
-        typer.echo(f"tinytwin run: --mode must be performance or accuracy, got {mode!r}", err=True)
+        typer.echo(f"tinytwin run: --mode must be performance or accuracy (or energy), got {mode!r}", err=True)
+        raise typer.Exit(EXIT_ERROR)
+    if not port:
+        typer.echo(f"tinytwin run: --port is required in {mode} mode (the DUT's serial port)", err=True)
         raise typer.Exit(EXIT_ERROR)
     opts = RunOptions(
         port=port,

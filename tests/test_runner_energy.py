@@ -279,3 +279,56 @@ def test_wrong_interface_is_named(models_dir, datasets, tmp_path):
         rig2.close()
     check_stopped_run(o, tmp_path / "o2", "--interface h573 was given but the board", "is the arduino IO manager")
     assert not rig2.dut.powered
+
+
+def test_tinytwin_run_energy_command_against_a_rig_process(shared, models_dir, datasets, tmp_path):
+    """``tinytwin rig`` in its own process, ``tinytwin run --mode energy`` against its ptys."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tinytwin = [sys.executable, "-c", "from emulator.cli import main; main()"]
+    rigdir = tmp_path / "rig"
+    p = subprocess.Popen(
+        tinytwin + ["rig", "--model", "ad01", "--dir", str(rigdir), "--models-dir", str(models_dir), "--speed", "fast"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not ((rigdir / "io").exists() and (rigdir / "emon").exists()):
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"tinytwin rig did not start: {p.communicate(timeout=5)}")
+            time.sleep(0.05)
+        out = tmp_path / "ad" / "energy"
+        args = ["run", "--mode", "energy", "--io-port", rigdir / "io", "--emon-port", rigdir / "emon",
+                "--dataset", datasets, "--out", out, "--iterations", "10", "--interface", "arduino", "--voltage", "3.0"]
+        r = subprocess.run(tinytwin + [str(a) for a in args], capture_output=True, text=True, timeout=300)
+        assert r.returncode == EXIT_INVALID, r.stderr[-2000:]
+        assert "ad01 energy on" in r.stdout and "uJ/inf." in r.stdout
+        assert "NOT VALID for submission: window 1 ran 0.10" in r.stdout
+        assert f"results in {out} (invalid)" in r.stderr
+        assert {f.name for f in out.iterdir()} == {
+            "log.txt", "results.txt", "results.json", "trace1-energy.bin", "trace1-timestamps.json", "trace1-energy.png",
+        }
+        # the same rig, asked again (the EMON was released, the DUT switched off)
+        again = ["run", "--mode", "energy", "--io-port", rigdir / "io", "--emon-port", rigdir / "emon",
+                 "--dataset", datasets, "--out", tmp_path / "o2", "--iterations", "10", "--windows", "1"]
+        r = subprocess.run(tinytwin + [str(a) for a in again], capture_output=True, text=True, timeout=300)
+        assert r.returncode == EXIT_INVALID, r.stderr[-2000:]
+        rec = json.loads((tmp_path / "o2" / "results.json").read_text())
+        assert rec["interface"] == "arduino" and len(rec["energy"]["windows"]) == 1
+        # energy mode without the EMON's port
+        r = subprocess.run(tinytwin + ["run", "--mode", "energy", "--io-port", str(rigdir / "io"), "--dataset", str(datasets),
+                                       "--out", str(tmp_path / "o3")], capture_output=True, text=True, timeout=60)
+        assert r.returncode == EXIT_ERROR and "energy mode needs --emon-port" in r.stderr
+        r = subprocess.run(tinytwin + ["run", "--mode", "performance", "--dataset", str(datasets), "--out", str(tmp_path / "o4")],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == EXIT_ERROR and "--port is required in performance mode" in r.stderr
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
