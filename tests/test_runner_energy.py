@@ -16,7 +16,6 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from emulator.power.trace import levels, read_timestamps, read_trace, windows_from_timestamps
