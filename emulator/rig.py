@@ -93,7 +93,7 @@ class Rig:
         self.twin.close()
 
 
-def _attach_emon(kind: str, twin: Twin, dut: Dut, link: Path | None):
+def _attach_emon(kind: str, twin: Twin, dut: Dut, link: Path | None, power_profile: str | Path | None = None):
     """Build the EMON named ``kind``, wired to ``dut``; returns (emon, port)."""
     if kind not in EMONS:
         raise RigError(f"unknown EMON {kind!r}: choose one of {', '.join(EMONS)}")
@@ -104,7 +104,18 @@ def _attach_emon(kind: str, twin: Twin, dut: Dut, link: Path | None):
     build = getattr(mod, "build_emon", None)
     if build is None:
         raise RigError(f"emulator.power.{kind} has no build_emon(); cannot wire the EMON")
-    return build(twin, dut, link=link)
+    if power_profile is None:
+        return build(twin, dut, link=link)
+    from .power.model import PowerModel
+
+    try:
+        model = PowerModel.load(power_profile)
+    except (OSError, ValueError, KeyError) as exc:
+        raise RigError(
+            f"cannot use the power profile {power_profile}: {exc}; give a JSON written by "
+            "`tinytwin calibrate --energy ... --power-out FILE`"
+        ) from None
+    return build(twin, dut, link=link, power_model=model)
 
 
 def build_rig(
@@ -125,6 +136,7 @@ def build_rig(
     ioman_timestamp: bool = False,
     h573_flash_baud: int | None = None,
     honour_host_baud: bool = True,
+    power_profile: str | Path | None = None,
 ) -> Rig:
     """Assemble the energy rig for ``model`` in one twin (not yet running:
     call :meth:`Rig.start`, or drive ``rig.twin`` yourself).
@@ -164,7 +176,7 @@ def build_rig(
         ports.append(io_port)
         rig = Rig(twin=twin, dut=dut, ioman=ioman, io_bridge=bridge, io_port=io_port, dir=base, interface=interface)
         if emon:
-            rig.emon, rig.emon_port = _attach_emon(emon, twin, dut, base / "emon" if base else None)
+            rig.emon, rig.emon_port = _attach_emon(emon, twin, dut, base / "emon" if base else None, power_profile)
             if rig.emon_port is not None:
                 ports.append(rig.emon_port)
     except BaseException:
@@ -183,6 +195,9 @@ def rig_command(
     models_dir: str | Path | None = None,
     speed: str = "realtime",
     backend: str = "tflm",
+    timing_profile: str | Path | None = None,
+    clock_mhz: float | None = None,
+    power_profile: str | Path | None = None,
 ) -> int:
     """Serve a rig until SIGINT/SIGTERM, printing where its devices are.
     Returns a process exit code."""
@@ -190,7 +205,9 @@ def rig_command(
 
     try:
         Speed.parse(speed)
-        rig = build_rig(model, models_dir=models_dir, interface=interface, emon=emon, speed=speed, dir=dir, backend=backend)
+        rig = build_rig(model, models_dir=models_dir, interface=interface, emon=emon, speed=speed, dir=dir,
+                        backend=backend, timing_profile=timing_profile, clock_mhz=clock_mhz,
+                        power_profile=power_profile)
     except Exception as exc:  # user-facing: a bad name, a missing model, a busy path
         print(f"tinytwin: {exc}", file=sys.stderr, flush=True)
         return 2
@@ -229,9 +246,12 @@ def register(app) -> None:
         models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="directory with the .tflite models"),
         speed: str = typer.Option("realtime", "--speed", help="realtime, fast, or a factor such as 10"),
         backend: str = typer.Option("tflm", "--backend", help="tflm or litert"),
+        profile: Optional[Path] = typer.Option(None, "--profile", help="timing profile JSON (tinytwin calibrate --measurements)"),
+        clock_mhz: Optional[float] = typer.Option(None, "--clock-mhz", help="CPU clock for the cycle and power models (default 120)"),
+        power_profile: Optional[Path] = typer.Option(None, "--power-profile", help="power profile JSON (tinytwin calibrate --energy); default: fitted to the reference board"),
     ) -> None:
         """Serve the energy bench: DUT (energy-mode firmware) behind an IO manager, powered by an EMON."""
-        code = rig_command(model, dir, interface, emon, models_dir, speed, backend)
+        code = rig_command(model, dir, interface, emon, models_dir, speed, backend, profile, clock_mhz, power_profile)
         if code:
             raise typer.Exit(code)
 

@@ -67,12 +67,62 @@ def estimate_cmd(
         typer.echo(render_table(est))
 
 
+ENERGY_COLUMNS = ("model", "clock_mhz", "voltage_v", "n_inferences", "energy_uj", "window_s")
+
+
+def fit_energy_csv(path: Path):
+    """Fit the power model to energy windows measured between two timestamp
+    edges, one per CSV row (columns :data:`ENERGY_COLUMNS`, as an energy run's
+    results give them: the window's energy, its duration, its inferences)."""
+    import csv
+
+    from .model import fit_power, window_observation
+
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} not found") from None
+    if not rows or set(ENERGY_COLUMNS) - set(rows[0]):
+        raise ValueError(f"{path}: expected a header with the columns {','.join(ENERGY_COLUMNS)}")
+    obs = []
+    for i, r in enumerate(rows, start=2):
+        try:
+            obs.append(window_observation(
+                r["model"].strip(), int(r["n_inferences"]), float(r["energy_uj"]), float(r["window_s"]),
+                voltage_v=float(r["voltage_v"]), clock_mhz=float(r["clock_mhz"]),
+            ))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path} line {i}: {exc}") from None
+    return fit_power(obs)
+
+
 def calibrate_cmd(
-    measurements: Annotated[Path, typer.Option("--measurements", help="CSV: model,clock_mhz,us_per_inference")],
-    out: Annotated[Path, typer.Option("--out", help="profile JSON to write")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="timing (kernel) profile JSON to write")] = None,
+    measurements: Annotated[Optional[Path], typer.Option("--measurements", help="CSV: model,clock_mhz,us_per_inference")] = None,
     models_dir: Annotated[Optional[Path], typer.Option("--models-dir", help="where <model>.tflite live")] = None,
+    energy: Annotated[Optional[Path], typer.Option("--energy", help="CSV: " + ",".join(ENERGY_COLUMNS) + " (energy windows)")] = None,
+    power_out: Annotated[Optional[Path], typer.Option("--power-out", help="power profile JSON to write (with --energy)")] = None,
 ) -> None:
-    """Fit a kernel profile to measured latencies and write it."""
+    """Fit the twin to your measurements: latencies (--measurements, --out) and/or energy windows (--energy, --power-out)."""
+    if measurements is None and energy is None:
+        typer.echo("error: give --measurements (latencies) and/or --energy (energy windows)", err=True)
+        raise typer.Exit(2)
+    if (measurements is None) != (out is None) or (energy is None) != (power_out is None):
+        typer.echo("error: --measurements goes with --out, --energy with --power-out", err=True)
+        raise typer.Exit(2)
+    if energy is not None:
+        try:
+            fit = fit_energy_csv(energy)
+        except (FileNotFoundError, ValueError, KeyError) as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2)
+        fit.model.save(power_out)
+        typer.echo(f"wrote {power_out} (power model; fit rms {fit.rms_pct:.2f} %, worst {fit.max_abs_pct:.2f} %)")
+        for r in fit.residuals:
+            typer.echo(f"  {r.get('label', '')}: {r['error_pct']:+.3f} %")
+    if measurements is None:
+        return
     try:
         prof = _cal.fit(measurements, base=C.KernelProfile.load(), models_dir=models_dir)
     except (FileNotFoundError, ValueError) as e:
