@@ -48,3 +48,12 @@ class Host:
 
 def laps(lines: list[str]) -> list[int]:
     return [int(x[len("m-lap-us-"):]) for x in lines if x.startswith("m-lap-us-")]
+
+
+def wait_booted(bench, timeout: float = 10.0) -> None:
+    """A host opening the port mid-boot sees part of the banner, as on a board;
+    these tests open it after boot."""
+    deadline = time.monotonic() + timeout
+    while not (bench.dut.powered and bench.dut.state == "idle" and bench.dut.core.parser_enabled):
+        assert time.monotonic() < deadline, "the DUT did not boot"
+        time.sleep(0.01)

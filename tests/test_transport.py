@@ -15,7 +15,7 @@ import emulator.urlhandler  # noqa: F401
 from emulator.bench import build_dut_bench
 from emulator.transport import PtyPort, TcpListener
 
-from helpers import Host
+from helpers import Host, wait_booted
 
 
 @pytest.fixture
@@ -26,15 +26,6 @@ def pty_bench(models_dir, tmp_path):
     wait_booted(bench)
     yield bench, tmp_path / "dut"
     bench.twin.close()
-
-
-def wait_booted(bench, timeout: float = 10.0) -> None:
-    """A host opening the port mid-boot sees part of the banner, as on a board;
-    these tests open it after boot."""
-    deadline = time.monotonic() + timeout
-    while not (bench.dut.powered and bench.dut.state == "idle" and bench.dut.core.parser_enabled):
-        assert time.monotonic() < deadline, "the DUT did not boot"
-        time.sleep(0.01)
 
 
 def test_pty_by_path_and_state_survives_reopen(pty_bench):
