@@ -143,10 +143,14 @@ class HostPort:
     def wants_write(self) -> bool:
         return bool(self._out)
 
+    def _send(self, data: bytearray) -> int:
+        """Write what the fd takes now (non-blocking); returns the count."""
+        return os.write(self.fd, data)
+
     def flush(self) -> None:
         while self._out:
             try:
-                n = os.write(self.fd, self._out)
+                n = self._send(self._out)
             except BlockingIOError:
                 return
             except OSError:

@@ -180,17 +180,8 @@ class SocketPort(HostPort):
             return None
         return data if data else None
 
-    def flush(self) -> None:
-        while self._out:
-            try:
-                n = self.sock.send(self._out)
-            except BlockingIOError:
-                return
-            except OSError:
-                self._out.clear()
-                return
-            self.tx_count += n
-            del self._out[:n]
+    def _send(self, data: bytearray) -> int:
+        return self.sock.send(data)
 
     def close(self) -> None:
         if self.closed:
