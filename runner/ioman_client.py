@@ -29,6 +29,7 @@ import time
 from typing import Callable
 
 from .errors import DeviceError, DeviceTimeout
+from .lines import SerialLines
 
 HOST_BAUD = 115200
 #: the reference firmware's energy-mode baud (DUT side of the IO manager)
@@ -48,7 +49,7 @@ class IoManagerError(DeviceError):
     """The IO manager answered wrongly or not at all."""
 
 
-class IoManagerClient:
+class IoManagerClient(SerialLines):
     """An IO manager on a serial port.
 
     ``log(who, lines)`` gets every line: ``host>io`` for what is sent, ``io``
@@ -98,46 +99,25 @@ class IoManagerClient:
                 pass
             self._ser = None
 
-    def _write(self, text: str) -> None:
-        import serial
+    # -- bytes and lines (runner.lines.SerialLines) ------------------------------------
+    def _port_label(self) -> str:
+        return f"the IO manager port {self.port}"
 
-        if self._ser is None:
-            raise IoManagerError(f"the IO manager port {self.port} is not open")
+    def _not_open_message(self) -> str:
+        return f"the IO manager port {self.port} is not open"
+
+    def _io_error(self, message: str) -> Exception:
+        return IoManagerError(message)
+
+    def _log_sent(self, text: str) -> None:
         self._log("host>io", [text])
-        try:
-            self._ser.write(text.encode("ascii"))
-            self._ser.flush()
-        except (serial.SerialException, OSError) as exc:
-            raise IoManagerError(f"writing {text!r} to the IO manager port {self.port} failed: {exc}") from None
+
+    def _log_line(self, line: str) -> None:
+        self._log("io", [line])
 
     def read_line(self, deadline: float) -> str | None:
         """The next non-empty line, or ``None`` at ``deadline`` (monotonic)."""
-        import serial
-
-        last_wait = time.monotonic()
-        while True:
-            nl = self._buf.find(b"\n")
-            if nl >= 0:
-                raw = bytes(self._buf[:nl])
-                del self._buf[: nl + 1]
-                line = raw.replace(b"\r", b"").replace(b"\0", b"").decode("ascii", "backslashreplace").strip()
-                if not line:
-                    continue
-                self._log("io", [line])
-                return line
-            now = time.monotonic()
-            if now >= deadline:
-                return None
-            if self.on_wait is not None and now - last_wait > 0.2:
-                last_wait = now
-                self.on_wait()
-            try:
-                waiting = self._ser.in_waiting
-                data = self._ser.read(waiting if waiting > 0 else 1)
-            except (serial.SerialException, OSError) as exc:
-                raise IoManagerError(f"reading from the IO manager port {self.port} failed: {exc}") from None
-            if data:
-                self._buf += data
+        return self._read_line(deadline)
 
     def drain(self, quiet: float = 0.1, limit: float = 2.0) -> list[str]:
         """Lines that arrive until the port is quiet for ``quiet`` s; DUT lines

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from .errors import DeviceError, DeviceTimeout
+from .lines import SerialLines
 
 READY = "m-ready"
 #: baud rates tried in turn when none is given: the reference firmware's
@@ -80,7 +81,7 @@ def open_serial(port: str, baud: int):
         raise DeviceError(f"cannot open port {port}: {exc}") from None
 
 
-class DutLink:
+class DutLink(SerialLines):
     def __init__(
         self,
         port: str,
@@ -150,45 +151,15 @@ class DutLink:
             self._ser = None
         self._buf.clear()
 
-    # -- bytes and lines ---------------------------------------------------------------
-    def _write(self, text: str) -> None:
-        import serial
+    # -- bytes and lines (runner.lines.SerialLines) ------------------------------------
+    def _io_error(self, message: str) -> Exception:
+        return DeviceError(message)
 
+    def _log_sent(self, text: str) -> None:
         self.log.write("host", text)
-        try:
-            self._ser.write(text.encode("ascii"))
-            self._ser.flush()
-        except (serial.SerialException, OSError) as exc:
-            raise DeviceError(f"writing {text!r} to {self.port} failed: {exc}") from None
 
-    def _read_line(self, deadline: float) -> str | None:
-        """The next line (without line end), or ``None`` at ``deadline``."""
-        import serial
-
-        last_wait = time.monotonic()
-        while True:
-            nl = self._buf.find(b"\n")
-            if nl >= 0:
-                raw = bytes(self._buf[:nl])
-                del self._buf[: nl + 1]
-                line = raw.replace(b"\r", b"").replace(b"\0", b"").decode("ascii", "backslashreplace").strip()
-                if not line:
-                    continue
-                self.log.write("dut", line)
-                return line
-            now = time.monotonic()
-            if now >= deadline:
-                return None
-            if self.on_wait is not None and now - last_wait > 0.2:
-                last_wait = now
-                self.on_wait()
-            try:
-                waiting = self._ser.in_waiting
-                data = self._ser.read(waiting if waiting > 0 else 1)
-            except (serial.SerialException, OSError) as exc:
-                raise DeviceError(f"reading from {self.port} failed: {exc}") from None
-            if data:
-                self._buf += data
+    def _log_line(self, line: str) -> None:
+        self.log.write("dut", line)
 
     def drain(self, quiet: float = 0.1, limit: float = 2.0) -> list[str]:
         """Read until the line has been quiet for ``quiet`` s (at most ``limit`` s)."""
