@@ -72,6 +72,10 @@ HELP_TEXT = (
 #: further faults the Cortex-M4 (see ``db print`` after an oversize ``db load``)
 SRAM_BYTES = 640 * 1024
 
+#: the bytes mbed's stdin conversion or the command parser treat specially
+_SPECIAL = re.compile(rb"[\r\n%]")
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+
 
 # --------------------------------------------------------------------------
 # operations
@@ -203,9 +207,30 @@ class DutCore:
     # -- bytes in ----------------------------------------------------------------
     def receive(self, data: bytes) -> Iterator[list[Op]]:
         """``ee_serial_callback()`` for each byte ``getchar()`` returns;
-        yields one script per completed command (in order)."""
+        yields one script per completed command (in order).
+
+        Runs of ordinary bytes (anything but ``\\r``, ``\\n`` and ``%``) are
+        copied at once; the special bytes are handled one by one, exactly as
+        the firmware does for each character."""
         cmd = self.cmd
-        for c in data:
+        pos = 0
+        n = len(data)
+        special = _SPECIAL.search
+        while pos < n:
+            m = special(data, pos)
+            end = m.start() if m is not None else n
+            if end > pos:
+                # ordinary bytes: the write position saturates at 80; what is
+                # written there is overwritten by the terminating NUL, so lost
+                room = EE_CMD_SIZE - len(cmd)
+                if room > 0:
+                    cmd += data[pos : min(end, pos + room)]
+                self.stdin_prev = data[end - 1]
+                pos = end
+                if m is None:
+                    break
+            c = data[pos]
+            pos += 1
             # mbed's stdin newline conversion (before the firmware sees it)
             prev, self.stdin_prev = self.stdin_prev, c
             if c in (0x0D, 0x0A):
@@ -220,8 +245,7 @@ class DutCore:
                     yield script
             elif len(cmd) < EE_CMD_SIZE:
                 cmd.append(c)
-            # else: the write position saturates at 80; whatever is written
-            # there is overwritten by the terminating NUL, so it is lost
+            # else: the write position saturates at 80 (see above)
 
     # -- commands ------------------------------------------------------------------
     def execute(self, line: bytes) -> list[Op] | None:
@@ -327,10 +351,12 @@ class DutCore:
             if len(digits) & 1:
                 ops.append(Print(b"e-[Insufficent number of hex digits]\r\n"))
                 return
+            if self._load_hex_fast(digits, ops):
+                return
             for i in range(0, len(digits), 2):
                 pair = digits[i : i + 2]
                 try:
-                    if not all(ch in b"0123456789abcdefABCDEF" for ch in pair):
+                    if pair.translate(None, _HEX_DIGITS):
                         raise ValueError
                     value = int(pair, 16)
                 except ValueError:
@@ -344,6 +370,25 @@ class DutCore:
                 if self.buff_pos == self.buff_size:
                     ops.append(Print(b"m-load-done\r\n"))
                     return
+
+    def _load_hex_fast(self, digits: bytes, ops: list[Op]) -> bool:
+        """The common case of ``db HH..``: only hex digits, every byte inside
+        the buffer, no wrap of the write position. Does what the byte-by-byte
+        loop does, at once; returns False (having done nothing) otherwise."""
+        if digits.translate(None, _HEX_DIGITS):
+            return False
+        pos = self.buff_pos
+        count = len(digits) >> 1
+        if pos + count > self.profile.max_db_input_size:
+            return False  # writes past the buffer: the byte loop counts them
+        done = pos < self.buff_size <= pos + count
+        if done:
+            count = self.buff_size - pos
+        self.buff[pos : pos + count] = bytes.fromhex(digits[: 2 * count].decode("ascii"))
+        self.buff_pos = pos + count
+        if done:
+            ops.append(Print(b"m-load-done\r\n"))
+        return True
 
     def _print_buffer(self, ops: list[Op]) -> None:
         size = self.buff_size
