@@ -19,19 +19,15 @@ every file), then Top-1 / AUC as in :mod:`runner.metrics`.
 """
 from __future__ import annotations
 
-import datetime as _dt
-import json
-import os
-import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from . import metrics
-from .dataset import Dataset, Entry, load_dataset
-from .errors import DatasetError, DeviceError, DeviceTimeout, RunnerError
-from .link import DutLink, WireLog
+from .dataset import Dataset, Entry
+from .errors import DeviceError, DeviceTimeout, RunnerError
+from .lifecycle import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, RunOutcome, RunSession
+from .link import DutLink
 from .progress import Progress
 from .protocol import (
     MODELS,
@@ -44,12 +40,8 @@ from .protocol import (
     parse_name,
     parse_profile,
 )
-from .report import CHECKER, RUNNER_VERSION, ResultsText
 
-EXIT_OK = 0
-EXIT_INVALID = 1
-EXIT_ERROR = 2
-EXIT_INTERRUPTED = 130
+__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_INVALID", "EXIT_OK", "MODES", "RunOptions", "RunOutcome", "run"]
 
 MODES = ("performance", "accuracy")
 
@@ -70,94 +62,23 @@ class RunOptions:
     retries: int = 1  # a garbled step (download + infer) is repeated this often after a resync
 
 
-@dataclass
-class RunOutcome:
-    status: str  # complete | invalid | stopped | interrupted
-    exit_code: int
-    message: str = ""
-    record: dict = field(default_factory=dict)
-    summary: list[str] = field(default_factory=list)
+class _Run(RunSession):
+    foreign_hint = "; the submission checker expects only log.txt, results.txt, results.json in a result folder"
 
-
-class _Run:
     def __init__(self, opts: RunOptions):
+        super().__init__(
+            opts, mode=opts.mode, dut_port=opts.port, log_ports=f" on {opts.port}",
+            record_ports={"port": opts.port, "baud": None},
+        )
+        self.link = DutLink(opts.port, self.log, baud=opts.baud, timeout=opts.timeout, on_wait=self._tick)
+
+    def check_options(self, opts: RunOptions) -> None:
         if opts.mode not in MODES:
             raise RunnerError(f"mode must be one of {', '.join(MODES)}, got {opts.mode!r}")
-        if opts.iterations is not None and opts.iterations <= 0:
-            raise RunnerError("--iterations must be > 0")
-        if opts.warmup < 0:
-            raise RunnerError("--warmup must be >= 0")
-        if opts.timeout <= 0:
-            raise RunnerError("--timeout must be > 0")
-        self.opts = opts
-        self.stream = opts.stream if opts.stream is not None else sys.stderr
-        self.out = Path(opts.out)
-        try:
-            self.out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RunnerError(f"cannot create the output folder {self.out}: {exc.strerror}") from None
-        foreign = sorted(
-            p.name for p in self.out.iterdir() if p.name not in ("log.txt", "results.txt", "results.json")
-        )
-        self.progress: Progress | None = None
-        self.log = WireLog(
-            self.out / "log.txt",
-            echo=self.stream if opts.verbose else None,
-            before_echo=self._clear_progress,
-        )
-        self.text = ResultsText(self.out / "results.txt", self.log)
-        self.link = DutLink(opts.port, self.log, baud=opts.baud, timeout=opts.timeout, on_wait=self._tick)
-        self.record: dict = {
-            "runner": {"name": "tinytwin runner", "version": RUNNER_VERSION, "results_format": CHECKER},
-            "mode": opts.mode,
-            "port": opts.port,
-            "baud": None,
-            "dataset": {"root": str(Path(opts.dataset))},
-            "dut": {},
-            "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "finished": None,
-            "status": "running",
-            "error": None,
-        }
-        self._json_written = 0.0
-        self.log.write(
-            "runner",
-            f"tinytwin runner {RUNNER_VERSION}: {opts.mode} run on {opts.port}; output {self.out}; "
-            f"started {self.record['started']} (times in this log: seconds since then)",
-        )
-        if foreign:
-            msg = (
-                f"the output folder {self.out} also holds {', '.join(foreign)}; the submission checker "
-                "expects only log.txt, results.txt, results.json in a result folder"
-            )
-            self.log.write("runner", "warning: " + msg)
-            self._say("warning: " + msg)
+        super().check_options(opts)
 
-    # -- terminal -----------------------------------------------------------------
-    def _clear_progress(self) -> None:
-        if self.progress is not None:
-            self.progress.clear()
-
-    def _tick(self) -> None:
-        if self.progress is not None:
-            self.progress.draw()
-
-    def _say(self, text: str) -> None:
-        self._clear_progress()
-        print(text, file=self.stream, flush=True)
-
-    # -- output -------------------------------------------------------------------
-    def write_json(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._json_written < 2.0:
-            return
-        self._json_written = now
-        path = self.out / "results.json"
-        tmp = path.with_name(".results.json.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(self.record, fh, indent=1)
-            fh.write("\n")
-        os.replace(tmp, path)
+    def close_devices(self) -> None:
+        self.link.close()
 
     # -- DUT ---------------------------------------------------------------------
     def identify(self) -> ModelInfo:
@@ -380,44 +301,8 @@ class _Run:
         ]
         return EXIT_OK
 
-    # -- the run -------------------------------------------------------------------------
-    def execute(self) -> RunOutcome:
-        self.summary: list[str] = []
-        status, code, message = "complete", EXIT_OK, ""
-        try:
-            model = self.identify()
-            self.text.header(self.opts.mode, self.opts.port, self.record["dut"])
-            ds = load_dataset(Path(self.opts.dataset), model)
-            self.record["dataset"].update(
-                {"folder": str(ds.folder), "labels": str(ds.labels_path), "files": len(ds.entries)}
-            )
-            self.log.write("runner", f"dataset {ds.labels_path}: {len(ds.entries)} files, {ds.total_inputs()} inputs")
-            self.write_json(force=True)
-            if self.opts.mode == "performance":
-                code = self.performance(ds)
-            else:
-                code = self.accuracy(ds)
-            if code == EXIT_INVALID:
-                status = "invalid"
-        except RunnerError as exc:
-            status, code, message = "stopped", EXIT_ERROR, str(exc)
-        except KeyboardInterrupt:
-            status, code, message = "interrupted", EXIT_INTERRUPTED, "interrupted by the user"
-        finally:
-            if self.progress is not None:
-                self.progress.clear()
-            if message:
-                self.log.write("runner", f"run stopped: {message}")
-                self.text.stopped(message)
-            self.record["status"] = status
-            self.record["error"] = message or None
-            self.record["finished"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-            try:
-                self.write_json(force=True)
-            finally:
-                self.link.close()
-                self.log.close()
-        return RunOutcome(status, code, message, self.record, self.summary)
+    def measure(self, ds: Dataset) -> int:
+        return self.performance(ds) if self.opts.mode == "performance" else self.accuracy(ds)
 
 
 def run(opts: RunOptions) -> RunOutcome:
