@@ -253,6 +253,10 @@ class Twin:
         if self._busy == 0 and self.speed.is_fast:
             self._reanchor()
 
+    def _end_busy_cb(self, _event: object) -> None:
+        """:meth:`end_busy` as a SimPy event callback."""
+        self.end_busy()
+
     @contextmanager
     def busy(self) -> Iterator[None]:
         self.begin_busy()

@@ -26,7 +26,10 @@ so in fast mode transfer time costs no wall time.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+import re
+from typing import Callable
+
+from simpy.events import URGENT
 
 from .sim import S, Twin
 
@@ -111,6 +114,7 @@ class SerialEndpoint:
         self.baud = baud
         self.bits_per_char = bits_per_char
         self.split_after = frozenset(split_after)
+        self._split_re = re.compile(b"[" + re.escape(bytes(sorted(self.split_after))) + b"]") if split_after else None
         self.receiver = receiver
         self.peer: SerialEndpoint | None = None
         self.per_byte = not twin.speed.is_fast
@@ -133,60 +137,65 @@ class SerialEndpoint:
     def send(self, data: bytes):
         """Transmit ``data``; returns a SimPy event fired when the last
         character has left the shift register."""
-        env = self.twin.env
+        twin = self.twin
+        env = twin.env
         data = bytes(data)
         if not data:
             return env.timeout(0)
-        now = self.twin.now
+        now = int(env.now)
         start = max(now, self._tx_free_at)
-        ct = self.char_time_ns
+        ct = self.bits_per_char * S / self.baud  # char_ns()
         done = start + len(data) * ct
-        self._tx_free_at = int(round(done))
+        done_ns = int(round(done))
+        self._tx_free_at = done_ns
         self.tx_bytes += len(data)
         if self.tap:
             self.tap("tx", data, now)
         peer = self.peer
-        twin = self.twin
-        # Deliveries are scheduled before the completion event: at the instant
-        # the last character arrives, the receiver has it before the sender's
-        # next step runs (which may be a long computation that must not hold
-        # back the bytes already on the wire in realtime mode).
-        if peer is not None:
-            for seg_end, seg in self._segments(data, peer):
-                arrival = start + seg_end * ct
-                self._deliver_at(peer, seg, arrival)
+        # While bytes are on the wire the twin is busy: from now until the
+        # last character has been shifted out (and received).
         twin.begin_busy()
-        finished = env.timeout(max(0, int(round(done)) - now))
-        finished.callbacks.append(lambda _e: twin.end_busy())
+        last = None
+        if peer is not None:
+            # Deliveries come before the completion: at the instant the last
+            # character arrives, the receiver has it before the sender's next
+            # step runs (which may be a long computation that must not hold
+            # back the bytes already on the wire in realtime mode).
+            segments = self._segments(data, peer)
+            last = segments.pop()
+            for seg_end, seg in segments:
+                ev = env.timeout(max(0, int(round(start + seg_end * ct - now))))
+                ev.callbacks.append(_Delivery(peer, seg, self.baud))
+            if max(0, int(round(done - now))) != done_ns - now:
+                # (rounding tie: the last byte's arrival is 1 ns off the end)
+                ev = env.timeout(max(0, int(round(done - now))))
+                ev.callbacks.append(_Delivery(peer, last[1], self.baud))
+                last = None
+        finished = env.timeout(max(0, done_ns - now))
+        if last is not None:
+            # the last segment arrives when the transmission ends: one event
+            # (same instant, same place in the queue: nothing is scheduled
+            # between them) delivers it, then ends the busy period
+            finished.callbacks.append(_Delivery(peer, last[1], self.baud))
+        finished.callbacks.append(twin._end_busy_cb)
         return finished
 
-    def _segments(self, data: bytes, peer: "SerialEndpoint") -> Iterable[tuple[int, bytes]]:
+    def _segments(self, data: bytes, peer: "SerialEndpoint") -> list[tuple[int, bytes]]:
+        n = len(data)
         if self.per_byte or peer.per_byte:
-            for i in range(len(data)):
-                yield i + 1, data[i : i + 1]
-            return
-        splits = peer.split_after
+            return [(i + 1, data[i : i + 1]) for i in range(n)]
+        splits = peer._split_re
+        if splits is None:
+            return [(n, data)]
+        out = []
         begin = 0
-        if splits:
-            for i, b in enumerate(data):
-                if b in splits:
-                    yield i + 1, data[begin : i + 1]
-                    begin = i + 1
-        if begin < len(data):
-            yield len(data), data[begin:]
-
-    def _deliver_at(self, peer: "SerialEndpoint", seg: bytes, arrival: float) -> None:
-        twin = self.twin
-        twin.begin_busy()
-        tx_baud = self.baud
-
-        def deliver() -> None:
-            try:
-                peer._receive(seg, tx_baud)
-            finally:
-                twin.end_busy()
-
-        twin.schedule(arrival - twin.now, deliver)
+        for m in splits.finditer(data):
+            end = m.end()
+            out.append((end, data[begin:end]))
+            begin = end
+        if begin < n:
+            out.append((n, data[begin:]))
+        return out
 
     def _receive(self, data: bytes, tx_baud: int) -> None:
         if self.before_rx is not None:
@@ -200,6 +209,40 @@ class SerialEndpoint:
             self.tap("rx", data, self.twin.now)
         if self.receiver is not None:
             self.receiver(data)
+
+
+class _Delivery:
+    """Callback of the event at which a segment reaches the receiver."""
+
+    __slots__ = ("peer", "data", "tx_baud")
+
+    def __init__(self, peer: SerialEndpoint, data: bytes, tx_baud: int):
+        self.peer = peer
+        self.data = data
+        self.tx_baud = tx_baud
+
+    def __call__(self, event) -> None:
+        try:
+            self.peer._receive(self.data, self.tx_baud)
+        except BaseException as exc:
+            # a receiver's bug: the sender's callbacks on this event (its
+            # busy period, a process waiting for the end of its printf) still
+            # run; the error surfaces at the next step, as it did from an
+            # event of its own
+            env = self.peer.twin.env
+            fail = env.event()
+            fail.callbacks.append(_Raise(exc))
+            env.schedule(fail, URGENT)
+
+
+class _Raise:
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+    def __call__(self, event) -> None:
+        raise self.exc
 
 
 def connect(a: SerialEndpoint, b: SerialEndpoint) -> None:
