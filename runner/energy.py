@@ -54,9 +54,6 @@ the folder keeps everything done so far.
 """
 from __future__ import annotations
 
-import datetime as _dt
-import json
-import os
 import statistics
 import sys
 import threading
@@ -66,10 +63,11 @@ from pathlib import Path
 from typing import TextIO
 
 from . import metrics
-from .dataset import Dataset, Entry, load_dataset
+from .dataset import Dataset, Entry
 from .emon_lpm01a import SAMPLE_RATE_HZ, EmonError, Event, Lpm01aClient
 from .errors import DeviceError, RunnerError
 from .ioman_client import DB_CHUNK_BYTES, INTERFACES, IoManagerClient
+from .lifecycle import EXIT_ERROR, EXIT_INVALID, EXIT_OK, RunOutcome, RunSession
 from .link import FIRST_INFERENCE_LIMIT_S, WireLog
 from .progress import Progress
 from .protocol import (
@@ -85,8 +83,7 @@ from .protocol import (
     parse_profile,
     parse_results,
 )
-from .report import CHECKER, RUNNER_VERSION, SEP, ResultsText
-from .session import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, RunOutcome
+from .report import SEP, ResultsText
 
 #: after the EMON's marker, how much more of the stream may pass before an
 #: edge counts as missing (s of samples)
@@ -215,37 +212,28 @@ def parse_energy_infer(lines: list[str], iterations: int, warmups: int) -> tuple
     return results, notes
 
 
-class _EnergyRun:
+class _EnergyRun(RunSession):
+    log_class = _Log
+    text_class = _Text
+    output_files = OUTPUT_FILES
+
     def __init__(self, opts: EnergyOptions):
-        if opts.iterations is not None and opts.iterations <= 0:
-            raise RunnerError("--iterations must be > 0")
-        if opts.warmup < 0:
-            raise RunnerError("--warmup must be >= 0")
-        if opts.windows <= 0:
-            raise RunnerError("--windows must be > 0")
-        if opts.timeout <= 0:
-            raise RunnerError("--timeout must be > 0")
-        if opts.interface is not None and opts.interface not in INTERFACES:
-            raise RunnerError(f"--interface must be one of {', '.join(INTERFACES)}, got {opts.interface!r}")
-        lo, hi = 1.8, 3.3
-        if not lo <= opts.voltage <= hi:
-            raise RunnerError(f"--voltage must be within {lo:g}-{hi:g} V (the LPM01A's range), got {opts.voltage:g}")
-        self.opts = opts
-        self.stream = opts.stream if opts.stream is not None else sys.stderr
-        self.out = Path(opts.out)
-        try:
-            self.out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RunnerError(f"cannot create the output folder {self.out}: {exc.strerror}") from None
-        foreign = sorted(p.name for p in self.out.iterdir() if p.name not in OUTPUT_FILES)
+        super().__init__(
+            opts, mode="energy", dut_port=f"{opts.io_port} (EMON {opts.emon_port})",
+            log_ports=f"; IO manager on {opts.io_port}, EMON on {opts.emon_port}",
+            record_ports={
+                "io_port": opts.io_port,
+                "emon_port": opts.emon_port,
+                "interface": None,
+                "io_manager": {},
+                "emon": {"kind": "lpm01a", "voltage_v": opts.voltage, "rate_hz": SAMPLE_RATE_HZ},
+            },
+        )
         for name in (TRACE_FILE, TIMESTAMPS_FILE, PLOT_FILE):
             try:
                 (self.out / name).unlink()  # a previous run's trace must not pass for this one's
             except FileNotFoundError:
                 pass
-        self.progress: Progress | None = None
-        self.log = _Log(self.out / "log.txt", self.stream if opts.verbose else None, self._clear_progress)
-        self.text = _Text(self.out / "results.txt", self.log)
         self.emon = Lpm01aClient(opts.emon_port, self.log.lines, timeout=opts.timeout, stall_s=opts.emon_stall_s)
         self.io = IoManagerClient(
             opts.io_port, self.log.lines, interface=opts.interface, timeout=opts.timeout, on_wait=self._waiting
@@ -253,56 +241,37 @@ class _EnergyRun:
         self.inference_s: float | None = None
         self.windows: list[_Window] = []  # the measured windows
         self.other_windows: list[_Window] = []  # calibration / probe inferences
-        self.record: dict = {
-            "runner": {"name": "tinytwin runner", "version": RUNNER_VERSION, "results_format": CHECKER},
-            "mode": "energy",
-            "io_port": opts.io_port,
-            "emon_port": opts.emon_port,
-            "interface": None,
-            "io_manager": {},
-            "emon": {"kind": "lpm01a", "voltage_v": opts.voltage, "rate_hz": SAMPLE_RATE_HZ},
-            "dataset": {"root": str(Path(opts.dataset))},
-            "dut": {},
-            "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "finished": None,
-            "status": "running",
-            "error": None,
-        }
-        self.summary: list[str] = []
-        self.log.write(
-            "runner",
-            f"tinytwin runner {RUNNER_VERSION}: energy run; IO manager on {opts.io_port}, EMON on {opts.emon_port}; "
-            f"output {self.out}; started {self.record['started']} (times in this log: seconds since then)",
-        )
-        if foreign:
-            self._warn(f"the output folder {self.out} also holds {', '.join(foreign)}")
 
-    # -- terminal ----------------------------------------------------------------------
-    def _clear_progress(self) -> None:
-        if self.progress is not None:
-            self.progress.clear()
+    def check_options(self, opts: EnergyOptions) -> None:
+        super().check_options(opts)
+        if opts.windows <= 0:
+            raise RunnerError("--windows must be > 0")
+        if opts.interface is not None and opts.interface not in INTERFACES:
+            raise RunnerError(f"--interface must be one of {', '.join(INTERFACES)}, got {opts.interface!r}")
+        lo, hi = 1.8, 3.3
+        if not lo <= opts.voltage <= hi:
+            raise RunnerError(f"--voltage must be within {lo:g}-{hi:g} V (the LPM01A's range), got {opts.voltage:g}")
 
     def _waiting(self) -> None:
-        if self.progress is not None:
-            self.progress.draw()
+        self._tick()
         self.emon.check()  # raises when the EMON went silent
 
-    def _say(self, text: str) -> None:
-        self._clear_progress()
-        print(text, file=self.stream, flush=True)
+    def dataset_note(self, ds: Dataset) -> str:
+        return f"dataset {ds.labels_path}: {len(ds.entries)} files"
 
-    def _warn(self, text: str) -> None:
-        self.log.write("runner", "warning: " + text)
-        self._say("warning: " + text)
+    def close_devices(self) -> None:
+        try:
+            self.emon.release()
+        finally:
+            self.io.close()
+            self.emon.close()
 
-    # -- output ------------------------------------------------------------------------
-    def write_json(self) -> None:
-        path = self.out / "results.json"
-        tmp = path.with_name(".results.json.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(self.record, fh, indent=1)
-            fh.write("\n")
-        os.replace(tmp, path)
+    def finish(self) -> None:
+        try:
+            self.save_trace()
+        except Exception as exc:
+            self.record["energy_trace_error"] = f"{type(exc).__name__}: {exc}"
+            self.log.write("runner", f"saving the trace failed: {exc}")
 
     # -- bench -------------------------------------------------------------------------
     def setup_bench(self) -> None:
@@ -323,7 +292,7 @@ class _EnergyRun:
         if kind == "arduino":
             banner = self.io.wait_dut_ready(max(3.0, opts.timeout))
             if banner is None:
-                self._warn(
+                self.warn(
                     f"no boot banner from the DUT through the IO manager within {max(3.0, opts.timeout):g} s of "
                     "'pwr on' (is the DUT supplied by the EMON?)"
                 )
@@ -339,7 +308,8 @@ class _EnergyRun:
             time.sleep(1.0)  # the DUT boots; its banner goes to the H573's queue
             self.io.reset_dut_side()
 
-    def identify_dut(self) -> ModelInfo:
+    def identify(self) -> ModelInfo:
+        self.setup_bench()
         name = profile = model = None
         for attempt in range(2):
             try:
@@ -415,11 +385,11 @@ class _EnergyRun:
         except DeviceError as exc:
             raise type(exc)(f"{what}, 'infer {iterations} {warmups}': {exc}") from None
         for n in notes:
-            self._warn(n)
+            self.warn(n)
         events = self.collect_edges(first, 2, f"{what}, 'infer {iterations} {warmups}'")
         extra = len(events) - 2
         if extra:
-            self._warn(
+            self.warn(
                 f"{what}: the EMON reported {len(events)} timestamp edges for one inference loop; using the last two"
             )
         return _Window(events[-2], events[-1], extra), results
@@ -487,7 +457,7 @@ class _EnergyRun:
             energy["timing_probe_s"] = w1.runtime_s(rate)
             self.inference_s = max(w1.runtime_s(rate), 1.0 / rate)
         energy["iterations"] = iterations
-        self.write_json()
+        self.write_json(force=True)
 
         self.progress = Progress(
             f"{ds.model.name} energy", opts.windows * iterations, self.stream, enabled=opts.progress
@@ -542,7 +512,7 @@ class _EnergyRun:
                 f"{what}: {iterations} inferences in {runtime:.3f} s (edges at {i0 / rate:.3f} s and {i1 / rate:.3f} s), "
                 f"{energy_uj:.3f} uJ, {power_uw / 1000:.3f} mW, {uj:.3f} uJ/inf.",
             )
-            self.write_json()
+            self.write_json(force=True)
         self.progress.finish()
 
         self.emon.stop()
@@ -621,49 +591,6 @@ class _EnergyRun:
             except Exception as exc:  # a plot must never cost the results
                 info["plot_error"] = f"{type(exc).__name__}: {exc}"
         self.record["energy_trace"] = info
-
-    # -- the run -------------------------------------------------------------------------------
-    def execute(self) -> RunOutcome:
-        status, code, message = "complete", EXIT_OK, ""
-        try:
-            self.setup_bench()
-            model = self.identify_dut()
-            self.text.header("energy", f"{self.opts.io_port} (EMON {self.opts.emon_port})", self.record["dut"])
-            ds = load_dataset(Path(self.opts.dataset), model)
-            self.record["dataset"].update(
-                {"folder": str(ds.folder), "labels": str(ds.labels_path), "files": len(ds.entries)}
-            )
-            self.log.write("runner", f"dataset {ds.labels_path}: {len(ds.entries)} files")
-            self.write_json()
-            code = self.measure(ds)
-            if code == EXIT_INVALID:
-                status = "invalid"
-        except RunnerError as exc:
-            status, code, message = "stopped", EXIT_ERROR, str(exc)
-        except KeyboardInterrupt:
-            status, code, message = "interrupted", EXIT_INTERRUPTED, "interrupted by the user"
-        finally:
-            if self.progress is not None:
-                self.progress.clear()
-            if message:
-                self.log.write("runner", f"run stopped: {message}")
-                self.text.stopped(message)
-            try:
-                self.emon.release()
-                self.io.close()
-                self.emon.close()
-                try:
-                    self.save_trace()
-                except Exception as exc:
-                    self.record["energy_trace_error"] = f"{type(exc).__name__}: {exc}"
-                    self.log.write("runner", f"saving the trace failed: {exc}")
-                self.record["status"] = status
-                self.record["error"] = message or None
-                self.record["finished"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-                self.write_json()
-            finally:
-                self.log.close()
-        return RunOutcome(status, code, message, self.record, self.summary)
 
 
 def run_energy(opts: EnergyOptions) -> RunOutcome:

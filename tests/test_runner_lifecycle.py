@@ -1,0 +1,96 @@
+"""The run lifecycle the modes share (runner.lifecycle): Ctrl-C and errors
+leave a finished record, the closed ports and the partial results, in energy
+mode as in performance/accuracy mode (in-process, the twin's rig in fast mode)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emulator.rig import build_rig
+from runner import energy
+from runner.emon_lpm01a import Lpm01aClient
+from runner.energy import EnergyOptions, run_energy
+from runner.ioman_client import IoManagerClient
+from runner.lifecycle import EXIT_INTERRUPTED
+
+
+@pytest.fixture
+def rig(models_dir, tmp_path):
+    r = build_rig("kws01", models_dir=models_dir, interface="arduino", speed="fast", dir=tmp_path / "rig")
+    r.start()
+    yield r
+    r.close()
+
+
+def interrupt_at_window(monkeypatch, n: int) -> None:
+    """Ctrl-C while the runner waits for window ``n`` (after the timing probe)."""
+    orig = energy._EnergyRun.timed_infer
+    calls = {"n": 0}
+
+    def timed_infer(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == n + 1:
+            raise KeyboardInterrupt
+        return orig(self, *a, **kw)
+
+    monkeypatch.setattr(energy._EnergyRun, "timed_infer", timed_infer)
+
+
+def closed_ports(monkeypatch) -> list[str]:
+    closed: list[str] = []
+    for cls, name in ((IoManagerClient, "io"), (Lpm01aClient, "emon")):
+        orig = cls.close
+
+        def close(self, _orig=orig, _name=name):
+            closed.append(_name)
+            _orig(self)
+
+        monkeypatch.setattr(cls, "close", close)
+    return closed
+
+
+def check_interrupted(out, windows: int) -> None:
+    rec = json.loads((out / "results.json").read_text())
+    assert rec["status"] == "interrupted" and rec["error"] == "interrupted by the user"
+    assert rec["finished"] is not None
+    assert len(rec["energy"]["windows"]) == windows
+    assert rec["energy_trace"]["windows"] and (out / "trace1-energy.bin").exists()
+    assert "run stopped, results incomplete: interrupted by the user" in (out / "results.txt").read_text()
+    assert "Median energy cost" not in (out / "results.txt").read_text()
+
+
+def test_energy_ctrl_c_keeps_what_was_done(rig, shared, tmp_path, monkeypatch):
+    interrupt_at_window(monkeypatch, 2)
+    closed = closed_ports(monkeypatch)
+    out = tmp_path / "out"
+    outcome = run_energy(
+        EnergyOptions(io_port=rig.io_path, emon_port=rig.emon_path, dataset=shared / "datasets", out=out,
+                      iterations=20, progress=False)
+    )
+    assert (outcome.status, outcome.exit_code) == ("interrupted", EXIT_INTERRUPTED)
+    check_interrupted(out, windows=1)
+    assert sorted(closed) == ["emon", "io"]
+    assert not rig.dut.powered  # the EMON was released: supply off
+
+
+def test_second_ctrl_c_while_releasing_the_bench_still_finishes_the_record(rig, shared, tmp_path, monkeypatch):
+    """A second Ctrl-C while the EMON is being stopped and powered off (up to
+    several seconds): the ports are closed and results.json, the trace and
+    results.txt still say what happened (before, results.json stayed at
+    status 'running', with no trace and both ports left open)."""
+    interrupt_at_window(monkeypatch, 2)
+    closed = closed_ports(monkeypatch)
+
+    def release(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Lpm01aClient, "release", release)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_energy(
+            EnergyOptions(io_port=rig.io_path, emon_port=rig.emon_path, dataset=shared / "datasets", out=out,
+                          iterations=20, progress=False)
+        )
+    check_interrupted(out, windows=1)
+    assert sorted(closed) == ["emon", "io"]
