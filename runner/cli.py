@@ -37,52 +37,50 @@ def run_command(
 ) -> None:
     """Run the MLPerf Tiny performance, accuracy or energy procedure against a DUT."""
     from .errors import RunnerError
-    from .session import EXIT_ERROR, MODES, RunOptions, run
+    from .lifecycle import EXIT_ERROR, report_outcome
+    from .session import MODES, RunOptions, run
 
     mode = mode.strip().lower()
     if mode == "energy":
-        from .energy import energy_options_from_cli, report_outcome, run_energy
+        from .energy import energy_options_from_cli, run_energy
 
-        try:
-            outcome = run_energy(
+        def start():
+            return run_energy(
                 energy_options_from_cli(
                     io_port, emon_port, dataset, out, interface, voltage, iterations, warmup, windows, timeout,
                     verbose, no_progress,
                 )
             )
-        except RunnerError as exc:
-            typer.echo(f"tinytwin run: {exc}", err=True)
+    else:
+        if mode not in MODES:
+            typer.echo(f"tinytwin run: --mode must be performance or accuracy (or energy), got {mode!r}", err=True)
             raise typer.Exit(EXIT_ERROR)
-        report_outcome(outcome, out, lambda text, err: typer.echo(text, err=err))
-        raise typer.Exit(outcome.exit_code)
-    if mode not in MODES:
-        typer.echo(f"tinytwin run: --mode must be performance or accuracy (or energy), got {mode!r}", err=True)
-        raise typer.Exit(EXIT_ERROR)
-    if not port:
-        typer.echo(f"tinytwin run: --port is required in {mode} mode (the DUT's serial port)", err=True)
-        raise typer.Exit(EXIT_ERROR)
-    opts = RunOptions(
-        port=port,
-        mode=mode,
-        dataset=dataset,
-        out=out,
-        baud=baud,
-        iterations=iterations,
-        warmup=warmup,
-        timeout=timeout,
-        verbose=verbose,
-        progress=not no_progress,
-    )
+        if not port:
+            typer.echo(f"tinytwin run: --port is required in {mode} mode (the DUT's serial port)", err=True)
+            raise typer.Exit(EXIT_ERROR)
+
+        def start():
+            return run(
+                RunOptions(
+                    port=port,
+                    mode=mode,
+                    dataset=dataset,
+                    out=out,
+                    baud=baud,
+                    iterations=iterations,
+                    warmup=warmup,
+                    timeout=timeout,
+                    verbose=verbose,
+                    progress=not no_progress,
+                )
+            )
+
     try:
-        outcome = run(opts)
+        outcome = start()
     except RunnerError as exc:
         typer.echo(f"tinytwin run: {exc}", err=True)
         raise typer.Exit(EXIT_ERROR)
-    for line in outcome.summary:
-        typer.echo(line)
-    if outcome.message:
-        typer.echo(f"tinytwin run: {outcome.status}: {outcome.message}", err=True)
-    typer.echo(f"results in {out} ({outcome.status})", err=True)
+    report_outcome(outcome, out, lambda text, err: typer.echo(text, err=err))
     raise typer.Exit(outcome.exit_code)
 
 

@@ -67,7 +67,7 @@ from .dataset import Dataset, Entry
 from .emon_lpm01a import SAMPLE_RATE_HZ, EmonError, Event, Lpm01aClient
 from .errors import DeviceError, RunnerError
 from .ioman_client import DB_CHUNK_BYTES, INTERFACES, IoManagerClient
-from .lifecycle import EXIT_ERROR, EXIT_INVALID, EXIT_OK, RunOutcome, RunSession
+from .lifecycle import EXIT_ERROR, EXIT_INVALID, EXIT_OK, RunOutcome, RunSession, report_outcome
 from .link import FIRST_INFERENCE_LIMIT_S, WireLog
 from .progress import Progress
 from .protocol import (
@@ -636,15 +636,6 @@ def energy_options_from_cli(
         verbose=verbose,
         progress=not no_progress,
     )
-
-
-def report_outcome(outcome: RunOutcome, out: Path, echo) -> None:
-    """What the command prints at the end (summary on stdout, status on stderr)."""
-    for line in outcome.summary:
-        echo(line, False)
-    if outcome.message:
-        echo(f"tinytwin run: {outcome.status}: {outcome.message}", True)
-    echo(f"results in {out} ({outcome.status})", True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,15 @@ class RunOutcome:
     summary: list[str] = field(default_factory=list)
 
 
+def report_outcome(outcome: RunOutcome, out: Path, echo) -> None:
+    """What the command prints at the end (summary on stdout, status on stderr)."""
+    for line in outcome.summary:
+        echo(line, False)
+    if outcome.message:
+        echo(f"tinytwin run: {outcome.status}: {outcome.message}", True)
+    echo(f"results in {out} ({outcome.status})", True)
+
+
 def _now() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
