@@ -28,7 +28,7 @@ EXIT_INTERRUPTED = 130
 
 @dataclass
 class RunOutcome:
-    status: str  # complete | invalid | stopped | interrupted
+    status: str  # complete | invalid | stopped | interrupted | failed
     exit_code: int
     message: str = ""
     record: dict = field(default_factory=dict)
@@ -172,6 +172,11 @@ class RunSession:
             status, code, message = "stopped", EXIT_ERROR, str(exc)
         except KeyboardInterrupt:
             status, code, message = "interrupted", EXIT_INTERRUPTED, "interrupted by the user"
+        except Exception as exc:
+            # a bug of ours (or the disk failing): the record must not say
+            # "complete"; the traceback still reaches the user
+            status, code, message = "failed", EXIT_ERROR, f"internal error: {exc!r}"
+            raise
         finally:
             self._clear_progress()
             if message:

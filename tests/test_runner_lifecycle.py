@@ -94,3 +94,32 @@ def test_second_ctrl_c_while_releasing_the_bench_still_finishes_the_record(rig, 
         )
     check_interrupted(out, windows=1)
     assert sorted(closed) == ["emon", "io"]
+
+
+def test_a_crash_is_not_recorded_as_complete(models_dir, shared, tmp_path, monkeypatch):
+    """An unexpected exception (a runner bug, a full disk) propagates with its
+    traceback, and the record says the run failed, not that it completed."""
+    import uuid
+
+    import emulator.urlhandler  # noqa: F401
+    from emulator.urlhandler.protocol_tinytwin import shutdown_all
+    from runner import session
+    from runner.session import RunOptions, run
+
+    def measure(self, ds):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(session._Run, "measure", measure)
+    url = f"tinytwin://kws01?models_dir={models_dir}&speed=fast&instance={uuid.uuid4().hex}"
+    out = tmp_path / "out"
+    try:
+        with pytest.raises(ZeroDivisionError):
+            run(RunOptions(port=url, mode="performance", dataset=shared / "datasets" / "kws01", out=out,
+                           progress=False, timeout=5.0))
+    finally:
+        shutdown_all()
+    rec = json.loads((out / "results.json").read_text())
+    assert rec["status"] == "failed" and "ZeroDivisionError" in rec["error"]
+    assert rec["finished"] is not None
+    assert "run stopped, results incomplete: internal error" in (out / "results.txt").read_text()
+    assert "internal error" in (out / "log.txt").read_text()
