@@ -95,6 +95,22 @@ class Speed:
         return f"{self.factor:g}x"
 
 
+_POLL_IN_OUT = select.POLLIN | select.POLLOUT
+
+
+class _Call:
+    """A SimPy event callback that calls ``fn(*args)``."""
+
+    __slots__ = ("fn", "args")
+
+    def __init__(self, fn: Callable[..., None], *args: object):
+        self.fn = fn
+        self.args = args
+
+    def __call__(self, _event: object) -> None:
+        self.fn(*self.args)
+
+
 class HostPort:
     """A host-facing file descriptor of a twin (pty master, socket, ...).
 
@@ -199,6 +215,7 @@ class Twin:
         self.env = simpy.Environment()
         self.speed = Speed.parse(speed)
         self.ports: dict[int, HostPort] = {}
+        self._ports_changed = 0  # bumped whenever a port is added or removed
         self.devices: list[object] = []
         self._busy = 0
         self._calls: deque[Callable[[], None]] = deque()
@@ -273,11 +290,13 @@ class Twin:
         os.set_blocking(port.fd, False)
         port.twin = self
         self.ports[port.fd] = port
+        self._ports_changed += 1
         self._wake()
 
     def remove_port(self, port: HostPort) -> None:
         """Forget a port whose host end is gone for good (and close it)."""
         self.ports.pop(port.fd, None)
+        self._ports_changed += 1
         port.close()
 
     def on_close(self, fn: Callable[[], None]) -> None:
@@ -298,7 +317,7 @@ class Twin:
     def schedule(self, delay_ns: float, fn: Callable[[], None]) -> None:
         """Call ``fn`` inside the simulation after ``delay_ns``."""
         ev = self.env.timeout(max(0, int(round(delay_ns))))
-        ev.callbacks.append(lambda _ev: fn())
+        ev.callbacks.append(_Call(fn))
 
     # -- the loop --------------------------------------------------------------
     def _inject(self, port: HostPort, data: bytes, wall: float) -> None:
@@ -311,7 +330,8 @@ class Twin:
         if delay < 1:
             handler(data)
         else:
-            self.schedule(delay, lambda: handler(data))
+            ev = self.env.timeout(max(0, int(round(delay))))
+            ev.callbacks.append(_Call(handler, data))
 
     def step_until(self, sim_t: float) -> None:
         """Process every simulated event up to ``sim_t`` (ns)."""
@@ -333,90 +353,106 @@ class Twin:
         """Drive the simulation against wall time until ``stop`` is set."""
         stop = stop or self._stop
         env = self.env
+        peek = env.peek
+        step = env.step
+        monotonic = time.monotonic
+        isinf = math.isinf
+        inf = math.inf
+        wake_r = self._wake_r
+        calls = self._calls
+        ports = self.ports
         self._reanchor()
         poller = select.poll()
-        registered: dict[int, int] = {}
-        poller.register(self._wake_r, select.POLLIN)
+        registered: dict[int, int] = {}  # fd -> mask given to the poller
+        poller.register(wake_r, select.POLLIN)
+        polled: list[HostPort] = []  # the ports, as of `seen`
+        seen = None
         budget_s = 0.005
         while not stop.is_set():
             # 1. thread-safe calls
-            while self._calls:
+            while calls:
                 with self._calls_lock:
-                    fn = self._calls.popleft()
+                    fn = calls.popleft()
                 fn()
-            # 2. (re)register ports; a hung-up port (a pty nobody has open)
-            # is left out for a while instead of waking poll() in a loop
-            wall_now = time.monotonic()
+            # 2. (re)register ports (the poller is only told what changed); a
+            # hung-up port (a pty nobody has open) is left out for a while
+            # instead of waking poll() in a loop
+            wall_now = monotonic()
+            if seen != (self._ports_changed, len(ports)):
+                seen = (self._ports_changed, len(ports))
+                polled = list(ports.values())
+                for fd in list(registered):
+                    if fd not in ports:
+                        try:
+                            poller.unregister(fd)
+                        except (KeyError, ValueError):
+                            pass
+                        del registered[fd]
             hung = False
-            for fd, port in list(self.ports.items()):
+            for port in polled:
+                fd = port.fd
                 if port.hup_until > wall_now:
                     hung = True
                     if fd in registered:
                         poller.unregister(fd)
                         del registered[fd]
                     continue
-                mask = select.POLLIN | (select.POLLOUT if port.wants_write() else 0)
+                mask = _POLL_IN_OUT if port.wants_write() else select.POLLIN
                 if registered.get(fd) != mask:
                     if fd in registered:
                         poller.modify(fd, mask)
                     else:
                         poller.register(fd, mask)
                     registered[fd] = mask
-            for fd in list(registered):
-                if fd not in self.ports:
-                    try:
-                        poller.unregister(fd)
-                    except (KeyError, ValueError):
-                        pass
-                    del registered[fd]
             # 3. how long may we wait for the host?
-            nxt = env.peek()
-            if math.isinf(self._rate) and nxt < math.inf:
+            nxt = peek()
+            if isinf(self._rate) and nxt < inf:
                 timeout_ms = 0
-            elif nxt == math.inf:
+            elif nxt == inf:
                 timeout_ms = 200  # idle: wake up now and then to notice stop
             else:
-                wait = self._wall_deadline(nxt) - time.monotonic()
+                wait = self._wall_deadline(nxt) - monotonic()
                 # poll() has 1 ms resolution: sleep whole milliseconds, then
                 # spin for the last one so events are released on time
                 timeout_ms = 0 if wait <= 0.001 else min(200, int(wait * 1000))
             if hung:
                 timeout_ms = min(timeout_ms, int(HUP_RECHECK_S * 1000))
             events = poller.poll(timeout_ms)
-            wall = time.monotonic()
-            for fd, ev in events:
-                if fd == self._wake_r:
-                    try:
-                        while os.read(self._wake_r, 4096):
+            if events:
+                wall = monotonic()
+                for fd, ev in events:
+                    if fd == wake_r:
+                        try:
+                            while os.read(wake_r, 4096):
+                                pass
+                        except BlockingIOError:
                             pass
-                    except BlockingIOError:
-                        pass
-                    continue
-                port = self.ports.get(fd)
-                if port is None:
-                    continue
-                if ev & select.POLLOUT:
-                    port.flush()
-                if ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
-                    data = port.read_available()
-                    if data is None:
-                        self.remove_port(port)
-                    elif data:
-                        self._inject(port, data, wall)
-                    elif ev & (select.POLLHUP | select.POLLERR) and not ev & select.POLLIN:
-                        port.hup_until = wall + HUP_RECHECK_S
+                        continue
+                    port = ports.get(fd)
+                    if port is None:
+                        continue
+                    if ev & select.POLLOUT:
+                        port.flush()
+                    if ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                        data = port.read_available()
+                        if data is None:
+                            self.remove_port(port)
+                        elif data:
+                            self._inject(port, data, wall)
+                        elif ev & (select.POLLHUP | select.POLLERR) and not ev & select.POLLIN:
+                            port.hup_until = wall + HUP_RECHECK_S
             # 4. advance the simulation
             try:
-                if math.isinf(self._rate):
-                    t_end = time.monotonic() + budget_s
-                    while math.isinf(self._rate) and env.peek() < math.inf:
-                        env.step()
-                        if time.monotonic() > t_end:
+                if isinf(self._rate):
+                    t_end = monotonic() + budget_s
+                    while isinf(self._rate) and peek() < inf:
+                        step()
+                        if monotonic() > t_end:
                             break
-                    if not math.isinf(self._rate):
-                        self.step_until(self._sim_target(time.monotonic()))
+                    if not isinf(self._rate):
+                        self.step_until(self._sim_target(monotonic()))
                 else:
-                    self.step_until(self._sim_target(time.monotonic()))
+                    self.step_until(self._sim_target(monotonic()))
             except Exception as exc:  # a device bug must not kill the bench
                 self.errors.append(exc)
                 self.log(f"internal error in the simulation: {exc!r}")
