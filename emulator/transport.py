@@ -5,10 +5,12 @@ twin's simulation (:class:`emulator.sim.HostPort`), nothing else.
 
 * :class:`PtyPort`: a real pseudo-terminal; any program opens its slave
   device by path (we also symlink it at a stable path such as
-  ``/tmp/tinytwin/dut``). We keep the slave open ourselves, so a host closing
-  and reopening the port finds the same device, with the state a board keeps.
-  The baud rate the host configures on the slave is visible to us and is
-  honoured (a mismatch garbles the bytes, as on a real UART).
+  ``/tmp/tinytwin/dut``). We keep only the master open: a host closing and
+  reopening the port finds the same device, with the state a board keeps and
+  the line settings it left, and what the device prints while no host has
+  the port open is dropped, as when nobody listens on a board's USB serial
+  port. The baud rate the host configures on the slave is visible to us and
+  is honoured (a mismatch garbles the bytes, as on a real UART).
 * :class:`TcpListener`: a TCP server (reachable with pyserial's
   ``socket://HOST:PORT``); each connection is a port.
 * :class:`SocketPort`: one end of a socket pair, used by the in-process
