@@ -21,8 +21,8 @@ port on a NUCLEO): it runs a UART at the host's baud towards the device.
 """
 from __future__ import annotations
 
-import array
 import fcntl
+import functools
 import os
 import select
 import socket
@@ -40,21 +40,24 @@ _BOTHER = 0o010000
 
 _SPEEDS = {getattr(termios, name): int(name[1:]) for name in dir(termios) if name.startswith("B") and name[1:].isdigit()}
 _CODES = {v: k for k, v in _SPEEDS.items()}
+_U32 = struct.Struct("I")
 
 
 class TransportError(Exception):
     """A transport could not be set up; the message says what to do."""
 
 
+_TERMIOS2 = bytes(64)  # struct termios2 (44 bytes), with room to spare
+
+
 def tty_baud(fd: int) -> int | None:
     """The output baud rate configured on a tty."""
     try:
-        buf = array.array("B", bytes(64))
-        fcntl.ioctl(fd, _TCGETS2, buf, True)
-        cflag = struct.unpack_from("I", buf, 8)[0]
-        ospeed = struct.unpack_from("I", buf, 40)[0]
+        buf = fcntl.ioctl(fd, _TCGETS2, _TERMIOS2)
+        cflag = _U32.unpack_from(buf, 8)[0]
+        ospeed = _U32.unpack_from(buf, 40)[0]
         if cflag & _BOTHER or ospeed:
-            return int(ospeed)
+            return ospeed
     except OSError:
         pass
     try:
@@ -94,6 +97,9 @@ class PtyPort(HostPort):
         os.close(slave)
         super().__init__(name, master)
         self.dropped = 0
+        # asked before every write: does a host have the slave open?
+        self._hup_poll = select.poll()
+        self._hup_poll.register(master, select.POLLIN)
         self.link: Path | None = None
         if link is not None:
             try:
@@ -104,9 +110,10 @@ class PtyPort(HostPort):
 
     def host_connected(self) -> bool:
         try:
-            events = select.poll()
-            events.register(self.fd, select.POLLIN)
-            return not any(ev & select.POLLHUP for _, ev in events.poll(0))
+            for _, ev in self._hup_poll.poll(0):
+                if ev & select.POLLHUP:
+                    return False
+            return True
         except (OSError, ValueError):
             return False
 
@@ -257,7 +264,7 @@ class HostBridge:
         self._warned_baud: int | None = None
 
     def attach(self, port: HostPort) -> HostPort:
-        port.on_host_bytes = lambda data, p=port: self._from_host(p, data)
+        port.on_host_bytes = functools.partial(self._from_host, port)
         self.ports.append(port)
         self.twin.add_port(port)
         return port
@@ -286,6 +293,10 @@ class HostBridge:
         self.endpoint.send(data)
 
     def _to_host(self, data: bytes) -> None:
-        self.ports = [p for p in self.ports if not p.closed]
-        for p in self.ports:
+        ports = self.ports
+        for p in ports:
+            if p.closed:
+                ports = self.ports = [p for p in ports if not p.closed]
+                break
+        for p in ports:
             p.write_to_host(data)

@@ -86,9 +86,10 @@ class Dut:
     def _set_state(self, state: str) -> None:
         if state != self.state:
             self.state = state
-            t = self.twin.now
-            for fn in list(self.state_listeners):
-                fn(state, t)
+            if self.state_listeners:
+                t = self.twin.now
+                for fn in list(self.state_listeners):
+                    fn(state, t)
 
     def timer_us(self) -> int:
         """``us_ticker_read()``: µs since reset, on a 32-bit counter."""
