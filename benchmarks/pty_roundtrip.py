@@ -4,6 +4,9 @@ One round trip = send one `db` chunk (31 bytes as 62 hex digits, as the
 mlcommons runner sends them) and wait for `m-ready`. The twin runs as its own
 process (`tinytwin dut --speed fast`), as a user runs it. For context the
 script also measures the machine's floor: a trivial echo server on a bare pty.
+It also prints the CPU time the twin process spends per round trip (user +
+system, from /proc), which varies much less from run to run than the rate:
+the rate also depends on how the kernel schedules the two processes.
 
     python benchmarks/pty_roundtrip.py --models-dir ../shared/models
 """
@@ -72,6 +75,16 @@ def bare_pty_floor(n: int) -> float:
         os.waitpid(pid, 0)
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models-dir", default=None)
@@ -87,7 +100,9 @@ def main() -> None:
         with serial.Serial(link, 115200, timeout=5) as port:
             port.write(b"%")
             port.read_until(b"m-ready\r\n")
+            cpu0 = cpu_seconds(proc.pid)
             raw = roundtrips(port.fileno(), args.n)
+            cpu1 = cpu_seconds(proc.pid)
             ps = pyserial_roundtrips(port, max(1000, args.n // 4))
     finally:
         proc.terminate()
@@ -99,6 +114,9 @@ def main() -> None:
     print(f"| raw fd reads (twin) | {raw:,.0f} |")
     print(f"| pyserial read_until (twin) | {ps:,.0f} |")
     print(f"| raw fd reads, bare pty echo server (machine floor) | {floor:,.0f} |")
+    if cpu0 is not None and cpu1 is not None:
+        commands = args.n + args.n // 15 + 1  # the chunks and the `db load`s
+        print(f"twin CPU time per command (raw fd run): {(cpu1 - cpu0) / commands * 1e6:.0f} µs")
 
 
 if __name__ == "__main__":
