@@ -92,12 +92,7 @@ class IoManagerClient(SerialLines):
             self._ser = self._opener(self.port, HOST_BAUD)
 
     def close(self) -> None:
-        if self._ser is not None:
-            try:
-                self._ser.close()
-            except Exception:
-                pass
-            self._ser = None
+        self._close_port()
 
     # -- bytes and lines (runner.lines.SerialLines) ------------------------------------
     def _port_label(self) -> str:

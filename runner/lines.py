@@ -37,6 +37,15 @@ class SerialLines:
         pass
 
     # -- I/O -----------------------------------------------------------------------
+    def _close_port(self) -> None:
+        """Close the port if open (a port that fails to close is gone anyway)."""
+        if self._ser is not None:
+            try:
+                self._ser.close()
+            except Exception:
+                pass
+            self._ser = None
+
     def _write(self, text: str) -> None:
         import serial
 

@@ -143,12 +143,7 @@ class DutLink(SerialLines):
         )
 
     def close(self) -> None:
-        if self._ser is not None:
-            try:
-                self._ser.close()
-            except Exception:
-                pass
-            self._ser = None
+        self._close_port()
         self._buf.clear()
 
     # -- bytes and lines (runner.lines.SerialLines) ------------------------------------
