@@ -74,7 +74,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
-    from emulator.rig import build_rig
+    from emulator.benches.rig import build_rig
     from runner.energy import EnergyOptions, run_energy
 
     golden = args.shared / "golden" / "l4r5zi-tflm-v0.5"

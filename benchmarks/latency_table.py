@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emulator.power import calibrate as cal  # noqa: E402
-from emulator.power import cycles as C  # noqa: E402
+from emulator.cpu import calibrate as cal  # noqa: E402
+from emulator.cpu import cycles as C  # noqa: E402
 
 
 def _default_shared() -> Path:

@@ -40,7 +40,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
-    from emulator.bench import build_dut_bench
+    from emulator.benches.dut import build_dut_bench
     from emulator.transport import PtyPort
     from runner.session import RunOptions, run
 

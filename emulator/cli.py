@@ -73,7 +73,7 @@ def dut(
     ignore_host_baud: bool = typer.Option(False, "--ignore-host-baud", help="convenience: accept any baud the host sets on the pty instead of garbling bytes like a real UART"),
 ) -> None:
     """Serve one DUT (performance-mode firmware by default) on a pseudo-terminal."""
-    from .bench import build_dut_bench
+    from .benches.dut import build_dut_bench
     from .sim import Speed
     from .transport import PtyPort, TcpListener, TransportError
 
@@ -118,36 +118,18 @@ def dut(
 
 def _mount() -> None:
     """Mount the sub-commands that live with their subsystems."""
-    try:
-        from .models.cli import app as models_app
+    from runner.cli import register as register_runner
 
-        app.add_typer(models_app, name="models", help="Download, verify and inspect the official models.")
-    except ImportError:
-        pass
-    try:
-        from .power.estimate_cli import register as register_power
+    from .benches.external import register as register_external
+    from .benches.rig import register as register_rig
+    from .cpu.cli import register as register_cpu
+    from .models.cli import app as models_app
 
-        register_power(app)
-    except ImportError:
-        pass
-    try:
-        from runner.cli import register as register_runner
-
-        register_runner(app)
-    except ImportError:
-        pass
-    try:
-        from .rig import register as register_rig
-
-        register_rig(app)
-    except ImportError:
-        pass
-    try:
-        from .external import register as register_external
-
-        register_external(app)
-    except ImportError:
-        pass
+    app.add_typer(models_app, name="models", help="Download, verify and inspect the official models.")
+    register_cpu(app)
+    register_runner(app)
+    register_rig(app)
+    register_external(app)
 
 
 _mount()

@@ -8,7 +8,7 @@ the two timestamp markers of the EMON stream, divided by N. The power
 model's own prediction is printed next to it as a cross-check.
 
 Latency at other clocks comes from the cycle model
-(:func:`emulator.power.cycles.estimate`: flash wait states change with the
+(:func:`emulator.cpu.cycles.estimate`: flash wait states change with the
 clock, so it is not simply 120/f); if that module is missing, the reference
 latency is scaled by 120/f and the output says so.
 
@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from emulator.bench import load_engine
+from emulator.benches.dut import load_engine
 from emulator.dut.device import Dut
 from emulator.dut.timing import REFERENCE_INFERENCE_US, DutTiming
-from emulator.power.lpm01a import Lpm01a, parse_ascii_stream
+from emulator.emon.lpm01a import Lpm01a, parse_ascii_stream
 from emulator.power.model import PowerModel
 from emulator.sim import MS, S, Twin
-from emulator.uart import SerialEndpoint, connect
+from emulator.hw.uart import SerialEndpoint, connect
 
 VOLTAGES = (1.8, 3.0, 3.3)
 CLOCKS = (80.0, 120.0)
@@ -38,7 +38,7 @@ CLOCKS = (80.0, 120.0)
 def latency_us(model: str, models_dir: Path, clock_mhz: float) -> tuple[float, str]:
     """One inference at ``clock_mhz``, and where the number comes from."""
     try:
-        from emulator.power.cycles import estimate, resolve_model
+        from emulator.cpu.cycles import estimate, resolve_model
     except ImportError:
         return REFERENCE_INFERENCE_US[model] * 120.0 / clock_mhz, "reference latency x 120/f (no cycle model)"
     est = estimate(resolve_model(model, models_dir), clock_mhz=clock_mhz)

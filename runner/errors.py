@@ -1,8 +1,10 @@
 """Errors the runner reports to the user (message only, no traceback)."""
 from __future__ import annotations
 
+from emulator.errors import TinytwinError
 
-class RunnerError(Exception):
+
+class RunnerError(TinytwinError):
     """A run cannot go on; the message says what, where, and what to do."""
 
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from emulator.cli import app
 from emulator.power.model import PowerModel
-from emulator.rig import build_rig
+from emulator.benches.rig import build_rig
 
 
 def reference_windows(golden, scale: float = 1.0) -> list[dict]:

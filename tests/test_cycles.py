@@ -1,4 +1,4 @@
-"""Cycle model (emulator.power.cycles): graph parsing, cost structure, clock
+"""Cycle model (emulator.cpu.cycles): graph parsing, cost structure, clock
 scaling, memory fit, and the windows it predicts against the v0.5 reference
 results of the real NUCLEO-L4R5ZI."""
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from emulator.power import calibrate as cal
-from emulator.power import cycles as C
+from emulator.cpu import calibrate as cal
+from emulator.cpu import cycles as C
 
 MODELS = ("kws01", "vww01", "ic01", "ad01")
 LOG_DIRS = {"kws01": "kws", "vww01": "vww", "ic01": "ic", "ad01": "ad"}

@@ -1,4 +1,4 @@
-"""Calibration (emulator.power.calibrate): fitting, leave-one-out against the
+"""Calibration (emulator.cpu.calibrate): fitting, leave-one-out against the
 reference results, regeneration of the shipped profile, and the CLI."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from emulator.power import calibrate as cal
-from emulator.power import cycles as C
-from emulator.power.estimate_cli import register
+from emulator.cpu import calibrate as cal
+from emulator.cpu import cycles as C
+from emulator.cpu.cli import register
 
 MODELS = ("kws01", "vww01", "ic01", "ad01")
 
@@ -185,7 +185,7 @@ def test_cli_calibrate(models_dir, tmp_path):
 
 
 def test_commands_are_plain_functions_too(models_dir, capsys):
-    from emulator.power.estimate_cli import estimate_cmd
+    from emulator.cpu.cli import estimate_cmd
 
     estimate_cmd(str(models_dir / "ad01.tflite"), json_out=True)
     d = json.loads(capsys.readouterr().out)

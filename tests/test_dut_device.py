@@ -11,10 +11,10 @@ import pytest
 import serial
 
 import emulator.urlhandler  # noqa: F401  (registers tinytwin://)
-from emulator.bench import build_dut_bench
+from emulator.benches.dut import build_dut_bench
 from emulator.dut.timing import DutTiming
 from emulator.sim import MS, S, US, Twin
-from emulator.uart import SerialEndpoint, char_ns, connect, resample
+from emulator.hw.uart import SerialEndpoint, char_ns, connect, resample
 
 from helpers import Host, laps
 

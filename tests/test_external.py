@@ -1,6 +1,6 @@
 """``tinytwin external``: the launcher's own mechanics.
 
-These tests run child programs under :func:`emulator.external.run_external`
+These tests run child programs under :func:`emulator.benches.external.run_external`
 and check what the child sees: the twin's ports in pyserial's ``comports()``
 with the USB identities of the reference bench, a working DUT behind them,
 the caller's working directory, stdin and exit status, and a clean teardown.
@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from emulator.external import (
+from emulator.benches.external import (
     ENERGY_SPEED,
     PERFORMANCE_SPEED,
     USB_IDENTITIES,
@@ -240,7 +240,7 @@ def test_another_sitecustomize_still_runs(tmp_path):
 def test_exit_status_and_teardown(tmp_path):
     bench = open_bench("kws01", engine=EchoEngine(), speed="fast")
     device, inject = bench.sides[0].device, bench.inject_dir
-    assert (inject / "sitecustomize.py").read_text() == (REPO / "emulator/external_inject/sitecustomize.py").read_text()
+    assert (inject / "sitecustomize.py").read_text() == (REPO / "emulator/benches/inject/sitecustomize.py").read_text()
     config = json.loads((inject / "ports.json").read_text())
     assert [p["device"] for p in config["ports"]] == [device]
     bench.close()
@@ -262,7 +262,7 @@ def test_cli_passes_cwd_stdin_stdout_and_exit_code(tmp_path):
         import sys
         sys.path.insert(0, {str(TESTS)!r})
         from test_external import EchoEngine
-        from emulator.external import run_external
+        from emulator.benches.external import run_external
         sys.exit(run_external(sys.argv[1:], model="kws01", engine=EchoEngine(), log=lambda m: None))
         """
     )
@@ -281,7 +281,7 @@ def test_sigterm_to_the_launcher_reaches_the_child(tmp_path):
         import sys
         sys.path.insert(0, {str(TESTS)!r})
         from test_external import EchoEngine
-        from emulator.external import run_external
+        from emulator.benches.external import run_external
         sys.exit(run_external(sys.argv[1:], model="kws01", engine=EchoEngine(), log=lambda m: None))
         """
     )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.bench import load_engine
+from emulator.benches.dut import load_engine
 from emulator.dut.device import Dut
 from emulator.dut.timing import timing_for
 from emulator.ioman import ArduinoIoManager, H573IoManager
 from emulator.sim import US, Twin
-from emulator.uart import SerialEndpoint, char_ns, connect
+from emulator.hw.uart import SerialEndpoint, char_ns, connect
 
 HOST_CHAR = char_ns(115200)
 DUT_CHAR = char_ns(9600)

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from emulator.power.lpm01a import (
+from emulator.emon.lpm01a import (
     Lpm01aCore,
     Reply,
     ResetBoard,

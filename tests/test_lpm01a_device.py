@@ -8,12 +8,13 @@ import time
 import pytest
 import serial
 
-from emulator.bench import load_engine
+from emulator.benches.dut import load_engine
 from emulator.dut.device import Dut
 from emulator.dut.timing import timing_for
-from emulator.power.lpm01a import Lpm01a, build_emon, parse_ascii_stream, parse_binary_stream
+from emulator.benches.rig import _attach_emon
+from emulator.emon.lpm01a import Lpm01a, parse_ascii_stream, parse_binary_stream
 from emulator.sim import MS, S, Twin
-from emulator.uart import SerialEndpoint, connect
+from emulator.hw.uart import SerialEndpoint, connect
 
 P = b"PowerShield > "
 
@@ -265,7 +266,7 @@ def test_over_a_pty_in_fast_mode_streaming_follows_wall_time(models_dir, tmp_pat
     only the EMON streaming, fast mode paces simulated time with wall time."""
     twin = Twin("fast")
     dut = Dut(twin, load_engine("kws01", models_dir), timing_for("kws01"), energy_mode=True, powered=False)
-    emon, port = build_emon(twin, dut, link=tmp_path / "emon")
+    emon, port = _attach_emon("lpm01a", twin, dut, tmp_path / "emon")
     twin.start()
     try:
         host = serial.Serial(str(tmp_path / "emon"), 3686400, timeout=0.1)

@@ -14,7 +14,7 @@ import csv
 import numpy as np
 import pytest
 
-from emulator.power.lpm01a import parse_ascii_stream
+from emulator.emon.lpm01a import parse_ascii_stream
 from emulator.power.trace import levels, read_timestamps, read_trace, trace_from_samples, windows_from_timestamps
 from emulator.sim import MS, S
 from test_lpm01a_device import EnergyBench

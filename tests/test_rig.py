@@ -11,7 +11,7 @@ import pytest
 import serial
 
 from emulator.dut.core import MSG_READY
-from emulator.rig import build_rig
+from emulator.benches.rig import build_rig
 
 
 class Lines:
@@ -293,7 +293,7 @@ def test_rig_command_serves_until_sigterm(models_dir, tmp_path):
     import sys
 
     code = (
-        "import sys; from emulator.rig import rig_command; "
+        "import sys; from emulator.benches.rig import rig_command; "
         f"sys.exit(rig_command('kws01', {str(tmp_path)!r}, 'h573', 'lpm01a', {str(models_dir)!r}, 'fast', 'tflm'))"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -319,7 +319,7 @@ def test_rig_command_serves_until_sigterm(models_dir, tmp_path):
 
 
 def test_rig_command_reports_a_bad_interface(models_dir, tmp_path, capsys):
-    from emulator.rig import rig_command
+    from emulator.benches.rig import rig_command
 
     assert rig_command("kws01", tmp_path, "uno", "lpm01a", models_dir, "fast", "tflm") == 2
     assert "unknown interface 'uno'" in capsys.readouterr().err

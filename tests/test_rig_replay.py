@@ -43,9 +43,9 @@ from pathlib import Path
 import pytest
 import serial
 
-from emulator.power.lpm01a import parse_ascii_stream
-from emulator.bench import load_engine
-from emulator.rig import build_rig
+from emulator.emon.lpm01a import parse_ascii_stream
+from emulator.benches.dut import load_engine
+from emulator.benches.rig import build_rig
 
 from test_rig import Lines, wait_for
 

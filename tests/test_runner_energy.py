@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from emulator.power.trace import levels, read_timestamps, read_trace, windows_from_timestamps
-from emulator.rig import build_rig
+from emulator.benches.rig import build_rig
 from runner.energy import EnergyOptions, run_energy
 from runner.session import EXIT_ERROR, EXIT_INVALID, EXIT_OK
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from emulator.rig import build_rig
+from emulator.benches.rig import build_rig
 from runner import energy
 from runner.emon_lpm01a import Lpm01aClient
 from runner.energy import EnergyOptions, run_energy

@@ -58,7 +58,7 @@ def assert_result_folder(folder: Path) -> dict:
 @pytest.fixture
 def twin(models_dir):
     """Start in-process twins, each behind a real pty; yields a factory(model, **bench options) -> device path."""
-    from emulator.bench import build_dut_bench
+    from emulator.benches.dut import build_dut_bench
     from emulator.transport import PtyPort
 
     benches = []

@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO / "firmware_api_spec"))
 
 from dut_spec import MissingData, load_spec  # noqa: E402
 
-from emulator.bench import build_dut_bench  # noqa: E402
+from emulator.benches.dut import build_dut_bench  # noqa: E402
 from emulator.transport import PtyPort  # noqa: E402
 
 SPEC = load_spec()

@@ -111,7 +111,7 @@ def last_match(folder: Path, pattern: str, *, search: bool = False) -> str | Non
 def submission(checker, shared, models_dir, tmp_path_factory) -> Path:
     """A submission tree holding our runner's three kws01 result folders, as written."""
     import emulator.urlhandler  # noqa: F401  (registers tinytwin://)
-    from emulator.rig import build_rig
+    from emulator.benches.rig import build_rig
     from emulator.urlhandler.protocol_tinytwin import shutdown_all
     from runner.energy import EnergyOptions, run_energy
     from runner.session import EXIT_OK, RunOptions, run

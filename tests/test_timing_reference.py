@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import serial
 
-from emulator.bench import build_dut_bench
+from emulator.benches.dut import build_dut_bench
 from emulator.transport import PtyPort
 
 from helpers import Host, laps

@@ -12,7 +12,7 @@ import pytest
 import serial
 
 import emulator.urlhandler  # noqa: F401
-from emulator.bench import build_dut_bench
+from emulator.benches.dut import build_dut_bench
 from emulator.transport import PtyPort, TcpListener
 
 from helpers import Host, wait_booted

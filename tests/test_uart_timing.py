@@ -1,11 +1,11 @@
 """When a UART's bytes reach the other side, in simulated ns, and what the
-sender and the twin's busy count see meanwhile (emulator/uart.py)."""
+sender and the twin's busy count see meanwhile (emulator/hw/uart.py)."""
 from __future__ import annotations
 
 import pytest
 
 from emulator.sim import S, Twin
-from emulator.uart import SerialEndpoint, connect
+from emulator.hw.uart import SerialEndpoint, connect
 
 
 def pair(speed: str, split_after: bytes = b""):

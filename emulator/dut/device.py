@@ -3,7 +3,7 @@
 It wires the pure protocol core (:mod:`emulator.dut.core`) to simulated
 hardware:
 
-* a UART (:class:`emulator.uart.SerialEndpoint`) at the firmware's baud rate
+* a UART (:class:`emulator.hw.uart.SerialEndpoint`) at the firmware's baud rate
   (115200, or 921600 for ad01, in performance mode; 9600 in energy mode);
   ``printf`` blocks until each line has been shifted out, as on the board;
 * a CPU that is busy for the duration of each operation (parsing, tensor
@@ -26,9 +26,9 @@ from typing import Callable
 
 import simpy
 
-from ..gpio import Pin
+from ..hw.gpio import Pin
 from ..sim import US, Twin
-from ..uart import SerialEndpoint
+from ..hw.uart import SerialEndpoint
 from .core import DutCore, Hang, Infer, LoadTensor, Op, Print, Results, Timestamp
 from .timing import DutTiming
 

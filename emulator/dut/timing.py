@@ -2,8 +2,8 @@
 
 :class:`DutTiming` is what the SimPy DUT model (:mod:`emulator.dut.device`)
 asks. UART time is not here: it follows from the baud rate in
-:mod:`emulator.uart`. The inference latency comes from the cycle model of
-:mod:`emulator.power.cycles` when available (see :func:`timing_for`).
+:mod:`emulator.hw.uart`. The inference latency comes from the cycle model of
+:mod:`emulator.cpu.cycles` when available (see :func:`timing_for`).
 """
 from __future__ import annotations
 
@@ -71,9 +71,9 @@ def timing_for(model_name: str, model_path=None, profile=None, clock_mhz: float 
     ``profile`` is a kernel-profile JSON (``tinytwin calibrate``); ``None`` is
     the shipped profile fitted to the reference board. The inference latency
     is derived from the model's graph, so it holds for your own models and
-    other clocks too (see :mod:`emulator.power.cycles`).
+    other clocks too (see :mod:`emulator.cpu.cycles`).
     """
-    from ..power.cycles import KernelProfile, estimate, firmware_timing
+    from ..cpu.cycles import KernelProfile, estimate, firmware_timing
 
     try:
         prof = KernelProfile.load(profile)

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from ..clib import strtol_value
-from ..gpio import Pin
+from ..hw.gpio import Pin
 from ..sim import MS, US, Twin
-from ..uart import SerialEndpoint
+from ..hw.uart import SerialEndpoint
 
 #: the host side of both IO managers (USB-serial bridge / ST-LINK VCP)
 HOST_BAUD = 115200
@@ -184,7 +184,7 @@ class IoManagerDevice:
     # -- wiring ------------------------------------------------------------------
     def connect_dut(self, dut_endpoint: SerialEndpoint) -> None:
         """Wire the board's DUT-side UART to the DUT's UART (TX<->RX)."""
-        from ..uart import connect
+        from ..hw.uart import connect
 
         connect(self.dut_uart, dut_endpoint)
 

@@ -47,7 +47,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..gpio import Pin
+from ..hw.gpio import Pin
 from ..sim import Twin
 from .base import (
     Action,

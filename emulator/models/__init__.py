@@ -11,8 +11,10 @@ Public API::
 """
 from __future__ import annotations
 
+from ..errors import TinytwinError
 
-class ModelError(Exception):
+
+class ModelError(TinytwinError):
     """A user-facing problem with a model, its directory or its backend.
 
     The message is one sentence naming the thing and the fix; callers print it

@@ -42,7 +42,7 @@ def _bench_for(url: str):
     with _lock:
         bench = _benches.get(key)
         if bench is None:
-            from ..bench import build_dut_bench
+            from ..benches.dut import build_dut_bench
 
             try:
                 bench = build_dut_bench(

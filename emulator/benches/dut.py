@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .dut.device import Dut
-from .dut.timing import DutTiming, timing_for
-from .sim import Speed, Twin
-from .transport import HostBridge
+from ..dut.device import Dut
+from ..dut.timing import DutTiming, timing_for
+from ..sim import Speed, Twin
+from ..hw.usb_bridge import HostBridge
 
 
 @dataclass
@@ -20,7 +20,7 @@ class DutBench:
 
 
 def load_engine(model: str, models_dir: str | Path | None = None, backend: str = "tflm", io_profile: str | None = None):
-    from .models.engine import open_engine
+    from ..models.engine import open_engine
 
     return open_engine(model, models_dir=models_dir, backend=backend, profile=io_profile)
 

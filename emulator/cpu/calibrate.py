@@ -1,4 +1,4 @@
-"""Fit a :class:`~emulator.power.cycles.KernelProfile` to measured latencies.
+"""Fit a :class:`~emulator.cpu.cycles.KernelProfile` to measured latencies.
 
 The cycle model is linear in its parameters (cycles per unit of each loop
 count). Each fitted parameter is written as
@@ -15,7 +15,7 @@ Marquardt, numpy only), which stays well posed with 3-4 measurements: the
 data fix the common scale and whatever ratios they can resolve, the priors
 hold the rest at their structural values. Every parameter stays positive.
 
-``python -m emulator.power.calibrate --from-reference`` regenerates the
+``python -m emulator.cpu.calibrate --from-reference`` regenerates the
 shipped default profile from the v0.5 reference results.
 """
 from __future__ import annotations
@@ -450,7 +450,7 @@ def regenerate_default(golden: str | Path | None = None, models_dir: str | Path 
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m emulator.power.calibrate", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m emulator.cpu.calibrate", description=__doc__.split("\n\n")[0])
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--from-reference", action="store_true", help="refit the shipped default profile")
     g.add_argument("--measurements", type=Path, help="CSV: model,clock_mhz,us_per_inference")

@@ -76,7 +76,7 @@ def fit_energy_csv(path: Path):
     results give them: the window's energy, its duration, its inferences)."""
     import csv
 
-    from .model import fit_power, window_observation
+    from ..power.model import fit_power, window_observation
 
     try:
         with open(path, newline="") as f:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .sim import Twin
+from ..sim import Twin
 
 
 class Pin:

@@ -16,7 +16,7 @@ The latency of one ``Invoke()`` is derived from the ``.tflite`` graph itself:
    memory-bound ops, operators.
 3. A :class:`KernelProfile` holds the cost, in CPU cycles, of one unit of each
    count (a handful of parameters with a physical meaning, fitted by
-   :mod:`emulator.power.calibrate`). Cycles = sum(params x counts) plus the
+   :mod:`emulator.cpu.calibrate`). Cycles = sum(params x counts) plus the
    flash wait states paid when weights are streamed from flash, which depend
    on the clock (RM0432: one wait state per 20 MHz in range 1 boost).
 

@@ -31,7 +31,7 @@ from typing import Callable
 
 from simpy.events import URGENT
 
-from .sim import S, Twin
+from ..sim import S, Twin
 
 #: relative baud mismatch a UART receiver tolerates (oversampling by 16)
 BAUD_TOLERANCE = 0.025

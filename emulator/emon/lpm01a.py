@@ -50,8 +50,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..sim import MS, S, US, HostPort, Twin
-from .model import PowerModel
+from ..sim import MS, S, US, Twin
+from ..transport.base import HostPort
+from ..power.model import PowerModel
 
 PROMPT = b"PowerShield > "
 FW_VERSION = "1.0.6"  # the EEMBC EnergyRunner requires 1.0.6 or later
@@ -1049,22 +1050,11 @@ class Lpm01a:
         return self._acq is not None
 
 
-def build_emon(twin: Twin, dut, *, link: str | Path | None = None, power_model: PowerModel | None = None):
-    """The rig's hook: an LPM01A powering ``dut``, on a pseudo-terminal
-    (symlinked at ``link``). Returns ``(emon, port)``."""
-    from ..transport import PtyPort
-
-    emon = Lpm01a(twin, dut, power_model=power_model)
-    port = emon.attach(PtyPort("emon", link=link))
-    return emon, port
-
-
 __all__ = [
     "Lpm01a",
     "Lpm01aCore",
     "Settings",
     "ParsedStream",
-    "build_emon",
     "decode_ascii_value",
     "decode_bin_value",
     "encode_bin_value",

@@ -12,7 +12,7 @@
   for the EnergyRunner) or the MLCommons STM32H573I-DK interface board
   (``interface="h573"``, for the mlcommons/tiny runner); see
   :mod:`emulator.ioman`. Its host side is a pseudo-terminal at ``dir/io``.
-* The EMON is the ST LPM01A (:mod:`emulator.power.lpm01a`), on its own
+* The EMON is the ST LPM01A (:mod:`emulator.emon.lpm01a`), on its own
   pseudo-terminal ``dir/emon``: it powers the DUT, samples its current and
   sees the DUT's timestamp GPIO (D7).
 
@@ -20,25 +20,27 @@ All devices share one simulated clock (:class:`emulator.sim.Twin`).
 """
 from __future__ import annotations
 
-import importlib
 from typing import Optional
 import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bench import load_engine
-from .dut.device import Dut
-from .dut.timing import DutTiming, timing_for
-from .ioman import INTERFACES, IoManagerDevice, make_io_manager
-from .ioman.base import HOST_BAUD
-from .sim import Speed, Twin
-from .transport import HostBridge, PtyPort
+from ..errors import TinytwinError
+from .dut import load_engine
+from ..dut.device import Dut
+from ..emon import EMONS
+from ..power.model import PowerModel
+from ..dut.timing import DutTiming, timing_for
+from ..ioman import INTERFACES, IoManagerDevice, make_io_manager
+from ..ioman.base import HOST_BAUD
+from ..sim import Speed, Twin
+from ..hw.usb_bridge import HostBridge
+from ..transport import PtyPort
 
-EMONS = ("lpm01a",)
 
 
-class RigError(Exception):
+class RigError(TinytwinError):
     """The rig cannot be built as asked; the message says why."""
 
 
@@ -94,28 +96,22 @@ class Rig:
 
 
 def _attach_emon(kind: str, twin: Twin, dut: Dut, link: Path | None, power_profile: str | Path | None = None):
-    """Build the EMON named ``kind``, wired to ``dut``; returns (emon, port)."""
+    """Build the EMON named ``kind``, wired to ``dut``, on a pty at ``link``;
+    returns (emon, port)."""
     if kind not in EMONS:
         raise RigError(f"unknown EMON {kind!r}: choose one of {', '.join(EMONS)}")
-    try:
-        mod = importlib.import_module(f".power.{kind}", __package__)
-    except ImportError as exc:
-        raise RigError(f"the {kind} EMON model is not available ({exc})") from None
-    build = getattr(mod, "build_emon", None)
-    if build is None:
-        raise RigError(f"emulator.power.{kind} has no build_emon(); cannot wire the EMON")
-    if power_profile is None:
-        return build(twin, dut, link=link)
-    from .power.model import PowerModel
-
-    try:
-        model = PowerModel.load(power_profile)
-    except (OSError, ValueError, KeyError) as exc:
-        raise RigError(
-            f"cannot use the power profile {power_profile}: {exc}; give a JSON written by "
-            "`tinytwin calibrate --energy ... --power-out FILE`"
-        ) from None
-    return build(twin, dut, link=link, power_model=model)
+    model = None
+    if power_profile is not None:
+        try:
+            model = PowerModel.load(power_profile)
+        except (OSError, ValueError, KeyError) as exc:
+            raise RigError(
+                f"cannot use the power profile {power_profile}: {exc}; give a JSON written by "
+                "`tinytwin calibrate --energy ... --power-out FILE`"
+            ) from None
+    emon = EMONS[kind](twin, dut, power_model=model)
+    port = emon.attach(PtyPort("emon", link=link))
+    return emon, port
 
 
 def build_rig(

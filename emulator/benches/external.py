@@ -24,7 +24,7 @@ The launcher
    energy-mode firmware), and gives each board the host can reach a real
    pseudo-terminal (:class:`emulator.transport.PtyPort`);
 2. writes ``ports.json`` and a copy of
-   :mod:`emulator.external_inject`'s ``sitecustomize.py`` into a fresh
+   :mod:`emulator.benches.inject`'s ``sitecustomize.py`` into a fresh
    temporary directory, and prepends that directory to the child's
    ``PYTHONPATH`` (``$TINYTWIN_EXTERNAL_PORTS`` names the JSON file): the
    child's ``comports()`` then lists the ptys first, with the VID/PID and
@@ -58,7 +58,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .external_inject import PORTS_ENV, SITECUSTOMIZE
+from ..errors import TinytwinError
+from .inject import PORTS_ENV, SITECUSTOMIZE
 
 #: speed factor ``--speed auto`` picks for the runner's performance mode. The
 #: shortest official performance loop (kws01: 5 x ``infer 70 10`` plus the
@@ -109,7 +110,7 @@ INTERFACES = {"h573": "stm32h573i-dk", "arduino": "arduino"}
 EMON_BAUD = 3686400
 
 
-class ExternalError(Exception):
+class ExternalError(TinytwinError):
     """The launcher cannot set up; the message says why and what to do."""
 
 
@@ -196,7 +197,7 @@ class Trace:
 
 
 def _launcher_pty_class():
-    from .transport import PtyPort
+    from ..transport import PtyPort
 
     class LauncherPty(PtyPort):
         """A pty that can log its traffic (``--trace``) and lose whole lines on
@@ -336,7 +337,7 @@ class ExternalBench:
 
 
 def _build_dut(model, *, models_dir, speed, dut_baud, timer_start_us, engine, drops, trace):
-    from .bench import build_dut_bench
+    from .dut import build_dut_bench
 
     bench = build_dut_bench(
         model,
@@ -355,9 +356,9 @@ def _build_dut(model, *, models_dir, speed, dut_baud, timer_start_us, engine, dr
 def _build_rig(model, *, models_dir, speed, dut_baud, timer_start_us, interface, engine, drops, trace, h573_flash_baud):
     try:
         from .rig import build_rig
-        from .ioman.base import HOST_BAUD
+        from ..ioman.base import HOST_BAUD
     except ImportError as exc:
-        raise ExternalError(f"--energy needs the energy rig (emulator/rig.py), which this installation lacks ({exc})") from None
+        raise ExternalError(f"--energy needs the energy rig (emulator/benches/rig.py), which this installation lacks ({exc})") from None
     if dut_baud is not None:
         raise ExternalError("--dut-baud applies to the performance bench; in --energy the DUT runs the energy firmware's 9600 baud")
     kwargs = {"h573_flash_baud": h573_flash_baud} if interface == "h573" else {}
@@ -512,7 +513,7 @@ def run_external(
     exit status."""
     if not command:
         raise ExternalError("no command given; put it after --, e.g. tinytwin external --model kws01 -- python main.py --mode p")
-    from .sim import Speed
+    from ..sim import Speed
 
     chosen = resolve_speed(speed, command)
     try:

@@ -1,0 +1,114 @@
+"""What every host-facing port of a twin is: :class:`HostPort`.
+
+A host port is a file descriptor on the host side of the simulation (a pty
+master, a socket). The reactor polls it; bytes that arrive are handed to the
+simulated board part attached to it (:class:`emulator.hw.usb_bridge.HostBridge`
+or an instrument's USB port) at the simulated time of their arrival, and bytes
+the board sends are queued here and flushed without blocking the simulation.
+"""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Callable
+
+from ..errors import TinytwinError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..sim import Twin
+
+
+class TransportError(TinytwinError):
+    """A transport could not be set up; the message says what to do."""
+
+class HostPort:
+    """A host-facing file descriptor of a twin (pty master, socket, ...).
+
+    The twin's run loop polls :attr:`fd`; bytes read from it are handed to
+    :attr:`on_host_bytes` (called inside the simulation, at the simulated time
+    of arrival). Bytes for the host are queued with :meth:`write_to_host` and
+    flushed without blocking the simulation; nothing is dropped while the
+    host end is open.
+
+    Subclasses (see :mod:`emulator.transport`) deal with the specifics: what
+    a read error means (host closed the pty, client disconnected), what baud
+    rate the host configured.
+    """
+
+    def __init__(self, name: str, fd: int):
+        self.name = name
+        self.fd = fd
+        self.on_host_bytes: Callable[[bytes], None] | None = None
+        self._out = bytearray()
+        self.twin: "Twin | None" = None
+        self.closed = False
+        self.rx_count = 0
+        self.tx_count = 0
+        self.hup_until = 0.0  # wall time until which a hung-up fd is not polled
+
+    # -- called by the twin loop -------------------------------------------
+    def read_available(self) -> bytes | None:
+        """Read what the host sent. ``b''`` means nothing now; ``None`` that
+        the fd is gone for good (the twin then forgets this port)."""
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return b""
+        except OSError:
+            return self.on_read_error()
+        if not data:
+            return self.on_eof()
+        return data
+
+    def on_read_error(self) -> bytes | None:
+        return None
+
+    def on_eof(self) -> bytes | None:
+        return None
+
+    def wants_write(self) -> bool:
+        return bool(self._out)
+
+    def _send(self, data: bytearray) -> int:
+        """Write what the fd takes now (non-blocking); returns the count."""
+        return os.write(self.fd, data)
+
+    def flush(self) -> None:
+        while self._out:
+            try:
+                n = self._send(self._out)
+            except BlockingIOError:
+                return
+            except OSError:
+                # Host end not there (pty closed): a real board's output is
+                # lost when no one listens on the USB CDC port.
+                self._out.clear()
+                return
+            self.tx_count += n
+            del self._out[:n]
+
+    # -- called by devices (in the simulation thread) ----------------------
+    #: output kept for a host that does not read (beyond it, the oldest bytes
+    #: are lost, as a board's output is when nobody listens)
+    max_pending = 1 << 20
+
+    def write_to_host(self, data: bytes) -> None:
+        if not data or self.closed:
+            return
+        self._out += data
+        self.flush()
+        if len(self._out) > self.max_pending:
+            del self._out[: len(self._out) - self.max_pending]
+
+    def host_baud(self) -> int | None:
+        """The baud rate the host configured on its end, if knowable."""
+        return None
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+

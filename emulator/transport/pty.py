@@ -1,0 +1,151 @@
+"""A real pseudo-terminal as a twin's serial port (:class:`PtyPort`).
+
+Any program opens its slave device by path (we also symlink it at a stable
+path such as ``/tmp/tinytwin/dut``). We keep only the master open: a host
+closing and reopening the port finds the same device, with the state a board
+keeps and the line settings it left, and what the device prints while no host
+has the port open is dropped, as when nobody listens on a board's USB serial
+port. The baud rate the host configures on the slave is visible to us and is
+honoured (a mismatch garbles the bytes, as on a real UART).
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import struct
+import termios
+import tty
+from pathlib import Path
+
+from .base import HostPort, TransportError
+
+_TCGETS2 = 0x802C542A
+_BOTHER = 0o010000
+
+_SPEEDS = {getattr(termios, name): int(name[1:]) for name in dir(termios) if name.startswith("B") and name[1:].isdigit()}
+_CODES = {v: k for k, v in _SPEEDS.items()}
+_U32 = struct.Struct("I")
+
+_TERMIOS2 = bytes(64)  # struct termios2 (44 bytes), with room to spare
+
+
+def tty_baud(fd: int) -> int | None:
+    """The output baud rate configured on a tty."""
+    try:
+        buf = fcntl.ioctl(fd, _TCGETS2, _TERMIOS2)
+        cflag = _U32.unpack_from(buf, 8)[0]
+        ospeed = _U32.unpack_from(buf, 40)[0]
+        if cflag & _BOTHER or ospeed:
+            return ospeed
+    except OSError:
+        pass
+    try:
+        attrs = termios.tcgetattr(fd)
+    except termios.error:
+        return None
+    return _SPEEDS.get(attrs[5])
+
+
+def set_tty_baud(fd: int, baud: int) -> None:
+    code = _CODES.get(baud)
+    if code is None:
+        return
+    attrs = termios.tcgetattr(fd)
+    attrs[4] = attrs[5] = code
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
+
+class PtyPort(HostPort):
+    """A pseudo-terminal; the host opens :attr:`device` (or the symlink).
+
+    We do not keep the slave open ourselves: the master then reports a hang-up
+    whenever no host has the port open, and what the device prints meanwhile is
+    dropped, as a board's output is when nobody listens on its USB serial
+    port (otherwise the next program to open the port would read stale
+    lines). The line settings (raw mode, baud) persist between openings, and
+    the baud the host sets is read through the master.
+    """
+
+    def __init__(self, name: str, link: str | os.PathLike | None = None, initial_baud: int | None = None):
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        tty.setraw(master)
+        if initial_baud:
+            set_tty_baud(slave, initial_baud)
+        self.device = os.ttyname(slave)
+        os.close(slave)
+        super().__init__(name, master)
+        self.dropped = 0
+        # asked before every write: does a host have the slave open?
+        self._hup_poll = select.poll()
+        self._hup_poll.register(master, select.POLLIN)
+        self.link: Path | None = None
+        if link is not None:
+            try:
+                self.link = make_link(Path(link), self.device)
+            except TransportError:
+                os.close(master)
+                raise
+
+    def host_connected(self) -> bool:
+        try:
+            for _, ev in self._hup_poll.poll(0):
+                if ev & select.POLLHUP:
+                    return False
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def host_baud(self) -> int | None:
+        return tty_baud(self.fd)
+
+    def on_read_error(self) -> bytes | None:
+        # EIO: no host has the slave open right now; the port stays
+        return b""
+
+    def write_to_host(self, data: bytes) -> None:
+        if not self.host_connected():
+            self.dropped += len(data)
+            return
+        super().write_to_host(data)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        super().close()
+        if self.link is not None:
+            try:
+                if self.link.is_symlink() and os.readlink(self.link) == self.device:
+                    self.link.unlink()
+            except OSError:
+                pass
+
+
+def make_link(link: Path, target: str) -> Path:
+    """Create ``link`` -> ``target``, replacing a stale symlink; fail clearly."""
+    link = link.expanduser()
+    try:
+        link.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TransportError(
+            f"cannot create the directory {link.parent} for --link: {exc.strerror}; "
+            "choose a --link path in a writable directory (e.g. /tmp/tinytwin/dut)"
+        ) from None
+    if link.is_symlink():
+        link.unlink()
+    elif link.exists():
+        raise TransportError(
+            f"--link {link} exists and is not a symlink; remove it or choose another path "
+            "(e.g. /tmp/tinytwin/dut)"
+        )
+    try:
+        link.symlink_to(target)
+    except OSError as exc:
+        raise TransportError(
+            f"cannot create the symlink {link}: {exc.strerror}; choose a --link path in a writable directory"
+        ) from None
+    return link
+
+
