@@ -36,7 +36,7 @@ def serve_until_signal(twin, lines: list[str]) -> None:
 
     def _stop(signum, frame):
         stop.set()
-        twin._wake()
+        twin.wake()
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)

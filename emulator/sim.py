@@ -24,9 +24,9 @@ Speed modes
 a number ``k``
     simulated time always runs ``k`` times faster than wall time.
 
-Devices declare busy periods with :meth:`Twin.busy` (a context manager usable
-inside SimPy processes via ``with``) or :meth:`Twin.begin_busy` /
-:meth:`Twin.end_busy`.
+Devices declare busy periods so that they cannot be left open: :meth:`Twin.busy`
+(a context manager for a block of a SimPy process), :meth:`Twin.busy_until`
+(until an event) and :meth:`Twin.schedule` with ``busy=True``.
 """
 from __future__ import annotations
 
@@ -38,11 +38,13 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import simpy
 
-NS = 1
+if TYPE_CHECKING:  # pragma: no cover
+    from .transport.base import HostPort
+
 US = 1_000
 MS = 1_000_000
 S = 1_000_000_000
@@ -112,6 +114,23 @@ class _Call:
 
 
 
+class _BusyCall:
+    """A SimPy event callback that calls ``fn()`` and then ends the busy
+    period :meth:`Twin.schedule` began for it."""
+
+    __slots__ = ("twin", "fn")
+
+    def __init__(self, twin: "Twin", fn: Callable[[], None]):
+        self.twin = twin
+        self.fn = fn
+
+    def __call__(self, _event: object) -> None:
+        try:
+            self.fn()
+        finally:
+            self.twin._end_busy()
+
+
 class Twin:
     """One simulated bench: one SimPy environment, its devices, its ports.
 
@@ -124,7 +143,6 @@ class Twin:
         self.speed = Speed.parse(speed)
         self.ports: dict[int, HostPort] = {}
         self._ports_changed = 0  # bumped whenever a port is added or removed
-        self.devices: list[object] = []
         self._busy = 0
         self._calls: deque[Callable[[], None]] = deque()
         self._calls_lock = threading.Lock()
@@ -167,39 +185,48 @@ class Twin:
             return -math.inf
         return self._anchor_wall + (sim_t - self._anchor_sim) / (1e9 * self._rate)
 
-    def begin_busy(self) -> None:
+    @property
+    def busy_count(self) -> int:
+        """How many busy periods are open now (0: every device is idle)."""
+        return self._busy
+
+    def _begin_busy(self) -> None:
         self._busy += 1
         if self._busy == 1 and self.speed.is_fast:
             self._reanchor()
 
-    def end_busy(self) -> None:
+    def _end_busy(self) -> None:
         self._busy -= 1
         assert self._busy >= 0
         if self._busy == 0 and self.speed.is_fast:
             self._reanchor()
 
     def _end_busy_cb(self, _event: object) -> None:
-        """:meth:`end_busy` as a SimPy event callback."""
-        self.end_busy()
+        self._end_busy()
 
     @contextmanager
     def busy(self) -> Iterator[None]:
-        self.begin_busy()
+        """A busy period around a block of a SimPy process (``with``)."""
+        self._begin_busy()
         try:
             yield
         finally:
-            self.end_busy()
+            self._end_busy()
+
+    def busy_until(self, event: simpy.Event) -> simpy.Event:
+        """A busy period from now until ``event`` is processed (it ends after
+        the callbacks already attached to ``event``)."""
+        self._begin_busy()
+        event.callbacks.append(self._end_busy_cb)
+        return event
 
     # -- wiring ----------------------------------------------------------------
-    def add_device(self, device: object) -> None:
-        self.devices.append(device)
-
     def add_port(self, port: HostPort) -> None:
         os.set_blocking(port.fd, False)
         port.twin = self
         self.ports[port.fd] = port
         self._ports_changed += 1
-        self._wake()
+        self.wake()
 
     def remove_port(self, port: HostPort) -> None:
         """Forget a port whose host end is gone for good (and close it)."""
@@ -214,18 +241,24 @@ class Twin:
         """Run ``fn`` in the simulation thread (thread-safe)."""
         with self._calls_lock:
             self._calls.append(fn)
-        self._wake()
+        self.wake()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Wake the run loop (thread-safe), e.g. to notice a stop request."""
         try:
             os.write(self._wake_w, b"x")
         except (BlockingIOError, OSError):
             pass
 
-    def schedule(self, delay_ns: float, fn: Callable[[], None]) -> None:
-        """Call ``fn`` inside the simulation after ``delay_ns``."""
+    def schedule(self, delay_ns: float, fn: Callable[[], None], *, busy: bool = False) -> None:
+        """Call ``fn`` inside the simulation after ``delay_ns``; with ``busy``,
+        the twin counts as busy from now until ``fn`` has returned."""
         ev = self.env.timeout(max(0, int(round(delay_ns))))
-        ev.callbacks.append(_Call(fn))
+        if busy:
+            self._begin_busy()
+            ev.callbacks.append(_BusyCall(self, fn))
+        else:
+            ev.callbacks.append(_Call(fn))
 
     # -- the loop --------------------------------------------------------------
     def _inject(self, port: HostPort, data: bytes, wall: float) -> None:
@@ -377,7 +410,7 @@ class Twin:
 
     def stop(self) -> None:
         self._stop.set()
-        self._wake()
+        self.wake()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
         self._thread = None

@@ -11,7 +11,8 @@ import re
 import pytest
 
 from emulator.ioman.arduino import ArduinoIoCore
-from emulator.ioman.base import AwaitDut, Hang, Pulse, Restart, SetDutBaud, ToDut, ToHost, c_atoi16
+from emulator.core import Hang
+from emulator.ioman.actions import AwaitDut, Pulse, Restart, SetDutBaud, ToDut, ToHost, c_atoi16
 from emulator.ioman.h573 import H573IoCore, cpp_stoi
 
 

@@ -12,7 +12,7 @@ def pair(speed: str, split_after: bytes = b""):
     twin = Twin(speed)
     got: list[tuple[int, bytes, int]] = []  # (time, data, busy count)
     rx = SerialEndpoint(twin, "rx", 115200, split_after=split_after)
-    rx.receiver = lambda data: got.append((twin.now, data, twin._busy))
+    rx.receiver = lambda data: got.append((twin.now, data, twin.busy_count))
     tx = SerialEndpoint(twin, "tx", 115200)
     connect(tx, rx)
     return twin, tx, rx, got
@@ -25,11 +25,11 @@ def char_ns(n: int) -> int:
 def test_segments_end_after_split_bytes_and_arrive_with_their_last_byte():
     twin, tx, _rx, got = pair("fast", split_after=b"%")
     done = tx.send(b"ab%cd%ef")
-    assert twin._busy >= 1
+    assert twin.busy_count >= 1
     twin.run_until_idle()
     assert [(t, d) for t, d, _ in got] == [(char_ns(3), b"ab%"), (char_ns(6), b"cd%"), (char_ns(8), b"ef")]
     assert all(busy >= 1 for _, _, busy in got)  # bytes on the wire: busy
-    assert done.processed and twin._busy == 0 and twin.now == char_ns(8)
+    assert done.processed and twin.busy_count == 0 and twin.now == char_ns(8)
 
 
 def test_transmissions_queue_behind_each_other():
@@ -59,7 +59,7 @@ def test_receiver_has_the_last_byte_before_the_sender_continues(speed):
     twin.env.process(sender())
     twin.run_until_idle()
     assert seen == [(char_ns(3), 3 if speed == "realtime" else 1)]
-    assert twin._busy == 0
+    assert twin.busy_count == 0
 
 
 def test_a_receiver_error_surfaces_and_the_sender_still_finishes():
@@ -80,4 +80,4 @@ def test_a_receiver_error_surfaces_and_the_sender_still_finishes():
         twin.run_until_idle()
     twin.run_until_idle()
     assert finished == [char_ns(1)]
-    assert twin._busy == 0
+    assert twin.busy_count == 0

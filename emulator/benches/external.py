@@ -356,7 +356,7 @@ def _build_dut(model, *, models_dir, speed, dut_baud, timer_start_us, engine, dr
 def _build_rig(model, *, models_dir, speed, dut_baud, timer_start_us, interface, engine, drops, trace, h573_flash_baud):
     try:
         from .rig import build_rig
-        from ..ioman.base import HOST_BAUD
+        from ..ioman.actions import HOST_BAUD
     except ImportError as exc:
         raise ExternalError(f"--energy needs the energy rig (emulator/benches/rig.py), which this installation lacks ({exc})") from None
     if dut_baud is not None:

@@ -20,7 +20,6 @@ All devices share one simulated clock (:class:`emulator.sim.Twin`).
 """
 from __future__ import annotations
 
-from typing import Optional
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from ..emon import EMONS
 from ..power.model import PowerModel
 from ..dut.timing import DutTiming, timing_for
 from ..ioman import INTERFACES, IoManagerDevice, make_io_manager
-from ..ioman.base import HOST_BAUD
+from ..ioman.actions import HOST_BAUD
 from ..sim import Speed, Twin
 from ..hw.usb_bridge import HostBridge
 from ..transport import PtyPort
@@ -211,7 +210,7 @@ def rig_command(
 
     def _stop(signum, frame):
         stop.set()
-        rig.twin._wake()
+        rig.twin.wake()
 
     old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     rig.twin.log = lambda msg: print(f"tinytwin: {msg}", file=sys.stderr, flush=True)

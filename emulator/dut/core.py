@@ -22,19 +22,24 @@ prose; the quirks reproduced here are listed there too:
 * at boot TFLM's error reporter prints its arena-alignment warning (seen on
   the reference board for all four models) before ``m-init-done``.
 
-The core turns each complete command into a list of *operations* (a script):
-printing text, reading the timestamp, loading the tensor, running
-inferences, printing results. A device model (:mod:`emulator.dut.device`)
-executes the script in simulated time; :func:`run_script` executes it
-instantly, which is what protocol tests use.
+The core follows the one convention of :mod:`emulator.core`: received bytes
+go in with :meth:`DutCore.feed`; :meth:`DutCore.step` turns the next complete
+command into its script, a list of actions (printing text, reading the
+timestamp, loading the tensor, running inferences, printing results). A
+device model (:mod:`emulator.dut.device`) executes the script in simulated
+time; :func:`run_script` executes it instantly, which is what protocol tests
+use. Both leave the firmware's semantics of each action to the core
+(:meth:`DutCore.load_tensor`, :meth:`DutCore.lap_line`).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Protocol
+from enum import StrEnum
+from typing import Callable, Protocol
 
 from ..clib import c_atoi, c_int
+from ..core import Hang
 
 # Firmware constants (internally_implemented.h)
 EE_CMD_SIZE = 80
@@ -45,6 +50,8 @@ TH_VENDOR_NAME_STRING = "unspecified"
 
 MSG_READY = b"m-ready\r\n"
 MSG_INIT_DONE = b"m-init-done\r\n"
+#: what the anomaly-detection firmware's th_final_initialize() prints
+MSG_AD_INITIALIZED = b"Initialized\r\n"
 #: printed by TFLM (MicroErrorReporter) while th_final_initialize() builds the
 #: interpreter: the reference board's logs show it at every power-on, for all
 #: four models, before ad01's ``Initialized`` and ``m-init-done``
@@ -110,15 +117,8 @@ class Results:
     """``th_results()``: print the model's result line."""
 
 
-@dataclass(frozen=True)
-class Hang:
-    """The board stops executing (a HardFault): nothing more is answered until
-    it is reset."""
 
-    reason: str
-
-
-Op = Print | Timestamp | LoadTensor | Infer | Results | Hang
+Action = Print | Timestamp | LoadTensor | Infer | Results | Hang
 
 
 class Profile(Protocol):  # what the core needs of an I/O profile
@@ -165,12 +165,24 @@ class _Tokens:
 # the state machine
 
 
+class DutState(StrEnum):
+    """What the DUT's CPU is doing (what its supply current depends on)."""
+
+    OFF = "off"
+    BOOT = "boot"
+    IDLE = "idle"  # waiting for a command (WFI between UART interrupts)
+    BUSY = "busy"  # handling a command
+    INFER = "infer"  # running the model
+    TX = "tx"  # blocked in a UART print
+
+
 @dataclass
 class DutCore:
     """The firmware's command handling state.
 
-    Feed it received bytes with :meth:`receive`; it returns, for each command
-    completed by a ``%``, the script of operations the firmware performs.
+    Feed it received bytes with :meth:`feed`; :meth:`step` returns, for each
+    command completed by a ``%``, the script of actions the firmware performs
+    (``None`` once every complete command has been handled).
     """
 
     profile: Profile
@@ -182,19 +194,23 @@ class DutCore:
     buff_pos: int = 0  # g_buff_pos (size_t)
     lost_writes: int = 0  # db bytes past the end of the buffer (memory corruption on a board)
     stdin_prev: int = 0  # last byte getchar() read (mbed's input newline conversion)
+    rx: bytearray = field(default_factory=bytearray)  # received, not yet read by getchar()
 
     def __post_init__(self) -> None:
         self.buff = bytearray(self.profile.max_db_input_size)
 
     # -- boot ------------------------------------------------------------------
-    def boot_script(self, extra_init: bytes = b"") -> list[Op]:
+    def boot_script(self, extra_init: bytes | None = None) -> list[Action]:
         """``ee_benchmark_initialize()``: what the board prints at power-on.
 
-        ``extra_init`` is whatever the model's ``th_final_initialize()`` prints
-        (the anomaly-detection firmware prints ``Initialized``).
+        ``extra_init`` is whatever the model's ``th_final_initialize()`` prints;
+        by default the reference firmware's: the anomaly-detection build prints
+        ``Initialized``, the others nothing.
         """
+        if extra_init is None:
+            extra_init = MSG_AD_INITIALIZED if self.profile.name == "ad01" else b""
         mode = b"energy" if self.energy_mode else b"performance"
-        ops: list[Op] = [Print(b"m-timestamp-mode-" + mode + b"\r\n"), Timestamp()]
+        ops: list[Action] = [Print(b"m-timestamp-mode-" + mode + b"\r\n"), Timestamp()]
         ops.append(Print(MSG_ARENA_ALIGNMENT))
         if extra_init:
             ops.append(Print(extra_init))
@@ -205,50 +221,69 @@ class DutCore:
         self.parser_enabled = True
 
     # -- bytes in ----------------------------------------------------------------
-    def receive(self, data: bytes) -> Iterator[list[Op]]:
-        """``ee_serial_callback()`` for each byte ``getchar()`` returns;
-        yields one script per completed command (in order).
+    def feed(self, data: bytes) -> None:
+        """Bytes the UART received (buffered until :meth:`step` reads them)."""
+        self.rx += data
+
+    def step(self) -> list[Action] | None:
+        """``ee_serial_callback()`` for each byte ``getchar()`` returns, up to
+        the next command that makes the firmware act; returns its script, or
+        ``None`` when the received bytes hold no such command.
 
         Runs of ordinary bytes (anything but ``\\r``, ``\\n`` and ``%``) are
         copied at once; the special bytes are handled one by one, exactly as
         the firmware does for each character."""
+        data = self.rx
         cmd = self.cmd
         pos = 0
         n = len(data)
         special = _SPECIAL.search
-        while pos < n:
-            m = special(data, pos)
-            end = m.start() if m is not None else n
-            if end > pos:
-                # ordinary bytes: the write position saturates at 80; what is
-                # written there is overwritten by the terminating NUL, so lost
-                room = EE_CMD_SIZE - len(cmd)
-                if room > 0:
-                    cmd += data[pos : min(end, pos + room)]
-                self.stdin_prev = data[end - 1]
-                pos = end
-                if m is None:
-                    break
-            c = data[pos]
-            pos += 1
-            # mbed's stdin newline conversion (before the firmware sees it)
-            prev, self.stdin_prev = self.stdin_prev, c
-            if c in (0x0D, 0x0A):
-                if prev in (0x0D, 0x0A) and prev != c:
-                    continue  # second byte of a CR LF / LF CR pair
-                c = 0x0A
-            if c == EE_CMD_TERMINATOR:
-                line = bytes(cmd[:EE_CMD_SIZE])
-                cmd.clear()
-                script = self.execute(line)
-                if script is not None:
-                    yield script
-            elif len(cmd) < EE_CMD_SIZE:
-                cmd.append(c)
-            # else: the write position saturates at 80 (see above)
+        try:
+            while pos < n:
+                m = special(data, pos)
+                end = m.start() if m is not None else n
+                if end > pos:
+                    # ordinary bytes: the write position saturates at 80; what is
+                    # written there is overwritten by the terminating NUL, so lost
+                    room = EE_CMD_SIZE - len(cmd)
+                    if room > 0:
+                        cmd += data[pos : min(end, pos + room)]
+                    self.stdin_prev = data[end - 1]
+                    pos = end
+                    if m is None:
+                        break
+                c = data[pos]
+                pos += 1
+                # mbed's stdin newline conversion (before the firmware sees it)
+                prev, self.stdin_prev = self.stdin_prev, c
+                if c in (0x0D, 0x0A):
+                    if prev in (0x0D, 0x0A) and prev != c:
+                        continue  # second byte of a CR LF / LF CR pair
+                    c = 0x0A
+                if c == EE_CMD_TERMINATOR:
+                    line = bytes(cmd[:EE_CMD_SIZE])
+                    cmd.clear()
+                    script = self.execute(line)
+                    if script is not None:
+                        return script
+                elif len(cmd) < EE_CMD_SIZE:
+                    cmd.append(c)
+                # else: the write position saturates at 80 (see above)
+            return None
+        finally:
+            del data[:pos]
+
+    def receive(self, data: bytes) -> list[list[Action]]:
+        """:meth:`feed`, then every script :meth:`step` returns (for tests and
+        tools that drive the firmware without a clock)."""
+        self.feed(data)
+        scripts = []
+        while (script := self.step()) is not None:
+            scripts.append(script)
+        return scripts
 
     # -- commands ------------------------------------------------------------------
-    def execute(self, line: bytes) -> list[Op] | None:
+    def execute(self, line: bytes) -> list[Action] | None:
         """``ee_serial_command_parser_callback()`` for one line (without ``%``).
 
         Returns ``None`` when the firmware says nothing at all (parser not yet
@@ -264,7 +299,7 @@ class DutCore:
         # compares and prints what is at address 0 (the initial stack pointer
         # of the vector table, whose first byte is 0): an empty string.
         word = tok if tok is not None else b""
-        ops: list[Op] = []
+        ops: list[Action] = []
         if word == b"name":
             ops.append(Print(f"m-name-{EE_DEVICE_NAME}-[{TH_VENDOR_NAME_STRING}]\r\n".encode()))
         elif word == b"timestamp":
@@ -274,7 +309,7 @@ class DutCore:
         ops.append(Print(MSG_READY))
         return ops
 
-    def _profile_parse(self, word: bytes, toks: _Tokens, ops: list[Op]) -> bool:
+    def _profile_parse(self, word: bytes, toks: _Tokens, ops: list[Action]) -> bool:
         if word == b"profile":
             ops.append(Print(f"m-profile-[{EE_FW_VERSION}]\r\n".encode()))
             ops.append(Print(f"m-model-[{self.profile.model_version}]\r\n".encode()))
@@ -305,9 +340,9 @@ class DutCore:
             return False
         return True
 
-    def infer_script(self, n: int, w: int) -> list[Op]:
+    def infer_script(self, n: int, w: int) -> list[Action]:
         """``ee_infer(n, w)``."""
-        ops: list[Op] = [LoadTensor(self.get_buffer(self.profile.input_count * self.profile.input_elem_size))]
+        ops: list[Action] = [LoadTensor(self.get_buffer(self.profile.input_count * self.profile.input_elem_size))]
         ops.append(Print(f"m-warmup-start-{c_int(w)}\r\n".encode()))
         if w:
             ops.append(Infer(w, warmup=True))
@@ -320,7 +355,7 @@ class DutCore:
         ops.append(Results())
         return ops
 
-    def _buffer_parse(self, toks: _Tokens, ops: list[Op]) -> None:
+    def _buffer_parse(self, toks: _Tokens, ops: list[Action]) -> None:
         """``ee_buffer_parse()`` (after the ``db`` token)."""
         p = toks.next()
         maxsize = self.profile.max_db_input_size
@@ -371,7 +406,7 @@ class DutCore:
                     ops.append(Print(b"m-load-done\r\n"))
                     return
 
-    def _load_hex_fast(self, digits: bytes, ops: list[Op]) -> bool:
+    def _load_hex_fast(self, digits: bytes, ops: list[Action]) -> bool:
         """The common case of ``db HH..``: only hex digits, every byte inside
         the buffer, no wrap of the write position. Does what the byte-by-byte
         loop does, at once; returns False (having done nothing) otherwise."""
@@ -390,7 +425,7 @@ class DutCore:
             ops.append(Print(b"m-load-done\r\n"))
         return True
 
-    def _print_buffer(self, ops: list[Op]) -> None:
+    def _print_buffer(self, ops: list[Action]) -> None:
         size = self.buff_size
         maxsize = self.profile.max_db_input_size
         out = bytearray()
@@ -415,6 +450,22 @@ class DutCore:
         data = bytes(self.buff[: min(n, len(self.buff))])
         return data + bytes(n - len(data))
 
+    def load_tensor(self, raw: bytes, engine: "Engine | None") -> bytes | None:
+        """``th_load_tensor()`` with the buffer ``raw``: the input goes to the
+        engine, or, when the size is wrong, the engine sees the short load and
+        the firmware's message (returned) is printed."""
+        err = self.load_tensor_error(raw)
+        if engine is not None:
+            if err is None:
+                engine.set_input(raw)
+            else:
+                engine.load_short(raw)
+        return err
+
+    def lap_line(self, stamp_us: int) -> bytes:
+        """What ``th_timestamp()`` prints in performance mode."""
+        return f"m-lap-us-{stamp_us & 0xFFFFFFFF}\r\n".encode()
+
     def load_tensor_error(self, raw: bytes) -> bytes | None:
         """What ``th_load_tensor()`` prints when the buffer has the wrong size
         (the input tensor is then left as it was)."""
@@ -430,7 +481,11 @@ class DutCore:
 
 
 class Engine(Protocol):
+    """What the firmware needs of the model (:mod:`emulator.models.engine`)."""
+
     def set_input(self, raw: bytes) -> None: ...
+
+    def load_short(self, raw: bytes) -> None: ...
 
     def invoke(self, count: int = 1) -> None: ...
 
@@ -439,7 +494,7 @@ class Engine(Protocol):
 
 def run_script(
     core: DutCore,
-    script: list[Op],
+    script: list[Action],
     engine: Engine | None,
     timer_us: Callable[[], int] = lambda: 0,
 ) -> bytes:
@@ -450,15 +505,9 @@ def run_script(
             out += op.text
         elif isinstance(op, Timestamp):
             if not core.energy_mode:
-                out += f"m-lap-us-{timer_us() & 0xFFFFFFFF}\r\n".encode()
+                out += core.lap_line(timer_us())
         elif isinstance(op, LoadTensor):
-            err = core.load_tensor_error(op.raw)
-            if err is not None:
-                if engine is not None and hasattr(engine, "load_short"):
-                    engine.load_short(op.raw)
-                out += err
-            elif engine is not None:
-                engine.set_input(op.raw)
+            out += core.load_tensor(op.raw, engine) or b""
         elif isinstance(op, Infer):
             if engine is not None:
                 engine.invoke(op.count)

@@ -29,7 +29,8 @@ import simpy
 from ..hw.gpio import Pin
 from ..sim import US, Twin
 from ..hw.uart import SerialEndpoint
-from .core import DutCore, Hang, Infer, LoadTensor, Op, Print, Results, Timestamp
+from ..core import Hang
+from .core import MSG_READY, Action, DutCore, DutState, Infer, LoadTensor, Print, Results, Timestamp
 from .timing import DutTiming
 
 TIMER_WRAP = 2**32
@@ -60,20 +61,19 @@ class Dut:
         self.uart = SerialEndpoint(twin, f"{name}.uart", baud, split_after=b"%", receiver=self._on_rx)
         self.timestamp_pin = Pin(twin, f"{name}.D7", level=1)
         self.timer_start_us = timer_start_us
-        self.state = "off"
-        self.state_listeners: list[Callable[[str, int], None]] = []
+        self.state = DutState.OFF
+        self.state_listeners: list[Callable[[DutState, int], None]] = []
         self.powered = False
         self.hung = False
         self.overrun_lost = 0
         self.commands = 0
         self._reset_at = 0
         self._core: DutCore | None = None
-        self._busy = False
+        self._cpu_busy = False  # the CPU is not reading its UART
         self._held: int | None = None  # the receive register during busy time
-        self._pending: list[list[Op]] = []
+        self._pending: list[list[Action]] = []
         self._proc: simpy.Process | None = None
         self._epoch = 0  # incremented at every power change; stale processes stop
-        twin.add_device(self)
         if powered:
             self.power_on()
 
@@ -83,7 +83,7 @@ class Dut:
         assert self._core is not None, "the DUT is not powered"
         return self._core
 
-    def _set_state(self, state: str) -> None:
+    def _set_state(self, state: DutState) -> None:
         if state != self.state:
             self.state = state
             if self.state_listeners:
@@ -108,7 +108,7 @@ class Dut:
         self._held = None
         self._pending.clear()
         self.timestamp_pin.set(1)
-        self._busy = True
+        self._cpu_busy = True
         self._proc = self.env.process(self._boot(self._epoch))
 
     def power_off(self) -> None:
@@ -118,10 +118,10 @@ class Dut:
         self._epoch += 1
         # a process still running for the old epoch stops at its next step
         # and releases its own busy count
-        self._busy = False
+        self._cpu_busy = False
         self._core = None
         self._pending.clear()
-        self._set_state("off")
+        self._set_state(DutState.OFF)
 
     def reset(self) -> None:
         """A reset (NRST / power cycle): the firmware boots again."""
@@ -132,7 +132,7 @@ class Dut:
     def _on_rx(self, data: bytes) -> None:
         if not self.powered or self.hung:
             return
-        if self._busy:
+        if self._cpu_busy:
             # the CPU is not reading: the receive register keeps its first
             # byte, the following ones overrun
             if self._held is None:
@@ -144,52 +144,50 @@ class Dut:
         self._feed(data)
 
     def _feed(self, data: bytes) -> None:
-        scripts = list(self.core.receive(data))
-        if scripts:
-            self._pending.extend(scripts)
-            self._start()
+        core = self.core
+        core.feed(data)
+        while (script := core.step()) is not None:
+            self._pending.append(script)
+        self._start()
 
     def _start(self) -> None:
-        if not self._busy and self._pending:
-            self._busy = True
-            self.twin.begin_busy()
+        if not self._cpu_busy and self._pending:
+            self._cpu_busy = True
             self._proc = self.env.process(self._execute_pending(self._epoch))
 
     # -- execution ------------------------------------------------------------------
     def _boot(self, epoch: int):
-        self.twin.begin_busy()
-        try:
-            self._set_state("boot")
-            yield self.env.timeout(int(self.timing.boot_ns))
-            extra = b"Initialized\r\n" if self.profile.name == "ad01" else b""
-            yield from self._run(self.core.boot_script(extra), epoch)
-            if epoch != self._epoch:
-                return
-            self.core.enable_parser()
-            yield from self._print(b"m-ready\r\n", epoch)
-        finally:
-            if epoch == self._epoch:
-                self._busy = False
-                self._set_state("idle")
-            self.twin.end_busy()
+        with self.twin.busy():
+            try:
+                self._set_state(DutState.BOOT)
+                yield self.env.timeout(int(self.timing.boot_ns))
+                yield from self._run(self.core.boot_script(), epoch)
+                if epoch != self._epoch:
+                    return
+                self.core.enable_parser()
+                yield from self._print(MSG_READY, epoch)
+            finally:
+                if epoch == self._epoch:
+                    self._cpu_busy = False
+                    self._set_state(DutState.IDLE)
         if epoch == self._epoch:
             self._after_command()
 
     def _execute_pending(self, epoch: int):
-        try:
-            while self._pending and epoch == self._epoch:
-                script = self._pending.pop(0)
-                self.commands += 1
-                self._set_state("busy")
-                yield self.env.timeout(int(self.timing.command_ns))
-                yield from self._run(script, epoch)
-                if self.hung:
-                    return
-        finally:
-            if epoch == self._epoch and not self.hung:
-                self._busy = False
-                self._set_state("idle")
-            self.twin.end_busy()
+        with self.twin.busy():
+            try:
+                while self._pending and epoch == self._epoch:
+                    script = self._pending.pop(0)
+                    self.commands += 1
+                    self._set_state(DutState.BUSY)
+                    yield self.env.timeout(int(self.timing.command_ns))
+                    yield from self._run(script, epoch)
+                    if self.hung:
+                        return
+            finally:
+                if epoch == self._epoch and not self.hung:
+                    self._cpu_busy = False
+                    self._set_state(DutState.IDLE)
         if epoch == self._epoch and not self.hung:
             self._after_command()
 
@@ -202,12 +200,12 @@ class Dut:
         if not text or epoch != self._epoch:
             return
         prev = self.state
-        self._set_state("tx")
+        self._set_state(DutState.TX)
         yield self.uart.send(text)
         if epoch == self._epoch:
             self._set_state(prev)
 
-    def _run(self, script: list[Op], epoch: int):
+    def _run(self, script: list[Action], epoch: int):
         env = self.env
         for op in script:
             if epoch != self._epoch:
@@ -224,24 +222,21 @@ class Dut:
                     stamp = self.timer_us()
                     if self.timing.timestamp_print_us:
                         yield env.timeout(int(self.timing.timestamp_print_ns))
-                    yield from self._print(f"m-lap-us-{stamp}\r\n".encode(), epoch)
+                    yield from self._print(self.core.lap_line(stamp), epoch)
             elif isinstance(op, LoadTensor):
-                err = self.core.load_tensor_error(op.raw)
+                err = self.core.load_tensor(op.raw, self.engine)
                 if err is not None:
-                    if hasattr(self.engine, "load_short"):
-                        self.engine.load_short(op.raw)
                     yield from self._print(err, epoch)
                 else:
-                    self.engine.set_input(op.raw)
                     yield env.timeout(int(self.timing.load_tensor_ns()))
             elif isinstance(op, Infer):
-                self._set_state("infer")
+                self._set_state(DutState.INFER)
                 self.engine.invoke(op.count)
                 yield env.timeout(int(round(self.timing.inference_ns(op.count))))
-                self._set_state("busy")
+                self._set_state(DutState.BUSY)
             elif isinstance(op, Results):
                 yield from self._print(self.engine.results_text().encode("latin-1"), epoch)
             elif isinstance(op, Hang):
                 self.hung = True
-                self._set_state("busy")
+                self._set_state(DutState.BUSY)
                 return

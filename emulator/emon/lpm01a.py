@@ -45,7 +45,6 @@ import math
 import re
 import struct
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
@@ -279,8 +278,8 @@ HELP_LINES = (
 
 
 class Lpm01aCore:
-    """The PowerShield shell: feed host bytes to :meth:`receive`, get
-    :data:`Action` s. The device reports the end of an acquisition with
+    """The PowerShield shell, a protocol core (:mod:`emulator.core`): host bytes
+    in with :meth:`feed`, :data:`Action` s out of :meth:`step`. The device reports the end of an acquisition with
     :meth:`acquisition_ended`."""
 
     def __init__(
@@ -294,6 +293,7 @@ class Lpm01aCore:
         self.board_id = board_id or "-".join(str(v) for v in struct.unpack("<3I", b"tinytwinEMON"))
         self.temperature_c = temperature_c
         self._line = bytearray()
+        self._rx = bytearray()
         self.reset()
 
     def reset(self) -> None:
@@ -305,16 +305,37 @@ class Lpm01aCore:
         self.error: str | None = None  # what 'status' reports
 
     # -- bytes in ----------------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        """Bytes from the host (buffered; :meth:`step` handles them)."""
+        self._rx += data
+
+    def step(self) -> list[Action] | None:
+        """Handle the next complete command line; ``None``: none is complete.
+
+        LF ends a line, CR too (a terminal's Enter); empty lines are ignored."""
+        rx = self._rx
+        while rx:
+            ends = [i for i in (rx.find(10), rx.find(13)) if i >= 0]
+            if not ends:
+                self._line += rx
+                rx.clear()
+                return None
+            end = min(ends)
+            self._line += rx[:end]
+            del rx[: end + 1]
+            if self._line:
+                line = bytes(self._line)
+                self._line.clear()
+                return self.command(line.decode("latin-1"))
+        return None
+
     def receive(self, data: bytes) -> list[Action]:
+        """:meth:`feed` then every :meth:`step`, flattened (for tests and
+        examples that drive the shell directly)."""
+        self.feed(data)
         actions: list[Action] = []
-        for c in data:
-            if c in (10, 13):  # LF ends a line; CR too (a terminal's Enter)
-                if self._line:
-                    line = bytes(self._line)
-                    self._line.clear()
-                    actions.extend(self.command(line.decode("latin-1")))
-            else:
-                self._line.append(c)
+        while (step := self.step()) is not None:
+            actions.extend(step)
         return actions
 
     # -- replies -------------------------------------------------------------------
@@ -770,7 +791,6 @@ class Lpm01a:
         self._acq: _Acquisition | None = None
         self._gen = 0
         self._power_gen = 0
-        twin.add_device(self)
         if dut is not None:
             self.connect_dut(dut)
 
@@ -796,16 +816,13 @@ class Lpm01a:
     # -- host side -----------------------------------------------------------------
     def host_input(self, data: bytes) -> None:
         """Bytes from the host: the shell handles them after its latency."""
-        twin = self.twin
-        twin.begin_busy()
+        self.twin.schedule(self.reply_latency_ns, lambda: self._handle(data), busy=True)
 
-        def run() -> None:
-            try:
-                self._execute(self.core.receive(data))
-            finally:
-                twin.end_busy()
-
-        twin.schedule(self.reply_latency_ns, run)
+    def _handle(self, data: bytes) -> None:
+        core = self.core
+        core.feed(data)
+        while (actions := core.step()) is not None:
+            self._execute(actions)
 
     def _send(self, data: bytes) -> None:
         if not data:

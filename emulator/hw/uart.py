@@ -152,9 +152,6 @@ class SerialEndpoint:
         if self.tap:
             self.tap("tx", data, now)
         peer = self.peer
-        # While bytes are on the wire the twin is busy: from now until the
-        # last character has been shifted out (and received).
-        twin.begin_busy()
         last = None
         if peer is not None:
             # Deliveries come before the completion: at the instant the last
@@ -177,8 +174,9 @@ class SerialEndpoint:
             # (same instant, same place in the queue: nothing is scheduled
             # between them) delivers it, then ends the busy period
             finished.callbacks.append(_Delivery(peer, last[1], self.baud))
-        finished.callbacks.append(twin._end_busy_cb)
-        return finished
+        # While bytes are on the wire the twin is busy: until the last
+        # character has been shifted out (and received).
+        return twin.busy_until(finished)
 
     def _segments(self, data: bytes, peer: "SerialEndpoint") -> list[tuple[int, bytes]]:
         n = len(data)

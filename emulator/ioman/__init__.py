@@ -5,13 +5,14 @@
 * :mod:`.h573`: the MLCommons enhanced interface board (STM32H573I-DK), used
   by the mlcommons/tiny Python runner.
 
-Each has a pure protocol core and a SimPy device (:mod:`.base`).
+Each has a pure protocol core (actions in :mod:`.actions`) and a device on
+the twin's clock (:mod:`.device`).
 """
 from __future__ import annotations
 
-from .arduino import ArduinoIoCore, ArduinoIoManager
-from .base import IoManagerDevice
-from .h573 import H573IoCore, H573IoManager
+from .arduino import ArduinoIoCore
+from .device import ArduinoIoManager, H573IoManager, IoManagerDevice
+from .h573 import H573IoCore
 
 INTERFACES = {"arduino": ArduinoIoManager, "h573": H573IoManager}
 

@@ -51,12 +51,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..hw.gpio import Pin
-from ..sim import Twin
-from .base import (
+from .actions import (
     Action,
     BoundedQueue,
-    IoManagerDevice,
     Pulse,
     ToDut,
     ToHost,
@@ -284,38 +281,3 @@ class ArduinoIoCore:
     def _show_vdata(self) -> list[Action]:
         values = [v - 256 if v >= 128 else v for v in self.vdata]  # signed char, sign-extended
         return [ToHost(b"m-vdata-" + b"-".join(_arduino_hex(v) for v in values) + b"\r\n")]
-
-
-class ArduinoIoManager(IoManagerDevice):
-    """The UNO io-manager as a device: host UART at 115200, DUT UART at 9600,
-    D3 as the timestamp input, D4 as the ``tp`` output."""
-
-    kind = "arduino"
-
-    def __init__(self, twin: Twin, *, name: str = "io", powered: bool = True, boot_ms: float = 0.0):
-        core = ArduinoIoCore()
-        super().__init__(
-            twin,
-            core,
-            name=name,
-            host_tx_buffer=HOST_TX_BUFFER,
-            dut_tx_buffer=DUT_TX_BUFFER,
-            boot_us=boot_ms * 1000.0,
-            pins=("D4",),
-        )
-        core.clock_us = self.micros
-        self.timestamp_pins: list[Pin] = []
-        if powered:
-            self.power_on()
-
-    def attach_timestamp(self, pin: Pin) -> None:
-        """Wire ``pin`` (the DUT's timestamp GPIO) to D3."""
-        self.timestamp_pins.append(pin)
-        pin.listeners.append(self._on_edge)
-
-    def _on_edge(self, level: int, t_ns: int) -> None:
-        if not self.running:
-            return
-        micros = self.micros() & ~3  # the UNO's micros() counts in 4 µs steps
-        if self.core.timestamp_edge(level, micros):
-            self._kick()

@@ -47,15 +47,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..hw.gpio import Pin
-from ..sim import Twin
-from .base import (
+from ..core import Hang
+from .actions import (
     Action,
     AwaitDut,
     BoundedQueue,
     DUT_BAUD,
-    Hang,
-    IoManagerDevice,
     Restart,
     SetDutBaud,
     ToDut,
@@ -294,25 +291,3 @@ class H573IoCore:
                     text += b"\r\n"
             return [ToHost(bytes(text)), ToHost(READY)]
         raise AssertionError(f"no handler for {name!r}")
-
-
-class H573IoManager(IoManagerDevice):
-    """The STM32H573I-DK interface board as a device. Its DUT UART starts at
-    the baud kept in (simulated) flash; ``setbaud`` changes it for good."""
-
-    kind = "h573"
-
-    def __init__(self, twin: Twin, *, name: str = "io", flash_baud: int | None = None, powered: bool = True):
-        core = H573IoCore(flash_baud=flash_baud)
-        super().__init__(twin, core, name=name, host_tx_buffer=0, dut_tx_buffer=0, boot_us=BOOT_US)
-        core.clock_10us = lambda: self.micros() // 10
-        if powered:
-            self.power_on()
-
-    def attach_ww_detection(self, pin: Pin) -> None:
-        """Wire ``pin`` to WW_DET_IN (falling edges are detections)."""
-        pin.listeners.append(lambda level, t: self.running and level == 0 and self.core.ww_detection_edge())
-
-    def attach_dutycycle(self, pin: Pin) -> None:
-        """Wire ``pin`` to DUT_DUTY_CYCLE (rising = start, falling = stop)."""
-        pin.listeners.append(lambda level, t: self.running and self.core.dutycycle_edge(level))

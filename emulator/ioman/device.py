@@ -1,7 +1,7 @@
-"""What every IO manager model shares: the actions a protocol core asks for,
-and the SimPy device that carries them out in the twin's clock.
+"""The IO managers as devices on the twin's clock.
 
-A protocol core (:mod:`emulator.ioman.arduino`, :mod:`emulator.ioman.h573`)
+A protocol core (:mod:`emulator.ioman.arduino`, :mod:`emulator.ioman.h573`, actions in
+:mod:`emulator.ioman.actions`)
 is a pure state machine. Bytes are handed to it with ``feed_host()`` /
 ``feed_dut()`` (they land in the board's receive buffers, which are bounded
 as on the board); :meth:`step` then does the next piece of work the firmware
@@ -17,116 +17,15 @@ Arduino ring buffers that only block when full).
 """
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Iterable
 
-from ..clib import strtol_value
+from ..core import Hang
 from ..hw.gpio import Pin
-from ..sim import MS, US, Twin
 from ..hw.uart import SerialEndpoint
-
-#: the host side of both IO managers (USB-serial bridge / ST-LINK VCP)
-HOST_BAUD = 115200
-#: the DUT side at power-up (the reference firmware's energy-mode baud)
-DUT_BAUD = 9600
-
-
-# --------------------------------------------------------------------------
-# actions
-
-
-@dataclass(frozen=True)
-class ToHost:
-    """Transmit these bytes to the host."""
-
-    data: bytes
-
-
-@dataclass(frozen=True)
-class ToDut:
-    """Transmit these bytes to the DUT (a passthrough command plus ``%``)."""
-
-    data: bytes
-
-
-@dataclass(frozen=True)
-class SetDutBaud:
-    """Configure the DUT-side UART for this baud."""
-
-    baud: int
-
-
-@dataclass(frozen=True)
-class AwaitDut:
-    """The firmware now waits for the DUT's answer, relaying its lines until
-    one equals ``until`` (informational: the core keeps that state)."""
-
-    until: bytes
-
-
-@dataclass(frozen=True)
-class Pulse:
-    """Drive an output pin low for ``us`` microseconds (the CPU busy-waits)."""
-
-    pin: str
-    us: float
-
-
-@dataclass(frozen=True)
-class Restart:
-    """The board resets itself (e.g. ``NVIC_SystemReset``): everything in
-    flight is lost; it runs again after ``boot_us``."""
-
-    reason: str
-    boot_us: float
-
-
-@dataclass(frozen=True)
-class Hang:
-    """The firmware stops (an unhandled C++ exception ends in ``abort()``):
-    it answers nothing until it is power-cycled."""
-
-    reason: str
-
-
-Action = ToHost | ToDut | SetDutBaud | AwaitDut | Pulse | Restart | Hang
-
-
-class BoundedQueue:
-    """A receive buffer that keeps at most ``capacity`` bytes; bytes that
-    arrive when it is full are lost (and counted), as with a UART ring buffer
-    or a ThreadX queue written with ``TX_NO_WAIT``."""
-
-    def __init__(self, capacity: int):
-        self.capacity = capacity
-        self._q: deque[int] = deque()
-        self.lost = 0
-
-    def put(self, data: bytes) -> int:
-        room = self.capacity - len(self._q)
-        keep = data[: max(0, room)]
-        self._q.extend(keep)
-        lost = len(data) - len(keep)
-        self.lost += lost
-        return lost
-
-    def get(self) -> int | None:
-        return self._q.popleft() if self._q else None
-
-    def clear(self) -> None:
-        self._q.clear()
-
-    def __len__(self) -> int:
-        return len(self._q)
-
-
-def c_atoi16(s: bytes | None) -> int:
-    """avr-libc ``atoi`` (16-bit ``int``, no saturation: the value wraps)."""
-    v = strtol_value(s)
-    v &= 0xFFFF
-    return v - 0x10000 if v >= 0x8000 else v
-
+from ..sim import US, Twin
+from .arduino import DUT_TX_BUFFER, HOST_TX_BUFFER, ArduinoIoCore
+from .h573 import BOOT_US, H573IoCore
+from .actions import DUT_BAUD, HOST_BAUD, AwaitDut, Pulse, Restart, SetDutBaud, ToDut, ToHost
 
 # --------------------------------------------------------------------------
 # the device
@@ -140,8 +39,6 @@ class IoManagerDevice:
     transmission before a print blocks (0: every transmit blocks until the
     last character has left, as ``HAL_UART_Transmit`` does).
     """
-
-    kind = "ioman"
 
     def __init__(
         self,
@@ -178,8 +75,6 @@ class IoManagerDevice:
         self._epoch = 0
         self._wake = None
         self._boot_at = 0
-        self._trace: list[Callable[[str, bytes, int], None]] = []
-        twin.add_device(self)
 
     # -- wiring ------------------------------------------------------------------
     def connect_dut(self, dut_endpoint: SerialEndpoint) -> None:
@@ -271,12 +166,8 @@ class IoManagerDevice:
 
     def _do(self, act, epoch: int):
         if isinstance(act, ToHost):
-            for fn in self._trace:
-                fn("host", act.data, self.twin.now)
             yield from self._tx(self.host_uart, act.data, self.host_tx_buffer)
         elif isinstance(act, ToDut):
-            for fn in self._trace:
-                fn("dut", act.data, self.twin.now)
             yield from self._tx(self.dut_uart, act.data, self.dut_tx_buffer)
         elif isinstance(act, SetDutBaud):
             self.dut_uart.baud = int(act.baud)
@@ -299,19 +190,57 @@ class IoManagerDevice:
             self.hung = True
 
 
-__all__ = [
-    "Action",
-    "AwaitDut",
-    "BoundedQueue",
-    "DUT_BAUD",
-    "HOST_BAUD",
-    "Hang",
-    "IoManagerDevice",
-    "MS",
-    "Pulse",
-    "Restart",
-    "SetDutBaud",
-    "ToDut",
-    "ToHost",
-    "c_atoi16",
-]
+__all__ = ["IoManagerDevice", "ArduinoIoManager", "H573IoManager"]
+
+
+class ArduinoIoManager(IoManagerDevice):
+    """The UNO io-manager as a device: host UART at 115200, DUT UART at 9600,
+    D3 as the timestamp input, D4 as the ``tp`` output."""
+
+    def __init__(self, twin: Twin, *, name: str = "io", powered: bool = True, boot_ms: float = 0.0):
+        core = ArduinoIoCore()
+        super().__init__(
+            twin,
+            core,
+            name=name,
+            host_tx_buffer=HOST_TX_BUFFER,
+            dut_tx_buffer=DUT_TX_BUFFER,
+            boot_us=boot_ms * 1000.0,
+            pins=("D4",),
+        )
+        core.clock_us = self.micros
+        self.timestamp_pins: list[Pin] = []
+        if powered:
+            self.power_on()
+
+    def attach_timestamp(self, pin: Pin) -> None:
+        """Wire ``pin`` (the DUT's timestamp GPIO) to D3."""
+        self.timestamp_pins.append(pin)
+        pin.listeners.append(self._on_edge)
+
+    def _on_edge(self, level: int, t_ns: int) -> None:
+        if not self.running:
+            return
+        micros = self.micros() & ~3  # the UNO's micros() counts in 4 µs steps
+        if self.core.timestamp_edge(level, micros):
+            self._kick()
+
+
+class H573IoManager(IoManagerDevice):
+    """The STM32H573I-DK interface board as a device. Its DUT UART starts at
+    the baud kept in (simulated) flash; ``setbaud`` changes it for good."""
+
+    def __init__(self, twin: Twin, *, name: str = "io", flash_baud: int | None = None, powered: bool = True):
+        core = H573IoCore(flash_baud=flash_baud)
+        super().__init__(twin, core, name=name, host_tx_buffer=0, dut_tx_buffer=0, boot_us=BOOT_US)
+        core.clock_10us = lambda: self.micros() // 10
+        if powered:
+            self.power_on()
+
+    def attach_ww_detection(self, pin: Pin) -> None:
+        """Wire ``pin`` to WW_DET_IN (falling edges are detections)."""
+        pin.listeners.append(lambda level, t: self.running and level == 0 and self.core.ww_detection_edge())
+
+    def attach_dutycycle(self, pin: Pin) -> None:
+        """Wire ``pin`` to DUT_DUTY_CYCLE (rising = start, falling = stop)."""
+        pin.listeners.append(lambda level, t: self.running and self.core.dutycycle_edge(level))
