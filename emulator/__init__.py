@@ -1,0 +1,36 @@
+"""tinytwin's emulator: the reference board, its bench and their one clock.
+
+Architecture, in layers (an import may only point down this list; the rules
+are checked by ``tests/test_layering.py``):
+
+1. **Pure parts**: no clock, no I/O, no threads.
+   ``errors`` (the one user-facing error base), ``clib`` (the C library's
+   number parsing), ``core`` (the one convention of protocol cores: bytes in
+   with ``feed``, actions out of ``step``; the shared ``Hang``), the protocol
+   cores themselves (``dut.core``, ``ioman.arduino``, ``ioman.h573``,
+   ``ioman.actions``, ``emon.lpm01a.core``, ``emon.lpm01a.stream``, and every
+   ``*.core`` a new firmware adds), ``models`` (the model engine), ``cpu``
+   (the cycle model), ``power.trace`` (the energy trace file format).
+   Rule 1: these never import SimPy, the clock, a board part, a transport, a
+   bench, or an OS-level I/O module (select, socket, termios, tty, pty,
+   threading, serial).
+2. **The clock**: ``sim`` (one SimPy environment per twin; wall time enters
+   only here). Rule 2: it imports no other emulator module.
+3. **Board parts and devices**: ``hw`` (UART, GPIO, the USB-serial bridge),
+   ``dut.device``, ``ioman.device``, ``emon.lpm01a.device``, ``power.model``.
+   They run on the clock and carry out what the cores decide. Rule 3: they
+   never import a transport implementation (``transport.pty``/``tcp``), a
+   bench or a front end; ``transport.base`` (what a host port is) is allowed.
+4. **Transports**: ``transport`` (host ports: pty, TCP, socket pairs). Rule 4:
+   thin; they import no device, no core, no bench.
+5. **Benches**: ``benches`` (a DUT bench, the energy rig, the external-runner
+   launcher) assemble parts, devices and transports.
+6. **Front ends**: ``cli``, ``urlhandler`` (the ``tinytwin://`` pyserial URL),
+   ``models.cli``, ``cpu.cli``.
+
+The host runner (top-level ``runner``) works the same against a board and a
+twin. Rule 5: it imports from ``emulator`` only ``errors``, ``power.trace``
+(the file format it writes), ``urlhandler`` (to register ``tinytwin://``) and
+``models`` (the dataset synthesizer labels inputs with the model); and only
+``emulator.cli`` imports ``runner``.
+"""

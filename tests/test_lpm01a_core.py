@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from emulator.emon.lpm01a import (
+from emulator.emon.lpm01a.core import (
     Lpm01aCore,
     Reply,
     ResetBoard,
@@ -14,6 +14,8 @@ from emulator.emon.lpm01a import (
     StartAcquisition,
     StopAcquisition,
     TargetReset,
+)
+from emulator.emon.lpm01a.stream import (
     decode_ascii_value,
     decode_bin_value,
     encode_bin_value,

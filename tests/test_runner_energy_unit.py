@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from emulator.emon.lpm01a import (
+from emulator.emon.lpm01a.stream import (
     ACQUISITION_COMPLETED,
     PROMPT,
     end_record,

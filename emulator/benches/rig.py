@@ -21,6 +21,7 @@ All devices share one simulated clock (:class:`emulator.sim.Twin`).
 from __future__ import annotations
 
 import signal
+from typing import Optional
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,7 +229,6 @@ def rig_command(
 
 def register(app) -> None:
     """Mount ``tinytwin rig`` on the typer ``app``."""
-    from typing import Optional
 
     import typer
 
