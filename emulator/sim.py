@@ -4,7 +4,9 @@ Every device model of a twin (DUT CPU, UARTs, GPIO, IO manager, EMON) lives in
 one :class:`simpy.Environment`. Simulated time is an integer number of
 nanoseconds (``env.now``); it is the only time the devices know.
 
-Wall time enters only here, at the edge, in :meth:`Twin.run`:
+Wall time enters only here, at the edge, in :meth:`Twin.run` (the loop that
+serves the host ports; its steps are small methods, and the wall-to-simulated
+time mapping is the pure :class:`Pacer`):
 
 * host bytes that arrive on a port (a pty master, a socket) are injected at the
   simulated time that corresponds to the moment they arrived;
@@ -35,6 +37,7 @@ import os
 import select
 import threading
 import time
+import traceback
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,6 +100,54 @@ class Speed:
         return f"{self.factor:g}x"
 
 
+class Pacer:
+    """How simulated time follows wall time, as a pure function of an anchor.
+
+    Between two anchors simulated time runs at :attr:`rate` simulated seconds
+    per wall second (``math.inf``: as fast as the host computes). The twin
+    re-anchors whenever the rate changes (in fast mode: when the bench turns
+    busy or idle). Nothing here reads a clock: the caller passes wall times.
+    """
+
+    __slots__ = ("speed", "wall", "sim", "rate")
+
+    def __init__(self, speed: Speed):
+        self.speed = speed
+        self.wall = 0.0
+        self.sim = 0.0
+        self.rate = self.rate_for(busy=False)
+
+    def rate_for(self, *, busy: bool) -> float:
+        """Fast mode runs flat out while busy and 1:1 while idle; a factor
+        always runs at that factor."""
+        if self.speed.is_fast:
+            return math.inf if busy else 1.0
+        return self.speed.factor
+
+    def anchor(self, wall: float, sim: float, *, busy: bool) -> None:
+        """From ``wall`` (s) / ``sim`` (ns) on, run at the rate for ``busy``."""
+        self.wall = wall
+        self.sim = sim
+        self.rate = self.rate_for(busy=busy)
+
+    @property
+    def unbounded(self) -> bool:
+        """True while simulated time need not wait for wall time."""
+        return math.isinf(self.rate)
+
+    def sim_target(self, wall: float) -> float:
+        """The simulated time (ns) that wall time ``wall`` corresponds to."""
+        if math.isinf(self.rate):
+            return math.inf
+        return self.sim + (wall - self.wall) * 1e9 * self.rate
+
+    def wall_deadline(self, sim_t: float) -> float:
+        """The wall time (s) at which simulated time ``sim_t`` is due."""
+        if math.isinf(self.rate):
+            return -math.inf
+        return self.wall + (sim_t - self.sim) / (1e9 * self.rate)
+
+
 _POLL_IN_OUT = select.POLLIN | select.POLLOUT
 
 
@@ -112,6 +163,84 @@ class _Call:
     def __call__(self, _event: object) -> None:
         self.fn(*self.args)
 
+
+
+class _Loop:
+    """The run loop's view of the host ports: the poller and what it was told
+    (it is only told what changed)."""
+
+    def __init__(self, twin: "Twin"):
+        self.twin = twin
+        self.poller = select.poll()
+        self.poller.register(twin._wake_r, select.POLLIN)
+        self.registered: dict[int, int] = {}  # fd -> mask given to the poller
+        self.polled: list[HostPort] = []  # the ports, as of `seen`
+        self.seen: tuple[int, int] | None = None
+
+    def sync_ports(self) -> bool:
+        """(Re)register the ports; a hung-up port (a pty nobody has open) is
+        left out for a while instead of waking poll() in a loop. Returns
+        whether one is left out."""
+        ports = self.twin.ports
+        registered = self.registered
+        poller = self.poller
+        wall_now = time.monotonic()
+        if self.seen != (self.twin._ports_changed, len(ports)):
+            self.seen = (self.twin._ports_changed, len(ports))
+            self.polled = list(ports.values())
+            for fd in list(registered):
+                if fd not in ports:
+                    try:
+                        poller.unregister(fd)
+                    except (KeyError, ValueError):
+                        pass
+                    del registered[fd]
+        hung = False
+        for port in self.polled:
+            fd = port.fd
+            if port.hup_until > wall_now:
+                hung = True
+                if fd in registered:
+                    poller.unregister(fd)
+                    del registered[fd]
+                continue
+            mask = _POLL_IN_OUT if port.wants_write() else select.POLLIN
+            if registered.get(fd) != mask:
+                if fd in registered:
+                    poller.modify(fd, mask)
+                else:
+                    poller.register(fd, mask)
+                registered[fd] = mask
+        return hung
+
+    def service(self, events: list[tuple[int, int]]) -> None:
+        """Flush what ports can take and hand what the host sent to the
+        simulation, at the simulated time of its arrival."""
+        if not events:
+            return
+        twin = self.twin
+        wall = time.monotonic()
+        for fd, ev in events:
+            if fd == twin._wake_r:
+                try:
+                    while os.read(fd, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+                continue
+            port = twin.ports.get(fd)
+            if port is None:
+                continue
+            if ev & select.POLLOUT:
+                port.flush()
+            if ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                data = port.read_available()
+                if data is None:
+                    twin.remove_port(port)
+                elif data:
+                    twin._inject(port, data, wall)
+                elif ev & (select.POLLHUP | select.POLLERR) and not ev & select.POLLIN:
+                    port.hup_until = wall + HUP_RECHECK_S
 
 
 class _BusyCall:
@@ -151,9 +280,8 @@ class Twin:
         os.set_blocking(self._wake_w, False)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._anchor_wall = time.monotonic()
-        self._anchor_sim = 0
-        self._rate = self._current_rate()
+        self.pacer = Pacer(self.speed)
+        self._reanchor()
         self.errors: list[BaseException] = []
         self.log: Callable[[str], None] = lambda msg: None
         self._closers: list[Callable[[], None]] = []
@@ -164,26 +292,8 @@ class Twin:
         """Simulated time in ns."""
         return int(self.env.now)
 
-    def _current_rate(self) -> float:
-        if self.speed.is_fast:
-            return math.inf if self._busy > 0 else 1.0
-        return self.speed.factor
-
     def _reanchor(self) -> None:
-        self._anchor_wall = time.monotonic()
-        self._anchor_sim = self.env.now
-        self._rate = self._current_rate()
-
-    def _sim_target(self, wall: float) -> float:
-        """The simulated time (ns) that wall time ``wall`` corresponds to."""
-        if math.isinf(self._rate):
-            return math.inf
-        return self._anchor_sim + (wall - self._anchor_wall) * 1e9 * self._rate
-
-    def _wall_deadline(self, sim_t: float) -> float:
-        if math.isinf(self._rate):
-            return -math.inf
-        return self._anchor_wall + (sim_t - self._anchor_sim) / (1e9 * self._rate)
+        self.pacer.anchor(time.monotonic(), self.env.now, busy=self._busy > 0)
 
     @property
     def busy_count(self) -> int:
@@ -262,7 +372,7 @@ class Twin:
 
     # -- the loop --------------------------------------------------------------
     def _inject(self, port: HostPort, data: bytes, wall: float) -> None:
-        target = self._sim_target(wall)
+        target = self.pacer.sim_target(wall)
         delay = 0 if math.isinf(target) else max(0.0, target - self.env.now)
         port.rx_count += len(data)
         handler = port.on_host_bytes
@@ -291,115 +401,66 @@ class Twin:
             env.step()
 
     def run(self, stop: threading.Event | None = None) -> None:
-        """Drive the simulation against wall time until ``stop`` is set."""
+        """Drive the simulation against wall time until ``stop`` is set: each
+        turn runs the calls other threads queued, tells the poller which
+        ports to watch, waits for the host at most until the next simulated
+        event is due, services the ports, and advances the simulation."""
         stop = stop or self._stop
-        env = self.env
-        peek = env.peek
-        step = env.step
-        monotonic = time.monotonic
-        isinf = math.isinf
-        inf = math.inf
-        wake_r = self._wake_r
-        calls = self._calls
-        ports = self.ports
+        loop = _Loop(self)
         self._reanchor()
-        poller = select.poll()
-        registered: dict[int, int] = {}  # fd -> mask given to the poller
-        poller.register(wake_r, select.POLLIN)
-        polled: list[HostPort] = []  # the ports, as of `seen`
-        seen = None
-        budget_s = 0.005
         while not stop.is_set():
-            # 1. thread-safe calls
-            while calls:
-                with self._calls_lock:
-                    fn = calls.popleft()
-                fn()
-            # 2. (re)register ports (the poller is only told what changed); a
-            # hung-up port (a pty nobody has open) is left out for a while
-            # instead of waking poll() in a loop
-            wall_now = monotonic()
-            if seen != (self._ports_changed, len(ports)):
-                seen = (self._ports_changed, len(ports))
-                polled = list(ports.values())
-                for fd in list(registered):
-                    if fd not in ports:
-                        try:
-                            poller.unregister(fd)
-                        except (KeyError, ValueError):
-                            pass
-                        del registered[fd]
-            hung = False
-            for port in polled:
-                fd = port.fd
-                if port.hup_until > wall_now:
-                    hung = True
-                    if fd in registered:
-                        poller.unregister(fd)
-                        del registered[fd]
-                    continue
-                mask = _POLL_IN_OUT if port.wants_write() else select.POLLIN
-                if registered.get(fd) != mask:
-                    if fd in registered:
-                        poller.modify(fd, mask)
-                    else:
-                        poller.register(fd, mask)
-                    registered[fd] = mask
-            # 3. how long may we wait for the host?
-            nxt = peek()
-            if isinf(self._rate) and nxt < inf:
-                timeout_ms = 0
-            elif nxt == inf:
-                timeout_ms = 200  # idle: wake up now and then to notice stop
-            else:
-                wait = self._wall_deadline(nxt) - monotonic()
-                # poll() has 1 ms resolution: sleep whole milliseconds, then
-                # spin for the last one so events are released on time
-                timeout_ms = 0 if wait <= 0.001 else min(200, int(wait * 1000))
-            if hung:
-                timeout_ms = min(timeout_ms, int(HUP_RECHECK_S * 1000))
-            events = poller.poll(timeout_ms)
-            if events:
-                wall = monotonic()
-                for fd, ev in events:
-                    if fd == wake_r:
-                        try:
-                            while os.read(wake_r, 4096):
-                                pass
-                        except BlockingIOError:
-                            pass
-                        continue
-                    port = ports.get(fd)
-                    if port is None:
-                        continue
-                    if ev & select.POLLOUT:
-                        port.flush()
-                    if ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
-                        data = port.read_available()
-                        if data is None:
-                            self.remove_port(port)
-                        elif data:
-                            self._inject(port, data, wall)
-                        elif ev & (select.POLLHUP | select.POLLERR) and not ev & select.POLLIN:
-                            port.hup_until = wall + HUP_RECHECK_S
-            # 4. advance the simulation
-            try:
-                if isinf(self._rate):
-                    t_end = monotonic() + budget_s
-                    while isinf(self._rate) and peek() < inf:
-                        step()
-                        if monotonic() > t_end:
-                            break
-                    if not isinf(self._rate):
-                        self.step_until(self._sim_target(monotonic()))
-                else:
-                    self.step_until(self._sim_target(monotonic()))
-            except Exception as exc:  # a device bug must not kill the bench
-                self.errors.append(exc)
-                self.log(f"internal error in the simulation: {exc!r}")
-                import traceback
+            self._drain_calls()
+            hung = loop.sync_ports()
+            loop.service(loop.poller.poll(self._timeout_ms(hung)))
+            self._advance()
 
-                traceback.print_exc()
+    def _drain_calls(self) -> None:
+        calls = self._calls
+        while calls:
+            with self._calls_lock:
+                fn = calls.popleft()
+            fn()
+
+    def _timeout_ms(self, hung: bool) -> int:
+        """How long the loop may wait for the host (ms)."""
+        nxt = self.env.peek()
+        if self.pacer.unbounded and nxt < math.inf:
+            timeout_ms = 0
+        elif nxt == math.inf:
+            timeout_ms = 200  # idle: wake up now and then to notice stop
+        else:
+            wait = self.pacer.wall_deadline(nxt) - time.monotonic()
+            # poll() has 1 ms resolution: sleep whole milliseconds, then
+            # spin for the last one so events are released on time
+            timeout_ms = 0 if wait <= 0.001 else min(200, int(wait * 1000))
+        if hung:
+            timeout_ms = min(timeout_ms, int(HUP_RECHECK_S * 1000))
+        return timeout_ms
+
+    #: how long one turn of the loop may compute in fast mode before it looks
+    #: at the host ports again (s)
+    FAST_BUDGET_S = 0.005
+
+    def _advance(self) -> None:
+        """Process the simulated events that are due; a device bug is logged
+        and kept in :attr:`errors`, and does not kill the bench."""
+        pacer = self.pacer
+        try:
+            if pacer.unbounded:
+                env = self.env
+                t_end = time.monotonic() + self.FAST_BUDGET_S
+                while pacer.unbounded and env.peek() < math.inf:
+                    env.step()
+                    if time.monotonic() > t_end:
+                        break
+                if not pacer.unbounded:
+                    self.step_until(pacer.sim_target(time.monotonic()))
+            else:
+                self.step_until(pacer.sim_target(time.monotonic()))
+        except Exception as exc:  # a device bug must not kill the bench
+            self.errors.append(exc)
+            self.log(f"internal error in the simulation: {exc!r}")
+            traceback.print_exc()
 
     def start(self) -> "Twin":
         """Run the loop in a daemon thread."""
