@@ -8,11 +8,14 @@ for 11 s windows instead). The board's duration of the same session is read
 off its EnergyRunner log (``golden/l4r5zi-tflm-v0.5/<m>/energy/log.txt``,
 ``m-session-start`` to ``m-session-stop``: kws01 103 s, vww01 733 s, ic01 90 s,
 ad01 44 s). Also reported: the run's median energy per inference and window
-runtime against reference.csv.
+runtime against reference.csv. The runner supplies the DUT at ``--voltage``
+(default 1.8 V, the reference's, as its logs' ``m-voltage-mv[1800]`` says);
+at another voltage the reference energy is scaled by the voltage ratio (the
+board's current does not depend on its supply).
 
 Usage::
 
-    python benchmarks/energy_walltime.py [--shared ../shared] [--models kws01,ad01] [--auto] [--json out.json]
+    python benchmarks/energy_walltime.py [--shared ../shared] [--models kws01,ad01] [--voltage 3.0] [--auto] [--json out.json]
 """
 from __future__ import annotations
 
@@ -71,11 +74,15 @@ def main() -> int:
     ap.add_argument("--models", default="kws01,vww01,ic01,ad01")
     ap.add_argument("--interface", default="arduino", choices=("arduino", "h573"))
     ap.add_argument("--auto", action="store_true", help="let the runner pick N (11 s windows) instead of the reference's N")
+    ap.add_argument("--voltage", type=float, default=None, help="DUT supply (V; default: the runner's, 1.8)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
+    from emulator.power.model import log_voltage_v
     from emulator.benches.rig import build_rig
-    from runner.energy import EnergyOptions, run_energy
+    from runner.energy import DEFAULT_VOLTAGE_V, EnergyOptions, run_energy
+
+    volts = args.voltage if args.voltage is not None else DEFAULT_VOLTAGE_V
 
     golden = args.shared / "golden" / "l4r5zi-tflm-v0.5"
     models_dir = args.shared / "models"
@@ -87,6 +94,7 @@ def main() -> int:
         for model in args.models.split(","):
             r = ref[model]
             n = None if args.auto else int(r["energy_iterations"])
+            board_v = log_voltage_v((golden / SHORT[model] / "energy" / "log.txt").read_text(encoding="latin-1"))
             rig = build_rig(model, models_dir=models_dir, interface=args.interface, speed="fast", dir=tmp / f"rig-{model}")
             rig.start()
             out = tmp / f"out-{model}"
@@ -94,7 +102,7 @@ def main() -> int:
             try:
                 outcome = run_energy(
                     EnergyOptions(io_port=rig.io_path, emon_port=rig.emon_path, dataset=ds, out=out,
-                                  interface=args.interface, iterations=n, progress=False)
+                                  interface=args.interface, voltage=volts, iterations=n, progress=False)
                 )
             finally:
                 wall = time.monotonic() - t0
@@ -115,7 +123,9 @@ def main() -> int:
                     "simulated_s": trace.get("duration_s"),
                     "samples": trace.get("samples"),
                     "median_uj_per_inf": med,
-                    "reference_uj_per_inf": float(r["energy_median_uJ_per_inf"]),
+                    "voltage_v": volts,
+                    "board_voltage_v": board_v,
+                    "reference_uj_per_inf": float(r["energy_median_uJ_per_inf"]) * volts / board_v,
                     "window_s": runtime,
                     "reference_window_s": float(r["energy_window_s"]),
                     "log_mb": (out / "log.txt").stat().st_size / 1e6,
@@ -128,7 +138,8 @@ def main() -> int:
                 file=sys.stderr, flush=True,
             )
 
-    print(f"energy runs, 5 windows, fast mode, {args.interface} IO manager + LPM01A ({'N picked by the runner' if args.auto else 'reference N'})")
+    print(f"energy runs at {volts:g} V, 5 windows, fast mode, {args.interface} IO manager + LPM01A "
+          f"({'N picked by the runner' if args.auto else 'reference N'}; ref = reference.csv x {volts:g} V / board's V)")
     print(f"{'model':6} {'N':>5} {'wall s':>7} {'board s':>8} {'speed-up':>8} {'sim s':>7} {'samples':>8} "
           f"{'uJ/inf':>10} {'ref':>10} {'diff':>6} {'window s':>9} {'ref':>7} {'diff':>6} {'status':>8}")
     for row in rows:

@@ -32,7 +32,7 @@ def run_command(
     io_port: Optional[str] = typer.Option(None, "--io-port", help="energy: the IO manager's serial port (Arduino io-manager or H573 interface board)"),
     emon_port: Optional[str] = typer.Option(None, "--emon-port", help="energy: the LPM01A PowerShield's serial port"),
     interface: Optional[str] = typer.Option(None, "--interface", help="energy: arduino or h573 (default: whichever answers on --io-port)"),
-    voltage: float = typer.Option(3.0, "--voltage", help="energy: DUT supply voltage from the EMON, V (1.8-3.3; the v0.5 reference results: 3.0)"),
+    voltage: float = typer.Option(1.8, "--voltage", help="energy: DUT supply voltage from the EMON, V (1.8-3.3; default 1.8, the v0.5 reference results' supply)"),
     windows: int = typer.Option(5, "--windows", help="energy: windows to measure (the rules: 5; fewer makes the run invalid)"),
 ) -> None:
     """Run the MLPerf Tiny performance, accuracy or energy procedure against a DUT."""

@@ -7,7 +7,7 @@ controlled mode) and what the runners' logs show:
   line ``PowerShield > ack <command>[ <data>]``, or ``PowerShield > error
   <command>`` followed by ``PowerShield > Error detail: <why>``;
 * ``htc`` (host takes control) before anything else; then the acquisition
-  settings: ``volt 3000m``, ``freq 1k``, ``output energy``, ``format
+  settings: ``volt 1800m``, ``freq 1k``, ``output energy``, ``format
   ascii_dec``, ``acqtime 0`` (until ``stop``), ``trigsrc sw``, ``trigdelay
   0``, ``eventsrc d7 fal`` (report falling edges on D7, the DUT's timestamp
   GPIO); ``pwr on`` powers the DUT;

@@ -65,17 +65,17 @@ class EnergyBench:
         return self.dut_out[mark:].decode()
 
     # -- the reference integral, from the DUT's own state log ------------------
-    def expected_energy_j(self, a: int, b: int, workload: str | None = None) -> float:
+    def expected_energy_j(self, a: int, b: int) -> float:
         """Energy (J) drawn between ``a`` and ``b`` ns, integrating the power
         model over the recorded DUT states (the EMON output being on)."""
         model, v = self.emon.power_model, self.emon.voltage_v
-        clock, wl = self.dut.timing.clock_mhz, workload or self.dut.profile.name
+        clock = self.dut.timing.clock_mhz
         total = 0.0
         for i, (t, s) in enumerate(self.states):
             t_next = self.states[i + 1][0] if i + 1 < len(self.states) else math.inf
             lo, hi = max(a, t), min(b, t_next)
             if hi > lo:
-                total += model.power_w(s, v, clock, wl) * (hi - lo) * 1e-9
+                total += model.power_w(s, v, clock) * (hi - lo) * 1e-9
         return total
 
 

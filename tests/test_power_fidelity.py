@@ -2,7 +2,7 @@
 them, against the reference board.
 
 For each model, the EnergyRunner's session is replayed on the twin (EMON at
-3.0 V, 1 kHz energy samples; power on, one lone timestamp, a 1 s pause, the
+1.8 V as on the reference bench, 1 kHz energy samples; power on, one lone timestamp, a 1 s pause, the
 input download, ``infer N 1``, a 1 s pause, stop). The LPM01A's stream is read
 back like the mlcommons runner reads it: energy between the last two D7 event
 markers, divided by N.
@@ -40,7 +40,7 @@ def run_energy_session(model: str, models_dir, shared, n: int) -> tuple[EnergyBe
     b = EnergyBench(model, models_dir)
     b.configure(
         "pwr off", "acqtime inf", "trigdelay 0", "trigsrc sw", "eventsrc d7 fal",
-        "output energy", "format ascii_dec", "freq 1k", "volt 3000m", "pwr on nostatus",
+        "output energy", "format ascii_dec", "freq 1k", "volt 1800m", "pwr on nostatus",
     )
     b.run(500 * MS)
     assert b.dut.state == "idle"
@@ -83,4 +83,4 @@ def test_twin_energy_matches_the_reference_board(model, models_dir, shared, gold
     assert twin.inference_mw == pytest.approx(board.inference_mw, rel=0.05)
     assert twin.idle_mw == pytest.approx(board.idle_mw, rel=0.05)
     # the load phase is mostly idle with a print (m-ready) after each db command
-    assert twin.idle_mw == pytest.approx(b.emon.power_model.power_mw("idle", 3.0), rel=1e-3)
+    assert twin.idle_mw == pytest.approx(b.emon.power_model.power_mw("idle", 1.8), rel=1e-3)

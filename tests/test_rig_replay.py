@@ -147,9 +147,12 @@ def test_replay_kws_energy_session(golden, shared, models_dir, tmp_path):
         wait_for(lambda: rig.ioman.running)
         assert io.until(r"^m-ready$") == ["m-ver-IoTConnect IO Manager 1.0.3", "m-ready"]
         # the EnergyRunner's initialization before the session (script.async:
-        # "emon voltage 3000"): take host control of the LPM01A, set 3.0 V
+        # "emon voltage 3000", its dut-boot-mv default): take host control of
+        # the LPM01A, set 3.0 V; then the user's setting, 1.8 V, which the
+        # session's last "emon voltage" reports (m-voltage-mv[1800])
         emon.command("htc")
         emon.command("volt 3000m")
+        emon.command("volt 1800m")
 
         expected: list[tuple[str, list[str]]] = []
         actual: list[tuple[str, list[str]]] = []

@@ -7,7 +7,10 @@ interface).
 
 kws01 and ad01 run the full 5 windows with the reference's iteration counts;
 ic01 and vww01 (60 s windows) run fewer windows here; the benchmark
-``benchmarks/energy_walltime.py`` runs all four in full.
+``benchmarks/energy_walltime.py`` runs all four in full. The runner's default
+supply is the reference's 1.8 V (the EMON's m-voltage-mv[1800] in the board's
+logs); at 3.0 V the same board draws the same current, so every figure is 5/3
+of the reference's.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from emulator.power.model import log_voltage_v
 from emulator.power.trace import levels, read_timestamps, read_trace, windows_from_timestamps
 from emulator.benches.rig import build_rig
 from runner.energy import EnergyOptions, run_energy
@@ -67,18 +71,25 @@ def reference_levels(golden, model):
     return levels(read_trace(d / "trace1-energy.bin"), windows_from_timestamps(read_timestamps(d / "trace1-timestamps.json")))
 
 
-def check_against_reference(model, out, golden, *, windows: int, iterations: int):
+def board_volts(golden, model) -> float:
+    """The supply of the board's energy run, as its log says (1.8 V)."""
+    return log_voltage_v((golden / SHORT[model] / "energy" / "log.txt").read_text(errors="replace"))
+
+
+def check_against_reference(model, out, golden, *, windows: int, iterations: int, voltage: float = 1.8):
     ref = reference(golden)[model]
+    # the board's current is the same at any supply: its figures scale with the voltage
+    scale = voltage / board_volts(golden, model)
     rec = json.loads((out / "results.json").read_text())
     en = rec["energy"]
     assert en["iterations"] == iterations and len(en["windows"]) == windows
-    assert rec["dut"]["model"] == model and rec["emon"]["voltage_v"] == 3.0
+    assert rec["dut"]["model"] == model and rec["emon"]["voltage_v"] == voltage
     # the figure of merit and the windows' runtimes
-    assert en["median_uj_per_inference"] == pytest.approx(float(ref["energy_median_uJ_per_inf"]), rel=0.03)
+    assert en["median_uj_per_inference"] == pytest.approx(float(ref["energy_median_uJ_per_inf"]) * scale, rel=0.03)
     for w in en["windows"]:
         assert w["runtime_s"] == pytest.approx(float(ref["energy_window_s"]), rel=0.01), w
         assert w["uj_per_inference"] == pytest.approx(w["energy_uj"] / iterations)
-        assert w["power_mw"] == pytest.approx(float(ref["energy_window_power_mW"]), rel=0.05)
+        assert w["power_mw"] == pytest.approx(float(ref["energy_window_power_mW"]) * scale, rel=0.05)
 
     # the saved trace holds what was measured: the window energies are the
     # sums of its samples between the saved edges
@@ -95,8 +106,8 @@ def check_against_reference(model, out, golden, *, windows: int, iterations: int
     board = reference_levels(golden, model)
     twin_idle = levels(trace, windows_from_timestamps(stamps)).idle_mw
     twin_inf = levels(trace, [(w["start_s"], w["end_s"]) for w in en["windows"]]).inference_mw
-    assert twin_idle == pytest.approx(board.idle_mw, rel=0.05)
-    assert twin_inf == pytest.approx(board.inference_mw, rel=0.05)
+    assert twin_idle == pytest.approx(board.idle_mw * scale, rel=0.05)
+    assert twin_inf == pytest.approx(board.inference_mw * scale, rel=0.05)
     assert rec["energy_trace"]["idle_mw"] == pytest.approx(twin_idle, rel=1e-6)
     assert rec["energy_trace"]["inference_mw"] == pytest.approx(twin_inf, rel=1e-6)
 
@@ -106,7 +117,7 @@ def check_against_reference(model, out, golden, *, windows: int, iterations: int
     assert sum(1 for ln in log[:end] if SAMPLE_LINE.match(ln)) == len(trace.uj)
     assert [ln.split(": ", 1)[1] for ln in log[end:] if " emon: " in ln][:3] == ["end", "PowerShield > ack stop", "summary begin"]
     assert sum(1 for ln in log if " io: [dut]: m-results-[" in ln) == windows + len(rec["energy_trace"]["calibration_windows"])
-    assert any(ln.endswith("host>emon: volt 3000m") for ln in log)
+    assert any(ln.endswith(f"host>emon: volt {round(voltage * 1000)}m") for ln in log)
     assert any(ln.endswith(f"host>io: dut infer {iterations} 1%") for ln in log)
     assert sum(1 for ln in log if re.search(r" emon: event \d+ ris$", ln)) == len(stamps)
     return rec
@@ -152,6 +163,15 @@ def test_ic01_vww01_windows_match_the_reference_board(model, iterations, windows
     assert outcome.exit_code == EXIT_INVALID  # fewer than 5 windows (and ic01's are 7 s)
     rec = check_against_reference(model, out, golden, windows=windows, iterations=iterations)
     assert f"{windows} windows measured; energy mode requires exactly 5" in rec["energy"]["problems"]
+
+
+@pytest.mark.parametrize("model,iterations", [("kws01", 100), ("vww01", 100), ("ic01", 10), ("ad01", 10)])
+def test_at_3v0_the_figures_are_5_3_of_the_reference(model, iterations, models_dir, golden, datasets, tmp_path):
+    """The same board at 3.0 V: same current, so 5/3 of the energy and power
+    the reference measured at 1.8 V (one window each)."""
+    outcome, out, _ = energy_run(model, tmp_path, models_dir, datasets, iterations=iterations, windows=1, voltage=3.0)
+    assert outcome.exit_code == EXIT_INVALID  # one window
+    check_against_reference(model, out, golden, windows=1, iterations=iterations, voltage=3.0)
 
 
 def test_h573_interface_with_calibrated_iterations(models_dir, golden, datasets, tmp_path):
@@ -317,6 +337,7 @@ def test_tinytwin_run_energy_command_against_a_rig_process(shared, models_dir, d
         assert r.returncode == EXIT_INVALID, r.stderr[-2000:]
         rec = json.loads((tmp_path / "o2" / "results.json").read_text())
         assert rec["interface"] == "arduino" and len(rec["energy"]["windows"]) == 1
+        assert rec["emon"]["voltage_v"] == 1.8  # the default: the reference's supply
         # energy mode without the EMON's port
         r = subprocess.run(tinytwin + ["run", "--mode", "energy", "--io-port", str(rigdir / "io"), "--dataset", str(datasets),
                                        "--out", str(tmp_path / "o3")], capture_output=True, text=True, timeout=60)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,3 +213,16 @@ def test_emon_client_events_and_silence():
             c.wait_events(3)
     finally:
         c.close()
+
+
+def test_default_supply_is_the_reference_boards():
+    """1.8 V unless told otherwise, from `tinytwin run` and `python -m
+    runner.energy` alike: the v0.5 reference runs' supply (m-voltage-mv[1800])."""
+    import inspect
+
+    from runner.cli import run_command
+    from runner.energy import DEFAULT_VOLTAGE_V, EnergyOptions
+
+    assert DEFAULT_VOLTAGE_V == 1.8
+    assert EnergyOptions("io", "emon", Path("d"), Path("o")).voltage == DEFAULT_VOLTAGE_V
+    assert inspect.signature(run_command).parameters["voltage"].default.default == DEFAULT_VOLTAGE_V

@@ -6,21 +6,29 @@ On the reference bench the LPM01A's measured output (VOUT) feeds the
 NUCLEO-L4R5ZI's MCU supply through the IDD jumper; everything else on the
 board (ST-LINK, level shifters, IO manager) is powered elsewhere. So the
 measured current is the STM32L4R5's own supply current plus whatever the
-board leaves on that rail.
+board leaves on that rail. The v0.5 reference results were recorded with the
+LPM01A supplying **1.8 V**: every energy log ends with the EMON's answer to
+``emon voltage``, ``m-voltage-mv[1800]``, and the submission's
+``system_description.json`` says "Operating at 1.8V" (the ``emon voltage
+3000`` of a ``script.async`` is the EnergyRunner's Initialize step, before the
+user's setting applies). :func:`golden_observations` reads the voltage off
+each log.
 
 The model
 ---------
 The STM32L4R5 core runs from its internal LDO, so its supply current hardly
-depends on VDD in the 1.71-3.6 V range: the measured power is
+depends on VDD in the 1.71-3.6 V range (published runs of one firmware on
+this board at 1.8 V and 3.0 V differ in energy by the voltage ratio, the
+current unchanged within 1-2 %): the measured power is
 
     P = VDD x I(state, f)
 
 with, for a core clock f (MHz)::
 
     I(off)   = 0
-    I(run)   = static + s(f) * f * run                 boot, idle, busy
-    I(tx)    = I(run) + tx_extra                       blocking UART print
-    I(infer) = I(run) + s(f) * f * infer_extra[model]  the inference loop
+    I(run)   = static + s(f) * f * run                boot, idle, busy
+    I(tx)    = I(run) + tx_extra                      blocking UART print
+    I(infer) = I(run) + s(f) * f * infer_extra        the inference loop
 
 * ``static`` (µA): what does not scale with the clock (regulator, PLL,
   oscillators, Flash and SRAM static current, board leakage on the rail);
@@ -29,9 +37,18 @@ with, for a core clock f (MHz)::
   busy-polls the UART, so "idle" is run mode;
 * ``tx_extra`` (µA): the extra current while the firmware prints (it then
   spins on the UART's transmit flag with the USART and its pin active);
-* ``infer_extra`` (µA/MHz): the extra dynamic current of the compute-heavy
-  inference loop (CMSIS-NN MACs, SRAM traffic) over the plain main loop; one
-  value per workload when known (the op mix differs), else a generic one;
+* ``infer_extra`` (µA/MHz): the extra dynamic current of the CPU running the
+  inference kernels instead of the polling loop: the multiply-accumulate
+  datapath busy every cycle, SRAM traffic of activations and scratch
+  buffers, weight fetches from flash through the ART accelerator. One value
+  for every graph: the four official models' window powers differ from it by
+  no more than their idle levels differ from each other (about +-2 %), a term
+  fitted on three of them predicts the fourth's window power within 3 %
+  (:func:`leave_one_out`), and the shares of MAC, memory and overhead cycles
+  the cycle model derives for the four graphs do not order their window
+  powers (ad01 has the largest MAC share and the lowest power), so a finer
+  model is not supported by the data. A user's own ``.tflite`` gets the same
+  term.
 * ``s(f) = Vcore(f) / Vcore(f_ref)``: dynamic current is C·Vcore·f; the
   regulator's voltage range follows the clock (Range 1 boost 1.28 V above
   80 MHz, Range 1 1.20 V up to 80 MHz, Range 2 1.00 V up to 26 MHz: the
@@ -40,7 +57,7 @@ with, for a core clock f (MHz)::
 The parameters of the default profile (``profiles/power_l4r5zi.json``) were
 fitted to the published reference traces (:func:`golden_observations`,
 :func:`build_default_profile`); :func:`fit_power` does the same for any set of
-energy measurements (``tinytwin calibrate``).
+energy measurements (``tinytwin calibrate --energy``).
 """
 from __future__ import annotations
 
@@ -66,13 +83,9 @@ DEFAULT_VCORE_RANGES: tuple[tuple[float, float], ...] = ((26.0, 1.00), (80.0, 1.
 #: the parameters :func:`fit_power` can estimate
 PARAMETERS = ("static_ua", "run_ua_per_mhz", "tx_extra_ua", "infer_extra_ua_per_mhz")
 
-
-def _workload_key(name: str | None) -> str | None:
-    """``kws01`` for kws01/kws/KWS01; ``None`` stays ``None``."""
-    if name is None:
-        return None
-    key = str(name).strip().lower()
-    return {"kws": "kws01", "ic": "ic01", "vww": "vww01", "ad": "ad01"}.get(key, key)
+#: the supply of the v0.5 reference energy runs (read off their logs by
+#: :func:`golden_observations`; the default of :meth:`PowerModel.power_w`)
+REFERENCE_VOLTAGE_V = 1.8
 
 
 def _r(x: float) -> float:
@@ -88,7 +101,6 @@ class PowerModel:
     run_ua_per_mhz: float
     tx_extra_ua: float
     infer_extra_ua_per_mhz: float
-    infer_extra_ua_per_mhz_by_workload: dict[str, float] = field(default_factory=dict)
     ref_clock_mhz: float = 120.0
     vcore_ranges: tuple[tuple[float, float], ...] = DEFAULT_VCORE_RANGES
     name: str = "l4r5zi"
@@ -108,66 +120,53 @@ class PowerModel:
         """s(f): dynamic current per MHz relative to the reference clock's range."""
         return self.vcore_v(clock_mhz) / self.vcore_v(self.ref_clock_mhz)
 
-    def infer_extra(self, workload: str | None = None) -> float:
-        key = _workload_key(workload)
-        if key is not None and key in self.infer_extra_ua_per_mhz_by_workload:
-            return self.infer_extra_ua_per_mhz_by_workload[key]
-        return self.infer_extra_ua_per_mhz
+    def current_ua(self, state: str, clock_mhz: float = 120.0) -> float:
+        """Supply current (µA) in ``state`` at ``clock_mhz`` (the same at any VDD)."""
+        return sum(self.params()[k] * v for k, v in self.features(state, clock_mhz).items())
 
-    def current_ua(self, state: str, clock_mhz: float = 120.0, workload: str | None = None) -> float:
-        """Supply current (µA) in ``state`` at ``clock_mhz``."""
-        if state == "off":
-            return 0.0
+    def power_w(self, state: str, voltage_v: float = REFERENCE_VOLTAGE_V, clock_mhz: float = 120.0) -> float:
+        """Power (W) drawn from a supply at ``voltage_v``."""
+        return voltage_v * self.current_ua(state, clock_mhz) * 1e-6
+
+    def power_mw(self, state: str, voltage_v: float = REFERENCE_VOLTAGE_V, clock_mhz: float = 120.0) -> float:
+        return self.power_w(state, voltage_v, clock_mhz) * 1e3
+
+    def levels_mw(self, voltage_v: float = REFERENCE_VOLTAGE_V, clock_mhz: float = 120.0) -> dict[str, float]:
+        """Power (mW) of every state."""
+        return {s: self.power_mw(s, voltage_v, clock_mhz) for s in STATES}
+
+    def params(self) -> dict[str, float]:
+        return {k: getattr(self, k) for k in PARAMETERS}
+
+    def features(self, state: str, clock_mhz: float = 120.0) -> dict[str, float]:
+        """d current_ua / d parameter for one state (the model is linear)."""
         if state not in STATES:
             raise ValueError(f"unknown DUT state {state!r} (one of {', '.join(STATES)})")
-        if clock_mhz <= 0:
-            raise ValueError("the clock must be > 0 MHz")
-        dyn = self.core_scale(clock_mhz) * clock_mhz
-        i = self.static_ua + dyn * self.run_ua_per_mhz
-        if state == "tx":
-            i += self.tx_extra_ua
-        elif state == "infer":
-            i += dyn * self.infer_extra(workload)
-        return i
-
-    def power_w(self, state: str, voltage_v: float = 3.0, clock_mhz: float = 120.0, workload: str | None = None) -> float:
-        """Power (W) drawn from a supply at ``voltage_v``."""
-        return voltage_v * self.current_ua(state, clock_mhz, workload) * 1e-6
-
-    def power_mw(self, state: str, voltage_v: float = 3.0, clock_mhz: float = 120.0, workload: str | None = None) -> float:
-        return self.power_w(state, voltage_v, clock_mhz, workload) * 1e3
-
-    def levels_mw(self, voltage_v: float = 3.0, clock_mhz: float = 120.0, workload: str | None = None) -> dict[str, float]:
-        """Power (mW) of every state."""
-        return {s: self.power_mw(s, voltage_v, clock_mhz, workload) for s in STATES}
-
-    def features(self, state: str, clock_mhz: float, workload: str | None) -> dict[str, float]:
-        """d current_ua / d parameter for one state (the model is linear)."""
         if state == "off":
             return {}
+        if clock_mhz <= 0:
+            raise ValueError("the clock must be > 0 MHz")
         dyn = self.core_scale(clock_mhz) * clock_mhz
         f = {"static_ua": 1.0, "run_ua_per_mhz": dyn}
         if state == "tx":
             f["tx_extra_ua"] = 1.0
         elif state == "infer":
-            key = _workload_key(workload)
-            f[f"infer:{key}" if key else "infer_extra_ua_per_mhz"] = dyn
+            f["infer_extra_ua_per_mhz"] = dyn
         return f
 
     def assumptions(self) -> list[str]:
         """What a reader of a what-if result should know, in plain words."""
-        by = ", ".join(f"{k} {v:.1f}" for k, v in sorted(self.infer_extra_ua_per_mhz_by_workload.items()))
         return [
             "measured rail = STM32L4R5 VDD through the NUCLEO's IDD jumper (nothing else of the board)",
             "core on its LDO: supply current independent of VDD, so P = VDD x I",
             f"I = {self.static_ua:.0f} uA static + s(f)*f*{self.run_ua_per_mhz:.2f} uA/MHz (firmware main loop, "
             "busy-polling the UART: the CPU never sleeps)",
-            f"printing adds {self.tx_extra_ua:.0f} uA; inference adds s(f)*f*infer_extra uA/MHz "
-            f"(generic {self.infer_extra_ua_per_mhz:.1f}; {by})",
+            f"printing adds {self.tx_extra_ua:.0f} uA; inference adds s(f)*f*{self.infer_extra_ua_per_mhz:.2f} uA/MHz "
+            "(one term for any model: the inference kernels' extra switching activity)",
             "s(f) = Vcore(f)/Vcore(120 MHz), Vcore by regulator range: "
             + ", ".join(f"<= {fm:g} MHz: {v:.2f} V" for fm, v in self.vcore_ranges),
             "the static term is a prior (not identifiable from 120 MHz data); everything else was fitted "
-            "to the reference traces at 3.0 V / 120 MHz",
+            "to the reference traces at 1.8 V / 120 MHz (the EMON's m-voltage-mv[1800] in every energy log)",
         ]
 
     # -- persistence -------------------------------------------------------------
@@ -179,7 +178,6 @@ class PowerModel:
                 "run_ua_per_mhz": _r(self.run_ua_per_mhz),
                 "tx_extra_ua": _r(self.tx_extra_ua),
                 "infer_extra_ua_per_mhz": _r(self.infer_extra_ua_per_mhz),
-                "infer_extra_ua_per_mhz_by_workload": {k: _r(v) for k, v in sorted(self.infer_extra_ua_per_mhz_by_workload.items())},
                 "ref_clock_mhz": self.ref_clock_mhz,
                 "vcore_ranges": [{"max_mhz": fm, "vcore_v": v} for fm, v in self.vcore_ranges],
             },
@@ -189,15 +187,19 @@ class PowerModel:
     @classmethod
     def from_dict(cls, d: Mapping) -> "PowerModel":
         p = d["parameters"]
+        known = set(PARAMETERS) | {"ref_clock_mhz", "vcore_ranges"}
+        unknown = sorted(set(p) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown parameters {unknown} (this model has {', '.join(PARAMETERS)}, and no per-model terms: "
+                "refit the profile with `tinytwin calibrate --energy`)"
+            )
         ranges = tuple((float(r["max_mhz"]), float(r["vcore_v"])) for r in p.get("vcore_ranges", []))
         return cls(
             static_ua=float(p["static_ua"]),
             run_ua_per_mhz=float(p["run_ua_per_mhz"]),
             tx_extra_ua=float(p["tx_extra_ua"]),
             infer_extra_ua_per_mhz=float(p["infer_extra_ua_per_mhz"]),
-            infer_extra_ua_per_mhz_by_workload={
-                str(k): float(v) for k, v in p.get("infer_extra_ua_per_mhz_by_workload", {}).items()
-            },
             ref_clock_mhz=float(p.get("ref_clock_mhz", 120.0)),
             vcore_ranges=ranges or DEFAULT_VCORE_RANGES,
             name=str(d.get("name", "custom")),
@@ -231,14 +233,16 @@ class PowerModel:
 
 @dataclass
 class EnergyObservation:
-    """A measured segment: ``energy_uj`` over ``duration_s``, during which the
-    DUT spent ``state_s[state]`` seconds in each state."""
+    """A measured segment: ``energy_uj`` over ``duration_s`` from a supply at
+    ``voltage_v``, during which the DUT spent ``state_s[state]`` seconds in
+    each state. ``workload`` says which model ran (bookkeeping, e.g. for
+    :func:`leave_one_out`: the power model itself has no per-model term)."""
 
     label: str
     energy_uj: float
     duration_s: float
     state_s: dict[str, float]
-    voltage_v: float = 3.0
+    voltage_v: float = REFERENCE_VOLTAGE_V
     clock_mhz: float = 120.0
     workload: str | None = None
 
@@ -249,6 +253,8 @@ class EnergyObservation:
     def __post_init__(self) -> None:
         if not self.duration_s > 0:
             raise ValueError(f"{self.label}: duration must be > 0")
+        if not self.voltage_v > 0:
+            raise ValueError(f"{self.label}: the supply voltage must be > 0 V")
         unknown = set(self.state_s) - set(STATES)
         if unknown:
             raise ValueError(f"{self.label}: unknown states {sorted(unknown)}")
@@ -263,7 +269,7 @@ def window_observation(
     energy_uj: float,
     duration_s: float,
     *,
-    voltage_v: float = 3.0,
+    voltage_v: float = REFERENCE_VOLTAGE_V,
     clock_mhz: float = 120.0,
     hold_s: float | None = None,
     label: str | None = None,
@@ -316,9 +322,20 @@ class FitResult:
         return max((abs(r["error_pct"]) for r in self.residuals), default=0.0)
 
 
-def _predicted_mw(model: PowerModel, obs: EnergyObservation) -> float:
-    e = sum(model.power_mw(s, obs.voltage_v, obs.clock_mhz, obs.workload) * t for s, t in obs.state_s.items())
+def predicted_mw(model: PowerModel, obs: EnergyObservation) -> float:
+    """The mean power the model gives for an observation's mix of states."""
+    e = sum(model.power_mw(s, obs.voltage_v, obs.clock_mhz) * t for s, t in obs.state_s.items())
     return e / obs.duration_s
+
+
+def _residual(model: PowerModel, obs: EnergyObservation) -> dict:
+    pred = predicted_mw(model, obs)
+    return {
+        "label": obs.label,
+        "measured_mw": round(obs.power_mw, 4),
+        "model_mw": round(pred, 4),
+        "error_pct": round(100.0 * (pred - obs.power_mw) / obs.power_mw, 3),
+    }
 
 
 def fit_power(
@@ -326,18 +343,23 @@ def fit_power(
     *,
     base: PowerModel | None = None,
     fix: Iterable[str] = (),
-    per_workload: bool = True,
     name: str | None = None,
 ) -> FitResult:
     """Least-squares fit of the power-model parameters to energy measurements.
 
     Each observation's mean power is linear in the parameters; the fit
-    minimises the relative errors. Parameters the data do not constrain (no
-    print segments: ``tx_extra_ua``; a single clock: ``static_ua`` cannot be
-    told apart from ``run_ua_per_mhz``) keep their value from ``base`` (the
-    default profile), as do the ones named in ``fix``. With ``per_workload``
-    each workload gets its own inference term, and the generic one becomes
-    their mean; otherwise one shared term is fitted.
+    minimises the relative errors. Parameters the data do not constrain keep
+    their value from ``base`` (the default profile), as do the ones named in
+    ``fix``:
+
+    * ``tx_extra_ua`` without print segments, ``infer_extra_ua_per_mhz``
+      without inference time;
+    * ``run_ua_per_mhz`` without a segment free of inference (idle, busy or
+      print): energy windows alone (their few ms of timestamp hold aside) only
+      measure the sum of the run-mode and inference currents;
+    * ``static_ua`` unless segments free of inference were measured at two
+      clocks or more: at a single clock it cannot be told apart from
+      ``run_ua_per_mhz``.
     """
     if not observations:
         raise ValueError("fit_power needs at least one observation")
@@ -350,77 +372,69 @@ def fit_power(
     def feats(obs: EnergyObservation) -> dict[str, float]:
         out: dict[str, float] = {}
         for state, t in obs.state_s.items():
-            wl = obs.workload if per_workload else None
-            for k, v in base.features(state, obs.clock_mhz, wl).items():
+            for k, v in base.features(state, obs.clock_mhz).items():
                 out[k] = out.get(k, 0.0) + v * t / obs.duration_s
         return out
 
     rows = [feats(o) for o in observations]
-    cols = sorted({k for r in rows for k in r})
-    # the inference columns of workloads (or the generic one) map to base values
-    def base_value(col: str) -> float:
-        if col.startswith("infer:"):
-            return base.infer_extra(col[6:])
-        return getattr(base, col)
-
+    cols = [c for c in PARAMETERS if any(c in r for r in rows)]
     X = np.array([[r.get(c, 0.0) for c in cols] for r in rows])
     V = np.array([o.voltage_v for o in observations])
     y = np.array([o.power_mw for o in observations])
     A = X * (V[:, None] * 1e-3)  # mW per unit of each parameter
     free = [c for c in cols if c not in fixed]
-    if "infer_extra_ua_per_mhz" in fixed:  # fixing the inference term fixes the per-workload ones too
-        free = [c for c in free if not c.startswith("infer:")]
-    # drop unidentifiable columns: static vs run at a single clock
-    if "static_ua" in free and "run_ua_per_mhz" in free:
-        sub = A[:, [cols.index("static_ua"), cols.index("run_ua_per_mhz")]]
-        if np.linalg.matrix_rank(sub / np.linalg.norm(sub, axis=0), tol=1e-6) < 2:
-            free.remove("static_ua")
+    run_only = [o for o in observations if o.state_s.get("infer", 0.0) == 0]
+    if "run_ua_per_mhz" in free and not run_only:
+        free.remove("run_ua_per_mhz")
+    if "static_ua" in free and ("run_ua_per_mhz" not in free or len({o.clock_mhz for o in run_only}) < 2):
+        free.remove("static_ua")
     fixed_cols = [c for c in cols if c not in free]
-    rhs = y - sum((A[:, cols.index(c)] * base_value(c) for c in fixed_cols), np.zeros_like(y))
+    params = base.params()
+    rhs = y - sum((A[:, cols.index(c)] * params[c] for c in fixed_cols), np.zeros_like(y))
     w = 1.0 / y  # relative errors
     if free:
         Af = A[:, [cols.index(c) for c in free]] * w[:, None]
         sol, *_ = np.linalg.lstsq(Af, rhs * w, rcond=None)
-        values = dict(zip(free, sol.tolist()))
-    else:
-        values = {}
-
-    def get(col: str) -> float:
-        return values[col] if col in values else base_value(col)
-
-    by_wl = dict(base.infer_extra_ua_per_mhz_by_workload)
-    wl_cols = [c for c in cols if c.startswith("infer:")]
-    for c in wl_cols:
-        by_wl[c[6:]] = get(c)
-    if "infer_extra_ua_per_mhz" in cols:
-        generic = get("infer_extra_ua_per_mhz")
-    elif wl_cols and any(c in values for c in wl_cols):
-        generic = float(np.mean([by_wl[c[6:]] for c in wl_cols]))
-    else:
-        generic = base.infer_extra_ua_per_mhz
+        params.update(zip(free, sol.tolist()))
     model = PowerModel(
-        static_ua=get("static_ua") if "static_ua" in cols else base.static_ua,
-        run_ua_per_mhz=get("run_ua_per_mhz") if "run_ua_per_mhz" in cols else base.run_ua_per_mhz,
-        tx_extra_ua=get("tx_extra_ua") if "tx_extra_ua" in cols else base.tx_extra_ua,
-        infer_extra_ua_per_mhz=generic,
-        infer_extra_ua_per_mhz_by_workload=by_wl if per_workload else dict(base.infer_extra_ua_per_mhz_by_workload),
+        **params,
         ref_clock_mhz=base.ref_clock_mhz,
         vcore_ranges=base.vcore_ranges,
         name=name or base.name,
         provenance={},
     )
-    residuals = []
-    for o in observations:
-        pred = _predicted_mw(model, o)
-        residuals.append(
+    residuals = [_residual(model, o) for o in observations]
+    return FitResult(model, free, [c for c in cols if c not in free], residuals)
+
+
+def leave_one_out(
+    observations: Sequence[EnergyObservation], *, base: PowerModel | None = None, fix: Iterable[str] = ()
+) -> list[dict]:
+    """Held-out check: for each model (``workload``) among the observations,
+    fit on the other models' observations only and predict the mean power of
+    this model's energy windows (the observations with inference time)."""
+    fix = tuple(fix)
+    out = []
+    for wl in sorted({o.workload for o in observations if o.workload}):
+        train = [o for o in observations if o.workload != wl]
+        test = [o for o in observations if o.workload == wl and o.state_s.get("infer", 0.0) > 0]
+        if not train or not test:
+            continue
+        fit = fit_power(train, base=base, fix=fix)
+        e_meas = sum(o.energy_uj for o in test)
+        t = sum(o.duration_s for o in test)
+        e_pred = sum(predicted_mw(fit.model, o) * o.duration_s * 1e3 for o in test)
+        out.append(
             {
-                "label": o.label,
-                "measured_mw": round(o.power_mw, 4),
-                "model_mw": round(pred, 4),
-                "error_pct": round(100.0 * (pred - o.power_mw) / o.power_mw, 3),
+                "model": wl,
+                "measured_mw": round(e_meas / t * 1e-3, 4),
+                "predicted_mw": round(e_pred / t * 1e-3, 4),
+                "error_pct": round(100.0 * (e_pred - e_meas) / e_meas, 3),
+                "fitted_on": sorted({o.workload for o in train if o.workload}),
+                "parameters": {k: _r(v) for k, v in fit.model.params().items()},
             }
         )
-    return FitResult(model, free, [c for c in cols if c not in free], residuals)
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -430,6 +444,7 @@ def fit_power(
 GOLDEN_MODELS = {"kws": "kws01", "ic": "ic01", "vww": "vww01", "ad": "ad01"}
 ENERGY_BAUD = 9600
 _DUT_LINE = re.compile(r"^\d+\.\d+ io: \[dut\]: (.*)$")
+_EMON_VOLTAGE = re.compile(r"^\d+\.\d+ emon: m-voltage-mv\[(\d+)\]", re.M)
 
 
 def _window_prints(log_text: str) -> list[int]:
@@ -448,8 +463,18 @@ def _window_prints(log_text: str) -> list[int]:
     return out
 
 
+def log_voltage_v(log_text: str, where: str = "the log") -> float:
+    """The supply of an EnergyRunner energy session: the EMON's answer to the
+    session's last ``emon voltage`` query (``m-voltage-mv[1800]``)."""
+    found = _EMON_VOLTAGE.findall(log_text)
+    if not found:
+        raise ValueError(f"{where}: no 'emon: m-voltage-mv[...]' line (the EMON's answer to 'emon voltage')")
+    return int(found[-1]) / 1000.0
+
+
 def golden_observations(golden_dir: str | Path) -> list[EnergyObservation]:
-    """Energy observations read off the reference traces (3.0 V, 120 MHz).
+    """Energy observations read off the reference traces (120 MHz; the supply
+    voltage as each log's ``m-voltage-mv[...]`` gives it: 1.8 V).
 
     Per model: the idle firmware before the first window and after the last
     (the runner's ``echo head/tail 1000`` pauses), the prints right after each
@@ -470,17 +495,19 @@ def golden_observations(golden_dir: str | Path) -> list[EnergyObservation]:
         ts = read_timestamps(d / "trace1-timestamps.json")
         wins = windows_from_timestamps(ts)
         n_inf = int(ref[model]["energy_iterations"])
-        prints = _window_prints((d / "log.txt").read_text(errors="replace"))
+        log = (d / "log.txt").read_text(errors="replace")
+        volts = log_voltage_v(log, str(d / "log.txt"))
+        prints = _window_prints(log)
         if len(prints) != len(wins):
             raise ValueError(f"{d}: {len(wins)} windows but {len(prints)} end-of-window prints in the log")
+        at = {"voltage_v": volts, "clock_mhz": 120.0, "workload": model}
         # idle: after the single 'io dut timestamp' (+ its m-ready) until the
         # head pause ends; after the last window's prints until the trace ends
         t_head0 = ts[0] + 0.05
         head = (t_head0, t_head0 + 0.9)
         tail = (wins[-1][1] + hold + prints[-1] * char_s + 0.2, tr.duration_s - 0.005)
         for label, (a, b) in (("idle head", head), ("idle tail", tail)):
-            e = tr.energy_uj(a, b)
-            obs.append(state_observation("idle", e, tr.span_s(a, b), label=f"{model} {label}", workload=model))
+            obs.append(state_observation("idle", tr.energy_uj(a, b), tr.span_s(a, b), label=f"{model} {label}", **at))
         # prints after each window (the first and last millisecond excluded)
         e_tx = t_tx = 0.0
         for (t0, t1), n in zip(wins, prints):
@@ -488,13 +515,14 @@ def golden_observations(golden_dir: str | Path) -> list[EnergyObservation]:
             b = t1 + hold + n * char_s - 0.001
             e_tx += tr.energy_uj(a, b)
             t_tx += tr.span_s(a, b)
-        obs.append(state_observation("tx", e_tx, t_tx, label=f"{model} prints after the windows", workload=model))
+        obs.append(state_observation("tx", e_tx, t_tx, label=f"{model} prints after the windows", **at))
         # the windows
         e_w = sum(tr.energy_uj(a, b) for a, b in wins)
         t_w = sum(tr.span_s(a, b) for a, b in wins)
         obs.append(
             window_observation(
-                model, n_inf * len(wins), e_w, t_w, hold_s=hold * len(wins), label=f"{model} energy windows ({len(wins)} x {n_inf})"
+                model, n_inf * len(wins), e_w, t_w, voltage_v=volts, clock_mhz=120.0, hold_s=hold * len(wins),
+                label=f"{model} energy windows ({len(wins)} x {n_inf})",
             )
         )
     return obs
@@ -508,65 +536,36 @@ def _reference_rows(golden_dir: Path) -> dict[str, dict[str, str]]:
     return {r["model"]: r for r in rows}
 
 
-def predicted_reference_figures(model: PowerModel, golden_dir: str | Path, voltage_v: float = 3.0) -> dict[str, dict]:
-    """What the twin should report for ``reference.csv``'s energy columns:
-    window = timestamp hold (busy) + N inferences at the twin's reference
-    latency; energy per inference = window energy / N."""
-    from ..dut.timing import REFERENCE_INFERENCE_US
-
-    ref = _reference_rows(Path(golden_dir))
-    hold = timestamp_hold_s(120.0)
-    out = {}
-    for wl, row in ref.items():
-        n = int(row["energy_iterations"])
-        t_inf = REFERENCE_INFERENCE_US[wl] * 1e-6
-        window = hold + n * t_inf
-        e = model.power_w("busy", voltage_v, 120.0, wl) * hold + model.power_w("infer", voltage_v, 120.0, wl) * n * t_inf
-        uj = e * 1e6 / n
-        mw = e / window * 1e3
-        gu, gm = float(row["energy_median_uJ_per_inf"]), float(row["energy_window_power_mW"])
-        out[wl] = {
-            "energy_uJ_per_inf": round(uj, 3),
-            "reference_uJ_per_inf": gu,
-            "energy_error_pct": round(100 * (uj - gu) / gu, 3),
-            "window_power_mW": round(mw, 4),
-            "reference_power_mW": gm,
-            "power_error_pct": round(100 * (mw - gm) / gm, 3),
-            "twin_window_s": round(window, 6),
-            "reference_window_s": float(row["energy_window_s"]),
-        }
-    return out
-
-
 #: the prior for the clock-independent current (see build_default_profile)
 STATIC_PRIOR_UA = 300.0
 
 
 def build_default_profile(golden_dir: str | Path) -> tuple[PowerModel, dict]:
     """Fit the reference-board profile to the golden traces; returns the model
-    (with its provenance) and the fit report."""
+    (with its provenance) and the fit report (``fit``, ``leave_one_out``)."""
     golden_dir = Path(golden_dir)
-    base = PowerModel(
-        static_ua=STATIC_PRIOR_UA,
-        run_ua_per_mhz=0.0,
-        tx_extra_ua=0.0,
-        infer_extra_ua_per_mhz=0.0,
-        name="l4r5zi",
-    )
+    base = PowerModel(static_ua=STATIC_PRIOR_UA, run_ua_per_mhz=0.0, tx_extra_ua=0.0, infer_extra_ua_per_mhz=0.0)
     obs = golden_observations(golden_dir)
-    fit = fit_power(obs, base=base, fix=("static_ua",), per_workload=True)
-    generic = fit_power(obs, base=base, fix=("static_ua",), per_workload=False)
+    fit = fit_power(obs, base=base, fix=("static_ua",), name="l4r5zi")
+    loo = leave_one_out(obs, base=base, fix=("static_ua",))
+    volts = {o.workload: o.voltage_v for o in obs}
     m = fit.model
-    m.infer_extra_ua_per_mhz = generic.model.infer_extra_ua_per_mhz
-    figures = predicted_reference_figures(m, golden_dir)
-    generic_model = PowerModel(**{**m.__dict__, "infer_extra_ua_per_mhz_by_workload": {}, "provenance": {}})
-    figures_generic = predicted_reference_figures(generic_model, golden_dir)
     m.provenance = {
         "summary": (
             "Fitted (weighted least squares on relative error, emulator.power.model.build_default_profile) to the "
-            "MLPerf Tiny v0.5 reference energy traces of the NUCLEO-L4R5ZI (EEMBC EnergyRunner 3.0.6, LPM01A at "
-            "3.000 V, 1 kHz energy samples; shared/golden/l4r5zi-tflm-v0.5/*/energy/trace1-energy.bin)."
+            "MLPerf Tiny v0.5 reference energy traces of the NUCLEO-L4R5ZI (EEMBC EnergyRunner 3.0.6, LPM01A "
+            "supplying 1.8 V, 1 kHz energy samples; shared/golden/l4r5zi-tflm-v0.5/*/energy/trace1-energy.bin). "
+            "One set of parameters for every model: no per-model term."
         ),
+        "supply_voltage": {
+            "volts_by_log": volts,
+            "source": (
+                "each energy log's last EMON answer to 'emon voltage': m-voltage-mv[1800] "
+                "(golden/l4r5zi-tflm-v0.5/*/energy/log.txt); system_description.json, Hardware Notes: "
+                "\"Operating at 1.8V\". The 'emon voltage 3000' of script.async is the EnergyRunner's "
+                "Initialize step (its dut-boot-mv=3000 default), before the user's setting applies."
+            ),
+        },
         "data": [
             "idle: 0.9 s of the runner's 'echo head 1000' pause after 'io dut timestamp', and the 'echo tail 1000' "
             "pause after the last window (the firmware busy-polls the UART: run mode)",
@@ -582,46 +581,50 @@ def build_default_profile(golden_dir: str | Path) -> tuple[PowerModel, dict]:
                 "current (intercept of the datasheets' run current vs HCLK, a few hundred uA). It only matters for "
                 "what-ifs at other clocks: +/-200 uA moves the 80 MHz idle prediction by about +/-2%."
             ),
-            "run_ua_per_mhz": "fitted: idle level (firmware main loop busy-polling the UART)",
-            "tx_extra_ua": "fitted: print segments after the windows, relative to idle",
-            "infer_extra_ua_per_mhz_by_workload": "fitted: mean window power of each model",
-            "infer_extra_ua_per_mhz": "fitted with one shared inference term for all four models (for other models)",
+            "run_ua_per_mhz": (
+                "fitted on the idle segments: dynamic current per MHz of the CPU running the firmware's main loop "
+                "(busy-polling the UART; the firmware never sleeps)"
+            ),
+            "tx_extra_ua": "fitted on the print segments: extra current while printing (UART transmit, its pin driven)",
+            "infer_extra_ua_per_mhz": (
+                "fitted on the energy windows of all four models together: extra dynamic current per MHz of the "
+                "inference kernels over the polling loop (MAC datapath busy, SRAM activation traffic, flash weight "
+                "fetches); the same for any graph, a user's own .tflite included"
+            ),
             "vcore_ranges": (
                 "STM32L4+ regulator ranges (Range 2 1.0 V to 26 MHz, Range 1 1.2 V to 80 MHz, Range 1 boost 1.28 V "
                 "to 120 MHz, per the STM32L4Rxxx reference manual's voltage scaling); not fitted"
             ),
-            "voltage": "LDO: current independent of VDD (P = VDD x I); not testable on the golden data (all at 3.0 V)",
+            "voltage": (
+                "LDO: current independent of VDD (P = VDD x I). All reference traces are at 1.8 V; published "
+                "X-CUBE-AI runs of one firmware on this board at 1.8 V and 3.0 V differ in energy per inference by "
+                "1.64-1.67x (voltage ratio 1.667), the current unchanged within 1-2 %"
+            ),
         },
         "fit": {
+            "kind": "in-sample: every segment of the four traces, the parameters fitted on all of them",
             "free": fit.free,
             "fixed": fit.fixed,
             "rms_error_pct": round(fit.rms_pct, 3),
             "max_abs_error_pct": round(fit.max_abs_pct, 3),
             "residuals": fit.residuals,
-            "shared_inference_term": {
-                "rms_error_pct": round(generic.rms_pct, 3),
-                "max_abs_error_pct": round(generic.max_abs_pct, 3),
-                "residuals": generic.residuals,
-            },
         },
-        "reference_figures": {
-            "note": (
-                "energy per inference and window power the twin reports (window = 3.33 ms hold + N x the twin's "
-                "reference latency, emulator.dut.timing.REFERENCE_INFERENCE_US) vs reference.csv; the energy error "
-                "includes the twin's latency difference (kws01 energy-mode windows were 0.8% shorter than "
-                "performance-mode ones)"
+        "leave_one_out": {
+            "kind": (
+                "held-out: the parameters fitted on three models' traces (idle, prints, windows) predict the "
+                "fourth model's mean energy-window power"
             ),
-            "per_workload_terms": figures,
-            "shared_inference_term": figures_generic,
+            "max_abs_error_pct": round(max(abs(r["error_pct"]) for r in loo), 3),
+            "within_3_pct": sum(abs(r["error_pct"]) <= 3.0 for r in loo),
+            "results": loo,
         },
     }
-    report = {"fit": fit, "generic": generic, "figures": figures, "figures_generic": figures_generic}
-    return m, report
+    return m, {"fit": fit, "leave_one_out": loo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m emulator.power.model --golden DIR [--out PATH]``: refit the
-    default profile and print the residuals."""
+    default profile and print the residuals and the leave-one-out check."""
     import argparse
 
     ap = argparse.ArgumentParser(description=main.__doc__)
@@ -631,13 +634,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     model, report = build_default_profile(args.golden)
     p = model.to_dict()["parameters"]
     print(json.dumps(p, indent=2))
+    print("in-sample fit:")
     for r in report["fit"].residuals:
-        print(f"{r['label']:<45} measured {r['measured_mw']:8.3f} mW  model {r['model_mw']:8.3f} mW  {r['error_pct']:+7.3f}%")
-    for wl, f in report["figures"].items():
-        print(
-            f"{wl}: {f['energy_uJ_per_inf']:10.3f} uJ/inf (ref {f['reference_uJ_per_inf']}, {f['energy_error_pct']:+.2f}%)  "
-            f"{f['window_power_mW']:.3f} mW (ref {f['reference_power_mW']}, {f['power_error_pct']:+.2f}%)"
-        )
+        print(f"  {r['label']:<45} measured {r['measured_mw']:8.3f} mW  model {r['model_mw']:8.3f} mW  {r['error_pct']:+7.3f}%")
+    print("leave-one-out (fitted on the other three models):")
+    for r in report["leave_one_out"]:
+        print(f"  {r['model']:<6} window power measured {r['measured_mw']:8.3f} mW  predicted {r['predicted_mw']:8.3f} mW  "
+              f"{r['error_pct']:+7.3f}%")
     if args.out:
         model.save(args.out)
         print(f"wrote {args.out}")

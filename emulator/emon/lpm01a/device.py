@@ -177,7 +177,7 @@ class Lpm01a:
         dut = self.dut
         if not self.target_on or dut is None or not getattr(dut, "powered", True):
             return 0.0
-        return self.power_model.power_w(dut.state, self.voltage_v, dut.timing.clock_mhz, dut.profile.name)
+        return self.power_model.power_w(dut.state, self.voltage_v, dut.timing.clock_mhz)
 
     def _on_dut_state(self, state: str, t: int) -> None:
         self._power_changed(t)
