@@ -3,6 +3,7 @@ leave a finished record, the closed ports and the partial results, in energy
 mode as in performance/accuracy mode (in-process, the twin's rig in fast mode)."""
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -123,3 +124,50 @@ def test_a_crash_is_not_recorded_as_complete(models_dir, shared, tmp_path, monke
     assert rec["finished"] is not None
     assert "run stopped, results incomplete: internal error" in (out / "results.txt").read_text()
     assert "internal error" in (out / "log.txt").read_text()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def _screen(text: str) -> list[str]:
+    """The lines a terminal shows for ``text`` (a carriage return starts the line over)."""
+    from rich.text import Text
+
+    return [Text.from_ansi(chunk.rsplit("\r", 1)[-1].replace("\x1b[K", "")).plain for chunk in text.split("\n")]
+
+
+def test_ctrl_c_on_a_terminal_leaves_no_bar_behind(models_dir, shared, tmp_path, monkeypatch):
+    """With the progress bar and the verbose echo on a terminal, Ctrl-C in an
+    accuracy run: the bar never shares a line with echoed text, is erased at
+    the end, and the cursor was never hidden."""
+    import uuid
+
+    import emulator.urlhandler  # noqa: F401
+    from emulator.urlhandler.protocol_tinytwin import shutdown_all
+    from runner import session
+    from runner.session import RunOptions, run
+
+    orig, calls = session._Run.step, {"n": 0}
+
+    def step(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return orig(self, *a, **kw)
+
+    monkeypatch.setattr(session._Run, "step", step)
+    term = _Terminal()
+    url = f"tinytwin://kws01?models_dir={models_dir}&speed=fast&instance={uuid.uuid4().hex}"
+    try:
+        outcome = run(RunOptions(port=url, mode="accuracy", dataset=shared / "datasets", out=tmp_path / "out",
+                                 progress=True, verbose=True, stream=term, timeout=5.0))
+    finally:
+        shutdown_all()
+    assert (outcome.status, outcome.exit_code) == ("interrupted", EXIT_INTERRUPTED)
+    text = term.getvalue()
+    assert "\rkws01 accuracy " in text and "\x1b[?25l" not in text  # drawn; cursor never hidden
+    lines = _screen(text)
+    assert not any("kws01 accuracy " in ln and "/1000" in ln for ln in lines), lines  # nothing left of the bar
+    assert any("dut: m-results-" in ln for ln in lines) and lines[-1] == ""

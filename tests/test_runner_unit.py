@@ -363,6 +363,39 @@ def test_progress_on_a_terminal_redraws_one_line_with_eta():
     p.clear()
     p.finish()
     assert "\n" not in s.text.rstrip("\n") and s.text.startswith("\r") and "\x1b[K" in s.text
+    assert s.text.endswith("\n") and "4/4" not in s.text  # finish draws where it stands, then a newline
+
+
+@pytest.mark.parametrize("columns", [60, 30])
+def test_progress_fits_a_narrow_terminal_on_one_line(monkeypatch, columns):
+    from rich.text import Text
+
+    from runner.progress import Progress
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    monkeypatch.setenv("LINES", "25")
+    s = _Stream(True)
+    p = Progress("kws01 performance", 50, s)
+    p.draw(force=True)
+    p.advance(10)
+    p.finish()
+    assert "\n" not in s.text.rstrip("\n")
+    lines = [Text.from_ansi(part.replace("\x1b[K", "")).plain.rstrip("\n") for part in s.text.split("\r")]
+    assert all(len(line) <= columns for line in lines)
+    if columns == 60:  # the bar gives way first
+        assert all(f in lines[-1] for f in ("kws01 performance ━", "10/50", "20.0%", "ETA "))
+
+
+def test_progress_moves_while_a_command_is_in_flight():
+    from runner.progress import Progress
+
+    p = Progress("x", 8, _Stream(False))
+    p.advance(4)
+    p.expect(4, 1e-9)  # overdue: the bar stops short of the end until the command answers
+    line = p.line()
+    assert "4/8" in line and "99.5%" in line
+    p.advance(4)
+    assert "8/8" in p.line() and "100.0%" in p.line()
 
 
 def test_progress_in_a_log_prints_every_tenth():
@@ -375,3 +408,4 @@ def test_progress_in_a_log_prints_every_tenth():
     p.finish()
     lines = s.text.splitlines()
     assert len(lines) == 11 and "1/100" in lines[0] and "100/100" in lines[-1]  # the start, then each 10 %
+    assert "\x1b" not in s.text and "\r" not in s.text  # plain text in a log

@@ -10,8 +10,9 @@ CMSIS-NN / TFLM code (the profile's ``prior.instr_per_unit``); ``CPI``: one
 cycles-per-instruction factor shared by all of them (free: what the data
 mostly determine); ``delta_k``: how far a parameter strays from that common
 efficiency, with a Gaussian prior of width ``prior.log_sigma[k]``. The fit is
-a maximum a posteriori least squares on log latency errors (Levenberg-
-Marquardt, numpy only), which stays well posed with 3-4 measurements: the
+a maximum a posteriori least squares on log latency errors
+(``scipy.optimize.least_squares``, Levenberg-Marquardt, the priors as extra
+residual rows), which stays well posed with 3-4 measurements: the
 data fix the common scale and whatever ratios they can resolve, the priors
 hold the rest at their structural values. Every parameter stays positive.
 
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+from scipy.optimize import least_squares
 
 from . import cycles as C
 from .cycles import KernelProfile
@@ -38,6 +40,9 @@ from .cycles import KernelProfile
 #: relative accuracy assumed for a measured latency (log units): the build-to-
 #: build variation seen in the reference logs is a few 0.1 %
 MEASUREMENT_LOG_SIGMA = 0.002
+#: relative tolerance of the solver (scipy.optimize.least_squares' xtol, ftol
+#: and gtol): far below what the measurements resolve
+FIT_XTOL = 1e-12
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,102 @@ def _prior(base: KernelProfile) -> tuple[dict[str, float], dict[str, float]]:
     return instr, sig
 
 
+@dataclass(frozen=True)
+class _MapProblem:
+    """The MAP problem in ``theta = [log CPI, delta_1 .. delta_K]``.
+
+    Rows of :meth:`residuals`: one per measurement (log latency error over
+    :data:`MEASUREMENT_LOG_SIGMA`), then one per free parameter (its prior,
+    ``delta_k / log_sigma_k``). A parameter is ``instr_k * exp(theta_0 + delta_k)``, so
+    they stay positive without bounds."""
+
+    X: np.ndarray  # cycles per unit of each free parameter, per measurement
+    fixed_cycles: np.ndarray  # cycles of the parameters not fitted, per measurement
+    log_cycles: np.ndarray  # log of the measured cycles
+    instr: np.ndarray  # prior instructions per unit
+    log_sigma: np.ndarray  # prior widths
+
+    def params(self, theta: np.ndarray) -> np.ndarray:
+        return self.instr * np.exp(theta[0] + theta[1:])
+
+    def cycles(self, theta: np.ndarray) -> np.ndarray:
+        return self.X @ self.params(theta) + self.fixed_cycles
+
+    def start(self) -> np.ndarray:
+        """CPI matching the data on average, every delta at its prior mean."""
+        theta = np.zeros(len(self.instr) + 1)
+        structural = np.maximum(self.X @ self.instr, 1.0)
+        theta[0] = max(float(np.mean(self.log_cycles - np.log(structural))), math.log(1e-6))
+        return theta
+
+    def residuals(self, theta: np.ndarray) -> np.ndarray:
+        r_data = (np.log(self.cycles(theta)) - self.log_cycles) / MEASUREMENT_LOG_SIGMA
+        return np.concatenate([r_data, theta[1:] / self.log_sigma])
+
+    def jacobian(self, theta: np.ndarray) -> np.ndarray:
+        contrib = self.X * self.params(theta) / self.cycles(theta)[:, None]  # d log cycles / d log param_k
+        j_data = np.hstack([contrib.sum(axis=1, keepdims=True), contrib]) / MEASUREMENT_LOG_SIGMA
+        j_prior = np.hstack([np.zeros((len(self.instr), 1)), np.diag(1.0 / self.log_sigma)])
+        return np.vstack([j_data, j_prior])
+
+    def solve(self) -> np.ndarray:
+        res = least_squares(self.residuals, self.start(), jac=self.jacobian, method="lm",
+                            xtol=FIT_XTOL, ftol=FIT_XTOL, gtol=FIT_XTOL)
+        if not res.success:
+            raise ValueError(f"calibration did not converge: {res.message}")
+        return res.x
+
+
+def _as_measurements(measurements: "Sequence[Measurement] | str | Path") -> tuple[list[Measurement], str]:
+    if isinstance(measurements, (str, Path)):
+        return read_measurements(measurements), str(measurements)
+    return list(measurements), "in-memory measurements"
+
+
+def _map_problem(measurements: Sequence[Measurement], base: KernelProfile, mdir: Path | None) -> tuple[list[str], _MapProblem]:
+    """The free parameters (those with a prior width > 0) and their MAP problem."""
+    instr, sig = _prior(base)
+    free = [k for k in instr if sig.get(k, 0.0) > 0.0]
+    fixed = {k: v for k, v in base.params.items() if k not in free}
+    graphs = {m.model: _graph_for(m.model, mdir) for m in measurements}
+    fixed_vals = np.array(list(fixed.values()))
+    return free, _MapProblem(
+        X=np.array([C.feature_vector(graphs[m.model], free, m.clock_mhz) for m in measurements]),
+        fixed_cycles=np.array([
+            float(C.feature_vector(graphs[m.model], list(fixed), m.clock_mhz) @ fixed_vals) if fixed else 0.0
+            for m in measurements
+        ]),
+        log_cycles=np.log(np.array([m.us_per_inference * m.clock_mhz for m in measurements])),
+        instr=np.array([instr[k] for k in free]),
+        log_sigma=np.array([sig[k] for k in free]),
+    )
+
+
+def _fit_provenance(base: KernelProfile, src: str, measurements: Sequence[Measurement], free: list[str],
+                    theta: np.ndarray, params: dict[str, float], cycles: np.ndarray) -> dict[str, Any]:
+    resid = []
+    for m, pc in zip(measurements, cycles):
+        us = float(pc / m.clock_mhz)
+        resid.append({
+            "model": m.model, "clock_mhz": m.clock_mhz, "measured_us": m.us_per_inference,
+            "predicted_us": round(us, 3), "error_pct": round(100 * (us / m.us_per_inference - 1), 4),
+        })
+    prov = dict(base.provenance)
+    prov.update({
+        "fitted_on": src,
+        "fit_date": _dt.date.today().isoformat(),
+        "fit_method": "MAP least squares on log latency (scipy.optimize.least_squares, method 'lm'): "
+        "param_k = instr_per_unit_k * CPI * exp(delta_k), delta_k ~ N(0, log_sigma_k), "
+        f"measurement log sigma {MEASUREMENT_LOG_SIGMA}",
+        "fitted_cpi": round(float(math.exp(theta[0])), 4),
+        "fitted_deltas": {k: round(float(d), 4) for k, d in zip(free, theta[1:])},
+        "fitted_params": {k: round(float(params[k]), 4) for k in free},
+        "measurements": [vars(m) for m in measurements],
+        "residuals": resid,
+    })
+    return prov
+
+
 def fit(
     measurements: "Sequence[Measurement] | str | Path",
     base: KernelProfile | None = None,
@@ -96,103 +197,16 @@ def fit(
     resolved in ``models_dir`` / ``$TINYTWIN_MODELS_DIR``, or a .tflite path).
     ``base``: the profile whose structure, priors, firmware and memory
     sections are kept (default: the shipped profile)."""
-    if isinstance(measurements, (str, Path)):
-        src = str(measurements)
-        measurements = read_measurements(measurements)
-    else:
-        src = "in-memory measurements"
-        measurements = list(measurements)
+    measurements, src = _as_measurements(measurements)
     if not measurements:
         raise ValueError("no measurements to fit")
     base = base if base is not None else KernelProfile.load()
-    mdir = _models_dir(models_dir)
-    instr, sig = _prior(base)
-    free = [k for k in instr if sig.get(k, 0.0) > 0.0]
-    fixed = {k: v for k, v in base.params.items() if k not in free}
-
-    graphs = {m.model: _graph_for(m.model, mdir) for m in measurements}
-    X = np.array([C.feature_vector(graphs[m.model], free, m.clock_mhz) for m in measurements])
-    fixed_cyc = np.array([
-        float(C.feature_vector(graphs[m.model], list(fixed), m.clock_mhz) @ np.array(list(fixed.values())))
-        if fixed else 0.0
-        for m in measurements
-    ])
-    y = np.log(np.array([m.us_per_inference * m.clock_mhz for m in measurements]))
-    w_instr = np.array([instr[k] for k in free])
-    s_prior = np.array([sig[k] for k in free])
-
-    # theta = [log CPI, delta_1 .. delta_K]; start from CPI matching the data on average
-    def params_of(theta):
-        return w_instr * np.exp(theta[0] + theta[1:])
-
-    def pred(theta):
-        return X @ params_of(theta) + fixed_cyc
-
-    theta = np.zeros(len(free) + 1)
-    p0 = X @ w_instr
-    scale = np.exp(np.mean(y - np.log(np.maximum(p0, 1.0))))
-    theta[0] = math.log(max(scale, 1e-6))
-
-    def residuals(th):
-        r_data = (np.log(pred(th)) - y) / MEASUREMENT_LOG_SIGMA
-        r_prior = th[1:] / s_prior
-        return np.concatenate([r_data, r_prior])
-
-    def jacobian(th):
-        p = params_of(th)
-        pr = pred(th)
-        contrib = X * p / pr[:, None]  # d log pred / d log param_k
-        J_data = np.hstack([contrib.sum(axis=1, keepdims=True), contrib]) / MEASUREMENT_LOG_SIGMA
-        J_prior = np.hstack([np.zeros((len(free), 1)), np.diag(1.0 / s_prior)])
-        return np.vstack([J_data, J_prior])
-
-    lam = 1e-3
-    r = residuals(theta)
-    cost = float(r @ r)
-    for _ in range(500):
-        J = jacobian(theta)
-        A = J.T @ J
-        g = J.T @ r
-        step = np.linalg.solve(A + lam * np.diag(np.diag(A) + 1e-12), -g)
-        cand = theta + step
-        rc = residuals(cand)
-        cc = float(rc @ rc)
-        if cc < cost:
-            theta, r, cost = cand, rc, cc
-            lam = max(lam / 3, 1e-9)
-            if np.max(np.abs(step)) < 1e-10:
-                break
-        else:
-            lam *= 4
-            if lam > 1e12:
-                break
-
+    free, problem = _map_problem(measurements, base, _models_dir(models_dir))
+    theta = problem.solve()
     fitted = dict(base.params)
-    for k, v in zip(free, params_of(theta)):
-        fitted[k] = float(v)
+    fitted.update({k: float(v) for k, v in zip(free, problem.params(theta))})
     prof = base.copy(name=name or base.name, params=fitted)
-    preds = pred(theta)
-    resid = []
-    for m, pc in zip(measurements, preds):
-        us = float(pc / m.clock_mhz)
-        resid.append({
-            "model": m.model, "clock_mhz": m.clock_mhz, "measured_us": m.us_per_inference,
-            "predicted_us": round(us, 3), "error_pct": round(100 * (us / m.us_per_inference - 1), 4),
-        })
-    prov = dict(base.provenance)
-    prov.update({
-        "fitted_on": src,
-        "fit_date": _dt.date.today().isoformat(),
-        "fit_method": "MAP least squares on log latency (Levenberg-Marquardt, numpy): "
-        "param_k = instr_per_unit_k * CPI * exp(delta_k), delta_k ~ N(0, log_sigma_k), "
-        f"measurement log sigma {MEASUREMENT_LOG_SIGMA}",
-        "fitted_cpi": round(float(math.exp(theta[0])), 4),
-        "fitted_deltas": {k: round(float(d), 4) for k, d in zip(free, theta[1:])},
-        "fitted_params": {k: round(float(fitted[k]), 4) for k in free},
-        "measurements": [vars(m) for m in measurements],
-        "residuals": resid,
-    })
-    prof.provenance = prov
+    prof.provenance = _fit_provenance(base, src, measurements, free, theta, fitted, problem.cycles(theta))
     return prof
 
 
