@@ -312,3 +312,40 @@ def test_detection_stats_follows_the_runner_code():
     assert len(s.false_positives) == 2  # 1.28 s of pulses: the one at +1.024 s survives the debounce
     with pytest.raises(ValueError):
         detection_stats([], windows)
+
+
+def test_extract_uart_stream_is_the_streaming_pipeline_on_mono_samples():
+    rng = np.random.default_rng(3)
+    chunks = [rng.integers(-20000, 20000, F.STRIDE).astype("<i2") for _ in range(3)]
+    uart_eng, i2s_eng = FixedEngine([]), FixedEngine([])
+    uart, i2s = Sww01Core(engine=uart_eng), Sww01Core(engine=i2s_eng)
+    cmd(i2s, b"start%")
+    for c in chunks:
+        # stream_wav_uart.py's exchange: db load 1024, the bytes, extract_uart_stream
+        out = cmd(uart, b"db load 1024%db " + c.tobytes()[:512].hex().encode() + b"%db "
+                  + c.tobytes()[512:].hex().encode() + b"%extract_uart_stream%")
+        assert b"512 bytes received\r\n" in out and b"m-load-done\r\n" in out
+        feats = re.search(rb"m-features-\[([^\]]*)\]", out).group(1)
+        stereo = np.repeat(c, 2)
+        stereo[1::2] = -1
+        i2s.feed_audio(stereo.tobytes())
+        i2s.step()
+        assert [int(v) for v in feats.split(b",")] == list(i2s_eng.inputs[-1][-40:])
+    assert all(np.array_equal(a, b) for a, b in zip(uart_eng.inputs, i2s_eng.inputs))
+
+
+def test_infer_wav_on_the_builtin_wav(short_run):
+    # the firmware's test_wav_long is the left channel of short_wav_easy10s.wav
+    from conftest import shared_dir
+
+    with wave.open(str(shared_dir() / "sd_card" / "short_wav_easy10s.wav")) as w:
+        left = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")[0::2].copy()
+    core = Sww01Core(engine=short_run["core"].engine, fixed=FixedData(test_wav_long=left))
+    out = cmd(core, b"infer_wav 0%")
+    assert out.count(b"), \r\n") == 311  # (160000 - 512) // 512 steps
+    steps = [int(v) for v in re.findall(rb"\[(\d+)\]: Detection", out)]
+    # step k covers the window of streaming frame k + 1 (no half-zero first frame)
+    assert steps[0] == 0 and steps[1:] == [j - 1 for j in short_run["detections"][1:]]
+    log = cmd(core, b"log%")
+    assert log.startswith(b"Received command: log\r\nLog contents[cp=")
+    assert log.count(b"Detection") == len(steps)
