@@ -48,6 +48,12 @@ class MissingData(Exception):
     """A setup item names a data file that is not available."""
 
 
+def fixed_parts(template: str) -> list[str]:
+    """The literal pieces of a message template (between placeholders and variables)."""
+    parts = re.split("|".join(re.escape(p) for p in PATTERNS + VARIABLES), template)
+    return [p for p in parts if p.strip()]
+
+
 def db_commands(data: bytes, chunk: int = DB_CHUNK) -> list[bytes]:
     """The commands that load ``data`` into the db buffer."""
     cmds = [b"db load %d%%" % len(data)]

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 SPEC_DIR = REPO / "firmware_api_spec"
 sys.path.insert(0, str(SPEC_DIR))
 
-from dut_spec import PATTERNS, SWW01_SPEC_PATH, VARIABLES, MissingData, load_spec  # noqa: E402
+from dut_spec import SWW01_SPEC_PATH, MissingData, fixed_parts, load_spec  # noqa: E402
 
 from emulator.dut.sww01 import core as swwcore  # noqa: E402
 from emulator.dut.sww01.core import Sww01Core, run_until_idle  # noqa: E402
@@ -110,11 +110,6 @@ def test_constants_match_the_core():
 
 
 # ---------------------------------------------------------------- prose drift guards
-
-
-def fixed_parts(template: str) -> list[str]:
-    parts = re.split("|".join(re.escape(p) for p in PATTERNS + VARIABLES), template)
-    return [p for p in parts if p.strip()]
 
 
 @pytest.mark.parametrize("cmd", SPEC.commands, ids=lambda c: c["name"])
