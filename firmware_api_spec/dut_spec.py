@@ -9,11 +9,15 @@ can check itself against the same cases the emulator is tested with::
         ...  # send case.setup_bytes(shared), then case.send; compare with case.check(output)
 
 Strings in the YAML are Latin-1: one character is one byte.
+
+The same reader serves ``sww01_protocol.yaml`` (``load_spec(SWW01_SPEC_PATH)``), whose
+cases may also deliver I2S audio frames during their setup (:meth:`Case.setup_steps`).
 """
 from __future__ import annotations
 
 import itertools
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,11 +26,13 @@ import yaml
 
 SPEC_DIR = Path(__file__).resolve().parent
 SPEC_PATH = SPEC_DIR / "dut_protocol.yaml"
+SWW01_SPEC_PATH = SPEC_DIR / "sww01_protocol.yaml"
 
 VARIABLES = ("{model}", "{input_count}", "{max_db}")
-PATTERNS = ("{int}", "{uint32}", "{results}", "{text}", "{hexbytes}")
+PATTERNS = ("{int}", "{uint32}", "{results}", "{text}", "{hexbytes}", "{numbers}")
 UINT32_MAX = 2**32 - 1
 DB_CHUNK = 38  # bytes per generated "db <hex>%" command: 3 + 76 = 79 characters
+I2S_PAIRS = 512  # stereo int16 pairs in one I2S DMA transfer of the sww01 firmware (2048 bytes)
 
 
 def b(text: str) -> bytes:
@@ -40,6 +46,12 @@ class SpecMismatch(AssertionError):
 
 class MissingData(Exception):
     """A setup item names a data file that is not available."""
+
+
+def fixed_parts(template: str) -> list[str]:
+    """The literal pieces of a message template (between placeholders and variables)."""
+    parts = re.split("|".join(re.escape(p) for p in PATTERNS + VARIABLES), template)
+    return [p for p in parts if p.strip()]
 
 
 def db_commands(data: bytes, chunk: int = DB_CHUNK) -> list[bytes]:
@@ -63,22 +75,37 @@ class Case:
     why: str = ""
     spec: "Spec | None" = field(default=None, repr=False)
 
-    def setup_bytes(self, shared: Path | None) -> list[bytes]:
-        """Every setup write, in order (raises MissingData for an absent file)."""
-        out: list[bytes] = []
+    def setup_steps(self, shared: Path | None) -> list[tuple[str, bytes]]:
+        """Every setup step, in order: ``("uart", bytes to write)`` or ``("i2s", one
+        2048-byte I2S DMA transfer for the DUT's audio input)``; raises MissingData
+        for an absent file."""
+        out: list[tuple[str, bytes]] = []
         for item in self.setup:
             if isinstance(item, str):
-                out.append(b(item))
+                out.append(("uart", b(item)))
             elif "db_fill" in item:
                 fill = item["db_fill"]
-                out += db_commands(bytes([int(fill["byte"])]) * int(fill["size"]))
+                out += [("uart", c) for c in db_commands(bytes([int(fill["byte"])]) * int(fill["size"]))]
             elif "db_file" in item:
                 if shared is None or not (shared / item["db_file"]).is_file():
                     raise MissingData(f"{item['db_file']} (shared data folder) is not available")
-                out += db_commands((shared / item["db_file"]).read_bytes())
+                out += [("uart", c) for c in db_commands((shared / item["db_file"]).read_bytes())]
+            elif "i2s_frames" in item:
+                fr = item["i2s_frames"]
+                left = int(fr["left"])
+                pair = struct.pack("<hh", left, int(fr.get("right", left)))
+                out += [("i2s", pair * I2S_PAIRS)] * int(fr["count"])
             else:
                 raise ValueError(f"case {self.id}: unknown setup item {item!r}")
         return out
+
+    def setup_bytes(self, shared: Path | None) -> list[bytes]:
+        """Every setup write, in order (raises MissingData for an absent file);
+        ValueError if the case needs an audio input (use :meth:`setup_steps`)."""
+        steps = self.setup_steps(shared)
+        if any(kind != "uart" for kind, _ in steps):
+            raise ValueError(f"case {self.id}: its setup delivers I2S frames; run it with setup_steps()")
+        return [data for _, data in steps]
 
     def uses_files(self) -> bool:
         return any(isinstance(i, dict) and "db_file" in i for i in self.setup)
@@ -139,7 +166,7 @@ class Spec:
     def _line_regex(self, line: str, model: str, counter: "Iterator[int] | None" = None) -> str:
         counter = counter if counter is not None else itertools.count()
         line = self.substitute(line, model)
-        parts = re.split(r"(\{int\}|\{uint32\}|\{results\}|\{text\}|\{hexbytes\})", line)
+        parts = re.split(r"(\{int\}|\{uint32\}|\{results\}|\{text\}|\{hexbytes\}|\{numbers\})", line)
         out = []
         for part in parts:
             if part == "{int}":
@@ -152,6 +179,8 @@ class Spec:
                 out.append(r"(?:.*?)")
             elif part == "{hexbytes}":
                 out.append(r"[0-9a-f]{1,2}(?:-[0-9a-f]{1,2}){0,7}")
+            elif part == "{numbers}":
+                out.append(r"[-+0-9., e\]]*")
             else:
                 out.append(re.escape(part))
         return "".join(out)

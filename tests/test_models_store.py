@@ -51,11 +51,18 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def test_official_table_matches_profiles_and_shared(models_dir):
     for name, om in store.OFFICIAL.items():
         data = (models_dir / f"{name}.tflite").read_bytes()
-        assert hashlib.md5(data).hexdigest() == om.md5 == PROFILES[name].official_md5
+        assert hashlib.md5(data).hexdigest() == om.md5
+        if name in PROFILES:  # sww01 has its own firmware, not an EEMBC I/O profile
+            assert om.md5 == PROFILES[name].official_md5
         assert hashlib.sha256(data).hexdigest() == om.sha256
         assert len(data) == om.size
     assert store.DEFAULT_BASE_URL.startswith("https://raw.githubusercontent.com/mlcommons/tiny/")
     assert len(store.PINNED_COMMIT) == 40
+    assert set(store.OFFICIAL) == {"kws01", "vww01", "ic01", "ad01", "sww01"}
+    assert store.OFFICIAL["sww01"].commit == store.SWW01_COMMIT != store.PINNED_COMMIT
+    assert store.model_url("sww01").endswith(
+        f"/{store.SWW01_COMMIT}/benchmark/training/streaming_wakeword/trained_models/str_ww_ref_model.tflite")
+    assert store.model_url("kws01").startswith(store.DEFAULT_BASE_URL)
 
 
 def test_resolution_order(tmp_path, monkeypatch):
@@ -72,12 +79,13 @@ def test_resolution_order(tmp_path, monkeypatch):
 def test_download_over_http_then_verify(tmp_path, server):
     dest = tmp_path / "models"
     res = store.download(dest, base_url=server, timeout=10)
-    assert [r.status for r in res] == ["downloaded"] * 4
+    assert [r.status for r in res] == ["downloaded"] * 5
     assert all(r.detail.startswith(server) for r in res)
-    assert [r.status for r in store.verify(dest)] == ["ok"] * 4
-    assert sorted(p.name for p in dest.iterdir()) == ["ad01.tflite", "ic01.tflite", "kws01.tflite", "vww01.tflite"]
+    assert [r.status for r in store.verify(dest)] == ["ok"] * 5
+    assert sorted(p.name for p in dest.iterdir()) == [
+        "ad01.tflite", "ic01.tflite", "kws01.tflite", "sww01.tflite", "vww01.tflite"]
     # present and correct: kept, not fetched again
-    assert [r.status for r in store.download(dest, base_url=server, timeout=10)] == ["ok"] * 4
+    assert [r.status for r in store.download(dest, base_url=server, timeout=10)] == ["ok"] * 5
 
 
 def test_download_rejects_wrong_bytes(tmp_path, mirror, server):
@@ -105,7 +113,7 @@ def test_verify_reports_missing_and_mismatch(tmp_path, models_dir):
     shutil.copy(models_dir / "kws01.tflite", tmp_path / "kws01.tflite")
     (tmp_path / "vww01.tflite").write_bytes(b"not a model")
     st = {r.name: r.status for r in store.verify(tmp_path)}
-    assert st == {"kws01": "ok", "vww01": "mismatch", "ic01": "missing", "ad01": "missing"}
+    assert st == {"kws01": "ok", "vww01": "mismatch", "ic01": "missing", "ad01": "missing", "sww01": "missing"}
 
 
 def test_cli_download_verify_info(tmp_path, server, monkeypatch):
@@ -114,16 +122,18 @@ def test_cli_download_verify_info(tmp_path, server, monkeypatch):
     dest = tmp_path / "m"
     r = runner.invoke(app, ["download", "--dir", str(dest), "--base-url", server])
     assert r.exit_code == 0, r.output
-    assert "all four models verified" in r.output
+    assert "all 5 models verified" in r.output
     r = runner.invoke(app, ["verify", str(dest)])
-    assert r.exit_code == 0 and r.output.count(": ok") == 4
+    assert r.exit_code == 0 and r.output.count(": ok") == 5
     r = runner.invoke(app, ["info", "--models-dir", str(dest), "--json"])
     assert r.exit_code == 0, r.output
     info = {m["name"]: m for m in json.loads(r.output)["models"]}
     assert info["kws01"]["md5_ok"] and info["kws01"]["size"] == 53936
     assert info["kws01"]["input"]["shape"] == [1, 49, 10, 1] and info["ad01"]["output"]["shape"] == [1, 640]
     for name, m in info.items():
-        assert 0 < m["arena_used"] <= PROFILES[name].arena_size
+        assert 0 < m["arena_used"] <= (PROFILES[name].arena_size if name in PROFILES else 32 * 1024)
+    assert info["sww01"]["input"]["shape"] == [1, 30, 1, 40] and info["sww01"]["output"]["shape"] == [1, 3]
+    assert info["sww01"]["firmware_arena"] is None
     r = runner.invoke(app, ["info", "--models-dir", str(dest)])
     assert r.exit_code == 0 and "arena" in r.output
     (dest / "ad01.tflite").unlink()

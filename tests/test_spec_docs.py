@@ -11,19 +11,13 @@ REPO = Path(__file__).resolve().parents[1]
 SPEC_DIR = REPO / "firmware_api_spec"
 sys.path.insert(0, str(SPEC_DIR))
 
-from dut_spec import PATTERNS, VARIABLES, load_spec  # noqa: E402
+from dut_spec import fixed_parts, load_spec  # noqa: E402
 
 from emulator.dut import core as dutcore  # noqa: E402
 
 SPEC = load_spec()
 PROSE = (SPEC_DIR / "dut_protocol.md").read_text(encoding="utf-8")
 INDEX = (SPEC_DIR / "README.md").read_text(encoding="utf-8")
-
-
-def fixed_parts(template: str) -> list[str]:
-    """The literal pieces of a message template (between placeholders)."""
-    parts = re.split("|".join(re.escape(p) for p in PATTERNS + VARIABLES), template)
-    return [p for p in parts if p.strip()]
 
 
 @pytest.mark.parametrize("cmd", SPEC.commands, ids=lambda c: c["name"])

@@ -9,7 +9,7 @@ import typer
 
 from . import ModelError
 from .profiles import PROFILES
-from .store import ENV_DIR, ENV_URL, OFFICIAL, PINNED_COMMIT, download, resolve_models_dir, verify
+from .store import ENV_DIR, ENV_URL, OFFICIAL, PINNED_COMMIT, SWW01_COMMIT, download, resolve_models_dir, verify
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Download, verify and inspect the official models.")
 
@@ -25,7 +25,7 @@ def download_cmd(
     base_url: Optional[str] = typer.Option(None, "--base-url", help=f"fetch from this mirror of the repository instead (or ${ENV_URL}); http(s):// or file://"),
     force: bool = typer.Option(False, "--force", help="fetch again even if a correct file is present"),
 ) -> None:
-    """Fetch kws01, vww01, ic01 and ad01 from mlcommons/tiny (pinned commit) and check their md5/sha256."""
+    """Fetch kws01, vww01, ic01, ad01 and sww01 from mlcommons/tiny (pinned commits) and check their md5/sha256."""
     try:
         res = download(dir, base_url=base_url, force=force)
     except ModelError as exc:
@@ -38,12 +38,13 @@ def download_cmd(
         typer.echo(line)
     if not all(r.ok for r in res):
         _fail(f"{sum(not r.ok for r in res)} model(s) could not be fetched; check the network or use --base-url", 1)
-    typer.echo(f"all four models verified (mlcommons/tiny@{PINNED_COMMIT[:10]}) in {resolve_models_dir(dir)}")
+    typer.echo(f"all {len(res)} models verified (mlcommons/tiny@{PINNED_COMMIT[:10]}, sww01@{SWW01_COMMIT[:10]}) "
+               f"in {resolve_models_dir(dir)}")
 
 
 @app.command("verify")
 def verify_cmd(dir: Path = typer.Argument(..., help="models directory to check")) -> None:
-    """Check the four official files in DIR: ok, missing or mismatch (md5 and sha256)."""
+    """Check the five official files in DIR: ok, missing or mismatch (md5 and sha256)."""
     if not dir.is_dir():
         _fail(f"{dir} is not a directory: run `tinytwin models download --dir {dir}` first")
     res = verify(dir)
@@ -67,12 +68,12 @@ def info_cmd(
     d = resolve_models_dir(models_dir)
     rows = []
     for name, om in OFFICIAL.items():
-        p = PROFILES[name]
+        p = PROFILES.get(name)
         row = {"name": name, "file": str(d / f"{name}.tflite"), "md5_ok": False, "status": "missing",
-               "firmware_arena": p.arena_size}
+               "firmware_arena": p.arena_size if p else None}
         if (d / f"{name}.tflite").is_file():
             try:
-                eng = open_engine(name, models_dir=d)
+                eng = open_engine(name, models_dir=d) if p else _open_sww01(d)
             except ModelError as exc:
                 row.update(status="mismatch" if "md5" in str(exc) else "error", detail=str(exc))
             else:
@@ -89,11 +90,19 @@ def info_cmd(
                 typer.echo(f"{r['name']:6} {r['status']:9} {r['file']}" + (f"  ({r['detail']})" if "detail" in r else ""))
                 continue
             i, o = r["input"], r["output"]
+            fw = r["firmware_arena"] if r["firmware_arena"] is not None else "X-CUBE-AI"
             typer.echo(
-                f"{r['name']:6} ok        {r['size']:7d} B  arena {r['arena_used']:6d}/{r['firmware_arena']} B  "
+                f"{r['name']:6} ok        {r['size']:7d} B  arena {r['arena_used']:6d}/{fw} B  "
                 f"in {i['dtype']}{i['shape']}  out {o['dtype']}{o['shape']}  {r['file']}"
             )
     if not all(r["status"] == "ok" for r in rows):
         if not as_json:
             typer.echo("fix: run `tinytwin models download` (or point --models-dir at a directory that has them)", err=True)
         raise typer.Exit(1)
+
+
+def _open_sww01(models_dir: Path):
+    """sww01 through the streaming firmware's own model wrapper (same resolver and checks)."""
+    from ..dut.sww01.model import open_sww01
+
+    return open_sww01(models_dir)

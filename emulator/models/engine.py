@@ -316,6 +316,11 @@ def open_engine(
         prof = PROFILES[name]
     else:
         looks_like_path = (os.sep in name or "/" in name or name.endswith(".tflite") or Path(name).exists())
+        if name == "sww01":
+            raise ModelError(
+                "sww01 (streaming wakeword) runs on its own firmware, not the EEMBC one of kws01/vww01/ic01/ad01: "
+                "open it with emulator.dut.sww01.model.open_sww01"
+            )
         if not looks_like_path:
             raise ModelError(
                 f"unknown model {name!r}: use kws01, vww01, ic01 or ad01, or a path to your own int8 .tflite"

@@ -4,9 +4,10 @@ Resolution of the models directory: an explicit argument, else ``$TINYTWIN_MODEL
 else the user cache directory (``$XDG_CACHE_HOME/tinytwin/models``, by default
 ``~/.cache/tinytwin/models``).
 
-``download()`` fetches the four files from mlcommons/tiny at a pinned commit (the
-commit that moved them to ``benchmark/``; every blob there has the md5 the reference
-firmware embeds) and keeps a file only if its md5 and sha256 match. The base URL can be
+``download()`` fetches the five files from mlcommons/tiny at pinned commits (for the
+four v0.5 models the commit that moved them to ``benchmark/``, every blob there having
+the md5 the reference firmware embeds; for sww01 the commit that added the streaming
+wakeword benchmark) and keeps a file only if its md5 and sha256 match. The base URL can be
 pointed elsewhere (``base_url=`` or ``$TINYTWIN_MODELS_URL``), e.g. a mirror or a
 ``file://`` directory laid out like the repository.
 """
@@ -30,7 +31,11 @@ ENV_URL = "TINYTWIN_MODELS_URL"
 # release" (2021-12-13): the first commit with the benchmark/ paths; checked blob by
 # blob against the md5s below.
 PINNED_COMMIT = "bceb91c5ad2e2deb295547d81505721d3a87d578"
-DEFAULT_BASE_URL = f"https://raw.githubusercontent.com/mlcommons/tiny/{PINNED_COMMIT}/"
+# mlcommons/tiny commit 904de6f "Merging SWW into master (#176)" (2025-07-08): the first
+# commit with the streaming-wakeword model; the file is unchanged since (checked at 1afd2c9).
+SWW01_COMMIT = "904de6f8652d97a9e1ff73a050aab6b0335457f4"
+REPO_URL = "https://raw.githubusercontent.com/mlcommons/tiny/"
+DEFAULT_BASE_URL = f"{REPO_URL}{PINNED_COMMIT}/"
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class OfficialModel:
     md5: str
     sha256: str
     size: int
+    commit: str = PINNED_COMMIT  # the mlcommons/tiny commit it is fetched from
 
 
 OFFICIAL: dict[str, OfficialModel] = {
@@ -55,6 +61,12 @@ OFFICIAL: dict[str, OfficialModel] = {
     "ad01": OfficialModel(
         "ad01", PROFILES["ad01"].upstream_path, PROFILES["ad01"].official_md5,
         "87cf24194ef93d1d9b11a591d805526b98008e351655d29883c825c9c106ba24", 276976),
+    # the streaming-wakeword model runs on its own firmware (emulator.dut.sww01), not
+    # through an EEMBC I/O profile; the X-CUBE-AI report of that firmware names this md5
+    "sww01": OfficialModel(
+        "sww01", "benchmark/training/streaming_wakeword/trained_models/str_ww_ref_model.tflite",
+        "9643512e0b8a0b6e643e70c2fec496ee",
+        "3af8550895ba7d5c584277102b5075c52dcfa63ba9d2b2240f37c4e6abd5dd2b", 74520, SWW01_COMMIT),
 }
 
 FIX_HINT = f"run `tinytwin models download`, or pass --models-dir DIR (or set {ENV_DIR})"
@@ -117,7 +129,9 @@ def verify(directory: str | os.PathLike) -> list[FileStatus]:
 
 
 def model_url(name: str, base_url: str | None = None) -> str:
-    base = base_url or os.environ.get(ENV_URL) or DEFAULT_BASE_URL
+    """Where ``name`` is fetched from: a mirror laid out like the repository
+    (``base_url`` or ``$TINYTWIN_MODELS_URL``), else mlcommons/tiny at the model's pinned commit."""
+    base = base_url or os.environ.get(ENV_URL) or f"{REPO_URL}{OFFICIAL[name].commit}/"
     if not base.endswith("/"):
         base += "/"
     return base + OFFICIAL[name].upstream_path
