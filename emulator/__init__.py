@@ -17,7 +17,8 @@ are checked by ``tests/test_layering.py``):
 2. **The clock**: ``sim`` (one SimPy environment per twin; wall time enters
    only here). Rule 2: it imports no other emulator module.
 3. **Board parts and devices**: ``hw`` (UART, GPIO, the USB-serial bridge),
-   ``dut.device``, ``ioman.device``, ``emon.lpm01a.device``, ``power.model``.
+   ``dut.device``, ``dut.timing``, ``ioman.device``, ``emon.lpm01a.device``,
+   ``power.model`` (and the package ``__init__`` files that re-export them).
    They run on the clock and carry out what the cores decide. Rule 3: they
    never import a transport implementation (``transport.pty``/``tcp``), a
    bench or a front end; ``transport.base`` (what a host port is) is allowed.
