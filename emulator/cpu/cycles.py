@@ -518,6 +518,12 @@ PARAM_DOC = {
 
 @dataclass
 class KernelProfile:
+    """The cycle model's parameters for one kernel stack on one core (the
+    shipped one: TFLM 2.3.1 + CMSIS-NN on the STM32L4R5 at 120 MHz): per-MAC,
+    per-call, per-operator and per-byte costs (:data:`PARAM_DOC`), flash wait
+    states, the firmware's fixed costs, and the provenance of the fit
+    (``tinytwin calibrate`` writes new ones)."""
+
     name: str
     clock_mhz: float
     params: dict[str, float]

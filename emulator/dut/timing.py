@@ -2,8 +2,9 @@
 
 :class:`DutTiming` is what the SimPy DUT model (:mod:`emulator.dut.device`)
 asks. UART time is not here: it follows from the baud rate in
-:mod:`emulator.hw.uart`. The inference latency comes from the cycle model of
-:mod:`emulator.cpu.cycles` when available (see :func:`timing_for`).
+:mod:`emulator.hw.uart`. The inference latency and the firmware's fixed costs
+come from the calibrated cycle model of :mod:`emulator.cpu.cycles` (see
+:func:`timing_for`).
 """
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ REFERENCE_INFERENCE_US = {
 
 @dataclass
 class DutTiming:
+    """The firmware's durations the DUT device asks for (µs/ms fields, ns
+    methods): inference (from the cycle model, see :func:`timing_for`), tensor
+    load, command dispatch, boot, the lap line's printf, the energy-mode
+    timestamp pulse; :attr:`source` says where the inference figure came from."""
+
     inference_us: float
     #: th_load_tensor(): copying/converting the db buffer into the input tensor
     load_tensor_us: float = 10.0
@@ -40,7 +46,7 @@ class DutTiming:
     #: (100000 iterations of a nop loop)
     timestamp_hold_us: float = 100_000 * 4 / 120.0
     clock_mhz: float = 120.0
-    source: str = "reference.csv"
+    source: str = "given by the caller"
 
     def inference_ns(self, count: int = 1) -> float:
         return count * self.inference_us * US
