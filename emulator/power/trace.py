@@ -185,9 +185,13 @@ def trace_figure(
     if windows is None:
         windows = windows_from_timestamps(timestamps) if len(timestamps) >= 2 else []
     t = np.arange(len(trace.uj)) / trace.rate_hz
+    span = float(t[-1]) if len(t) > 1 and t[-1] > 0 else 1.0
     fig, ax = plt.subplots(figsize=(12, 5))
     try:
-        ax.plot(t, trace.power_mw, lw=0.6, color="tab:blue", label="power")
+        power = trace.power_mw
+        ax.plot(t, power, lw=0.6, color="tab:blue", label="power")
+        raised = False
+        prev_x, prev_up = None, True
         for i, (a, b) in enumerate(windows):
             ax.axvspan(a, b, color="tab:orange", alpha=0.18, label="energy window" if i == 0 else None)
             if window_labels is not None and i < len(window_labels):
@@ -196,19 +200,23 @@ def trace_figure(
                 text = f"W{i + 1}\n{trace.mean_power_mw(a, b):.2f} mW"
             else:
                 text = f"W{i + 1}"
-            # labels of neighbouring windows alternate in height, so short
+            # a label too close to the one before goes one row up, so short
             # windows close together do not print over each other
-            ax.text((a + b) / 2, 1.01 + 0.09 * (i % 2), text, transform=ax.get_xaxis_transform(),
+            x = (a + b) / 2
+            up = prev_x is not None and not prev_up and (x - prev_x) / span < 0.1
+            raised |= up
+            ax.text(x, 1.01 + 0.13 * up, text, transform=ax.get_xaxis_transform(),
                     ha="center", va="bottom", fontsize=7, linespacing=1.1)
+            prev_x, prev_up = x, up
         for i, ts in enumerate(timestamps):
             ax.axvline(ts, color="tab:red", lw=0.8, label="timestamp" if i == 0 else None)
         ax.set_xlabel("time (s)")
         ax.set_ylabel("power (mW)")
-        ax.set_ylim(bottom=0)
-        if len(t) > 1:
-            ax.set_xlim(0, t[-1])
+        top = float(np.max(power)) if len(power) else 0.0
+        ax.set_ylim(0, top * 1.12 if top > 0 else 1.0)
+        ax.set_xlim(0, span)
         ax.grid(True, alpha=0.3)
-        ax.set_title(title or "EMON energy trace", pad=44 if windows else 14)
+        ax.set_title(title or "EMON energy trace", pad=(78 if raised else 38) if windows else 14)
         if note:
             ax.text(0.01, 0.97, note, transform=ax.transAxes, ha="left", va="top", fontsize=9, color="tab:red",
                     bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "tab:red", "alpha": 0.9})
