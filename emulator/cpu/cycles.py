@@ -176,39 +176,10 @@ def _valid_taps(in_sz: int, out_sz: int, k: int, s: int, d: int, pad: int) -> in
 def _read_model_bytes(model: str | Path | bytes | bytearray) -> tuple[bytes, str]:
     if isinstance(model, (bytes, bytearray)):
         return bytes(model), "<bytes>"
-    p = Path(model)
-    if not p.exists() and p.suffix == "" and str(model) in MODEL_NAMES:
-        p = resolve_model(str(model))
+    from ..models.store import resolve_model
+
+    p = resolve_model(model)  # a name (kws01...) or a path; ModelError names the fix
     return p.read_bytes(), p.stem
-
-
-def resolve_model(name: str, models_dir: str | Path | None = None) -> Path:
-    """``kws01`` -> ``<models_dir>/kws01.tflite`` (models_dir: argument, env
-    ``TINYTWIN_MODELS_DIR``, else ``../shared/models`` next to the repo); a
-    path to an existing file is returned unchanged."""
-    import os
-
-    p = Path(name)
-    if p.suffix == ".tflite" or p.exists():
-        return p
-    candidates = []
-    if models_dir is not None:
-        candidates.append(Path(models_dir))
-    env = os.environ.get("TINYTWIN_MODELS_DIR")
-    if env:
-        candidates.append(Path(env))
-    shared = os.environ.get("TINYTWIN_SHARED")
-    if shared:
-        candidates.append(Path(shared) / "models")
-    candidates.append(Path(__file__).resolve().parents[3] / "shared" / "models")
-    for d in candidates:
-        f = d / f"{name}.tflite"
-        if f.exists():
-            return f
-    raise FileNotFoundError(
-        f"model {name!r}: no {name}.tflite in {', '.join(str(c) for c in candidates)} "
-        "(pass a path, --models-dir, or set TINYTWIN_MODELS_DIR)"
-    )
 
 
 def load_graph(model: "str | Path | bytes | Graph") -> Graph:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import ConfigError
 from ..sim import MS, US
 
 #: Per-inference latency of the reference board (µs), derived from
@@ -84,9 +85,9 @@ def timing_for(model_name: str, model_path=None, profile=None, clock_mhz: float 
     try:
         prof = KernelProfile.load(profile)
     except FileNotFoundError:
-        raise ValueError(f"timing profile {profile} not found; give the JSON written by `tinytwin calibrate`") from None
+        raise ConfigError(f"timing profile {profile} not found; give the JSON written by `tinytwin calibrate`") from None
     except (ValueError, KeyError) as exc:
-        raise ValueError(f"timing profile {profile} is not a tinytwin kernel profile ({exc})") from None
+        raise ConfigError(f"timing profile {profile} is not a tinytwin kernel profile ({exc})") from None
     if model_path is None and engine is not None:
         model_path = getattr(engine, "model_path", None)
     model = str(model_path) if model_path is not None else model_name
