@@ -24,8 +24,9 @@ are checked by ``tests/test_layering.py``):
    bench or a front end; ``transport.base`` (what a host port is) is allowed.
 4. **Transports**: ``transport`` (host ports: pty, TCP, socket pairs). Rule 4:
    thin; they import no device, no core, no bench.
-5. **Benches**: ``benches`` (a DUT bench, the energy rig, the external-runner
-   launcher) assemble parts, devices and transports.
+5. **Benches**: ``config`` (the one configuration of a twin, ``TwinConfig``)
+   and ``benches`` (a DUT bench, the energy rig, the external-runner launcher)
+   assemble parts, devices and transports.
 6. **Front ends**: ``cli``, ``urlhandler`` (the ``tinytwin://`` pyserial URL),
    ``models.cli``, ``cpu.cli``.
 

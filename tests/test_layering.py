@@ -78,7 +78,7 @@ DEVICES = [
 ]
 TRANSPORTS = [m for m in EMULATOR if m.startswith("emulator.transport")]
 FRONT_ENDS = ("emulator.cli", "emulator.urlhandler", "emulator.models.cli", "emulator.cpu.cli")
-IMPURE = ("emulator.sim", "emulator.benches", *FRONT_ENDS)
+IMPURE = ("emulator.sim", "emulator.benches", "emulator.config", *FRONT_ENDS)
 #: every other module is a pure part: a new module is held to rule 1 unless it
 #: is placed in one of the layers above it
 PURE = [
