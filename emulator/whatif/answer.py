@@ -31,7 +31,10 @@ def answer(model: "str | Path", profile: StackProfile, clock_mhz: float | None =
         ep = predict_energy(profile, g, f, v, power, level)
         out.update(ep.to_dict())
         if app is not None:
-            out.update(duty_cycle(ep, b, app))
+            try:
+                out.update(duty_cycle(ep, b, app))
+            except BoardError as exc:
+                out["app_note"] = str(exc)
     else:
         b.check_supply(v)
         out.update(profile.predict(g, f, level).to_dict())
@@ -85,6 +88,8 @@ def render(a: dict[str, Any]) -> str:
             f"{a['sleep_ua']:g} uA): average {a['avg_power_mw'] * 1e3:.2f} uW [{a['avg_power_lo_mw'] * 1e3:.2f}, "
             f"{a['avg_power_hi_mw'] * 1e3:.2f}], inference {100 * a['inference_share']:.1f} % of the energy"
         )
+    if "app_note" in a:
+        lines.append(f"  duty cycle     not available: {a['app_note']}")
     if "battery_life_h" in a:
         lines.append(
             f"  battery        {a['battery_mah']:g} mAh at {a['supply_v']:g} V: {a['battery_life_h'] / 24:.1f} days "
