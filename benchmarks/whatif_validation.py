@@ -14,7 +14,10 @@ Prints markdown:
    that subset (latency; energy when published) and predicts the system's
    remaining models: error and whether the interval covered the published
    figure. Summary by calibration size, then every row, misses marked.
-3. *Supply*: same board, same firmware, published at two supplies: the
+3. *Another board*: a stack calibrated on one board's four models, moved to
+   another board of the same submission (the core's prior cycle factor from
+   ``priors.json``, the board's flash), predicts that board's latencies.
+4. *Supply*: same board, same firmware, published at two supplies: the
    power model's supply scaling against the second supply's energies.
 
 Nothing here is in-sample: every predicted figure was left out of the fit
@@ -126,6 +129,21 @@ def main(argv=None) -> int:
         src = r["source"].split(" ; ")[0].replace("mlcommons/tiny_results_", "")
         p(f"| {r['system']} | {r['stack']} | {r['calibrated_on']} | {r['model']} | {le} | {_mark(r['latency_covered'])} "
           f"| {ee} | {ec} | {src} |")
+
+    xb = V.cross_board(systems, models_dir=mdir)
+    p("\n## Held out: another board, same stack (calibrated on all four models of one system, moved by the core's "
+      "prior cycle factor)\n")
+    p(f"| from core | to core | predictions | within {TOL:g} % | interval covers | median err % |")
+    p("|---|---|---:|---:|---:|---:|")
+    pairs_c: dict[tuple[str, str], list[dict]] = {}
+    for r in xb:
+        pairs_c.setdefault((r["from_core"], r["to_core"]), []).append(r)
+    for (fc, tc), rs in pairs_c.items():
+        errs = sorted(r["latency_err_pct"] for r in rs)
+        p(f"| {fc} | {tc} | {len(rs)} | {sum(abs(e) <= TOL for e in errs)} | {sum(r['latency_covered'] for r in rs)} "
+          f"| {errs[len(errs) // 2]:+.1f} |")
+    p(f"\nAll: {sum(abs(r['latency_err_pct']) <= TOL for r in xb)} of {len(xb)} within {TOL:g} %, intervals cover "
+      f"{sum(r['latency_covered'] for r in xb)}. Pairs: same release, same submitter, same stack, different board.")
 
     pairs = V.supply_pairs(systems)
     p("\n## Supply: the same firmware published at two supplies\n")

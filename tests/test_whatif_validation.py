@@ -121,3 +121,13 @@ def test_duty_cycle_and_battery_life():
         duty_cycle(ep, b, DutyCycle(10.0, "hibernate"))
     with pytest.raises(StackError, match="period"):
         duty_cycle(ep, b, DutyCycle(1e-4, "stop2"))
+
+
+def test_another_board_same_stack(systems, models_dir):
+    """A stack calibrated on one board moved to another board of the same
+    submission (the core's prior cycle factor): held out, most within 25 %."""
+    rows = V.cross_board(systems, models_dir=models_dir)
+    assert len(rows) >= 300
+    assert {(r["from_core"], r["to_core"]) for r in rows} >= {("M4F", "M7"), ("M7", "M33"), ("M33", "M4F")}
+    assert sum(abs(r["latency_err_pct"]) <= 25 for r in rows) > 0.6 * len(rows)
+    assert sum(r["latency_covered"] for r in rows) > 0.8 * len(rows)

@@ -201,3 +201,33 @@ def _median(xs: list[float]) -> float:
         return math.nan
     n = len(xs)
     return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
+def cross_board(systems: dict[str, PublishedSystem], models_dir=None) -> list[dict]:
+    """Another board, same stack, same release: the stack calibrated on all of
+    one system's models, moved to the other board (its core's prior cycle
+    factor, its flash), predicts the other system's latencies."""
+    out = []
+    groups: dict[tuple[str, str, str], list[PublishedSystem]] = {}
+    for s in systems.values():
+        if s.is_reference:
+            continue
+        release = s.system.split("/")[0]
+        submitter = s.system.split("/")[1]
+        groups.setdefault((release, submitter, s.stack), []).append(s)
+    for (_rel, _sub, stack), ss in groups.items():
+        for a, b in itertools.permutations(ss, 2):
+            if a.board == b.board:
+                continue
+            prof = fit(a.runs, a.board_description(), library=stack, models_dir=models_dir)
+            moved = prof.on_board(b.board_description())
+            for r in b.runs:
+                if r.model not in a.models:
+                    continue
+                p = moved.predict(r.model, r.clock_mhz, models_dir=models_dir)
+                out.append({"stack": stack, "from_system": a.system, "from_core": a.core, "to_system": b.system,
+                            "to_core": b.core, "model": r.model, "latency_us": r.us_per_inference,
+                            "pred_latency_us": p.latency_us,
+                            "latency_err_pct": 100 * (p.latency_us / r.us_per_inference - 1),
+                            "latency_covered": p.lo_us <= r.us_per_inference <= p.hi_us})
+    return out
