@@ -62,7 +62,13 @@ def accuracy_task(task: dict) -> dict:
     from ..benches.accuracy import run_accuracy
 
     try:
-        return run_accuracy(task["model"], task["dataset_dir"], task.get("limit"), task.get("models_dir"))
+        models_dir = task.get("models_dir")
+        if models_dir is None:  # where the cycle model found it, so both halves of a row use one file
+            from ..cpu.cycles import resolve_model
+
+            models_dir = str(resolve_model(Path(task["model"]).stem if not str(task["model"]).endswith(".tflite")
+                                           else task["model"]).parent)
+        return run_accuracy(task["model"], task["dataset_dir"], task.get("limit"), models_dir)
     except (TinytwinError, FileNotFoundError, ValueError) as exc:
         return {"model": Path(task["model"]).stem, "error": str(exc)}
 

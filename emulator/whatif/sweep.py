@@ -208,8 +208,9 @@ def to_json(rows: Sequence[dict]) -> str:
 
 
 def plot(rows: Sequence[dict], path: str | Path, title: str = "tinytwin sweep", level: float | None = None) -> Path:
-    """Latency and energy per inference against the clock (with their
-    intervals), one line per profile, model and supply."""
+    """Latency (top row) and energy per inference (bottom row) against the
+    clock with their intervals: one column per model, one colour per profile,
+    one line style per supply."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -218,40 +219,44 @@ def plot(rows: Sequence[dict], path: str | Path, title: str = "tinytwin sweep", 
     ok = [r for r in rows if r.get("latency_us") not in ("", None)]
     if not ok:
         raise PlanError("nothing to plot: every point was skipped")
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    keys = []
-    for r in ok:
-        k = (r["profile"], r["model"], r["supply_v"])
-        if k not in keys:
-            keys.append(k)
-    for k in keys:
-        pts = sorted((r for r in ok if (r["profile"], r["model"], r["supply_v"]) == k), key=lambda r: r["clock_mhz"])
-        f = [r["clock_mhz"] for r in pts]
-        label = f"{k[1]} {k[0]} {k[2]:g} V"
-        lat = [r["latency_us"] / 1e3 for r in pts]
-        ax1.errorbar(f, lat, yerr=[[a - r["latency_lo_us"] / 1e3 for a, r in zip(lat, pts)],
-                                   [r["latency_hi_us"] / 1e3 - a for a, r in zip(lat, pts)]],
-                     marker="o", capsize=3, label=label)
-        if all(r.get("energy_uj") not in ("", None) for r in pts):
-            e = [r["energy_uj"] for r in pts]
-            ax2.errorbar(f, e, yerr=[[a - r["energy_lo_uj"] for a, r in zip(e, pts)],
-                                     [r["energy_hi_uj"] - a for a, r in zip(e, pts)]],
-                         marker="o", capsize=3, label=label)
-    ax1.set_xlabel("clock (MHz)")
-    ax1.set_ylabel("latency per inference (ms)")
-    ax1.set_yscale("log")
-    ax2.set_xlabel("clock (MHz)")
-    ax2.set_ylabel("energy per inference (uJ)")
-    ax2.set_yscale("log")
+    models = list(dict.fromkeys(r["model"] for r in ok))
+    profiles = list(dict.fromkeys(r["profile"] for r in ok))
+    supplies = list(dict.fromkeys(r["supply_v"] for r in ok))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = ["-", "--", ":", "-."]
+    fig, axes = plt.subplots(2, len(models), figsize=(3.4 * len(models) + 1.5, 6.0), squeeze=False, sharex=True)
+    for j, m in enumerate(models):
+        for pi, prof in enumerate(profiles):
+            for si, v in enumerate(supplies):
+                pts = sorted((r for r in ok if (r["model"], r["profile"], r["supply_v"]) == (m, prof, v)),
+                             key=lambda r: r["clock_mhz"])
+                if not pts:
+                    continue
+                kw = dict(color=colours[pi % len(colours)], linestyle=styles[si % len(styles)], marker="o",
+                          capsize=3, label=f"{prof}, {v:g} V")
+                f = [r["clock_mhz"] for r in pts]
+                lat = [r["latency_us"] / 1e3 for r in pts]
+                axes[0][j].errorbar(f, lat, yerr=[[a - r["latency_lo_us"] / 1e3 for a, r in zip(lat, pts)],
+                                                  [r["latency_hi_us"] / 1e3 - a for a, r in zip(lat, pts)]], **kw)
+                if all(r.get("energy_uj") not in ("", None) for r in pts):
+                    e = [r["energy_uj"] for r in pts]
+                    axes[1][j].errorbar(f, e, yerr=[[a - r["energy_lo_uj"] for a, r in zip(e, pts)],
+                                                    [r["energy_hi_uj"] - a for a, r in zip(e, pts)]], **kw)
+        axes[0][j].set_title(m)
+        axes[1][j].set_xlabel("clock (MHz)")
+        for ax in (axes[0][j], axes[1][j]):
+            ax.set_yscale("log")
+            ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("latency per inference (ms)")
+    axes[1][0].set_ylabel("energy per inference (uJ)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8)
     if level is None:
         from .boards import priors
 
         level = float(priors()["interval"])
     fig.suptitle(f"{title} (bars: {int(round(100 * level))} % intervals)")
-    ax1.legend(fontsize=7)
-    ax1.grid(True, which="both", alpha=0.3)
-    ax2.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1 - 1.4 / fig.get_figwidth(), 1))
     path = Path(path)
     fig.savefig(path, dpi=110)
     plt.close(fig)
