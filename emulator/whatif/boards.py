@@ -26,6 +26,16 @@ class BoardError(TinytwinError, ValueError):
     """A board description that cannot be found or read."""
 
 
+def read_json(path: Path, error: type[Exception], what: str) -> Any:
+    """A JSON file, or ``error`` naming the file and what is wrong with it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise error(f"{what} {path} not found") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{what} {path} is not JSON ({exc})") from None
+
+
 def priors() -> dict[str, Any]:
     """The shipped priors (``priors.json``): per core, per kernel library,
     model error, power."""
@@ -124,12 +134,7 @@ class Board:
             return name_or_path
         p = Path(str(name_or_path))
         if p.suffix == ".json" or p.exists():
-            try:
-                return cls.from_dict(json.loads(p.read_text()), str(p))
-            except FileNotFoundError:
-                raise BoardError(f"board file {p} not found") from None
-            except json.JSONDecodeError as exc:
-                raise BoardError(f"board file {p} is not JSON ({exc})") from None
+            return cls.from_dict(read_json(p, BoardError, "board file"), str(p))
         f = BOARDS_DIR / f"{str(name_or_path).lower()}.json"
         if not f.exists():
             raise BoardError(

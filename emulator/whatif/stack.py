@@ -57,7 +57,7 @@ from scipy.optimize import least_squares
 
 from ..cpu import cycles as C
 from ..errors import TinytwinError
-from .boards import Board, priors
+from .boards import Board, priors, read_json
 
 #: the cycle model's compute costs (CPI-scaled); the stall is handled apart
 COSTS = ("mac_cycles", "fc_mac_cycles", "im2col_cycles", "call_cycles", "out_cycles", "op_cycles", "byte_cycles")
@@ -345,13 +345,7 @@ class StackProfile:
 
     @classmethod
     def load(cls, path: str | Path) -> "StackProfile":
-        p = Path(path)
-        try:
-            return cls.from_dict(json.loads(p.read_text()), str(p))
-        except FileNotFoundError:
-            raise StackError(f"stack profile {p} not found") from None
-        except json.JSONDecodeError as exc:
-            raise StackError(f"stack profile {p} is not JSON ({exc})") from None
+        return cls.from_dict(read_json(Path(path), StackError, "stack profile"), str(path))
 
     @classmethod
     def reference(cls) -> "StackProfile":
@@ -369,9 +363,8 @@ class StackProfile:
         move's uncertainty added to the CPI."""
         if board.core == self.board.core and board.name == self.board.name:
             return copy.deepcopy(self)
-        old, _ = core_factors(self.board.core)
+        old, old_sig = core_factors(self.board.core)
         new, sig = core_factors(board.core)
-        _, old_sig = core_factors(self.board.core)
         out = copy.deepcopy(self)
         out.board = board
         out.centers = self.centers / old * new
