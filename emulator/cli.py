@@ -120,12 +120,14 @@ def _mount() -> None:
     from .benches.rig import register as register_rig
     from .cpu.cli import register as register_cpu
     from .models.cli import app as models_app
+    from .whatif.cli import register as register_whatif
 
     app.add_typer(models_app, name="models", help="Download, verify and inspect the official models.")
     register_cpu(app)
     register_runner(app)
     register_rig(app)
     register_external(app)
+    register_whatif(app)
 
 
 _mount()

@@ -569,23 +569,25 @@ class Estimate:
         }
 
 
-def op_cycles(op: OpInfo, params: dict[str, float], clock_mhz: float) -> tuple[float, float]:
-    """(total cycles, of which flash stalls) of one op."""
+def op_cycles(op: OpInfo, params: dict[str, float], clock_mhz: float,
+              mhz_per_ws: float = 20.0) -> tuple[float, float]:
+    """(total cycles, of which flash stalls) of one op; ``mhz_per_ws``: the
+    board's flash latency step (the profile's ``memory.flash_mhz_per_ws``)."""
     core = sum(params.get(k, 0.0) * v for k, v in op.counts.items())
-    ws = flash_wait_states(clock_mhz)
+    ws = flash_wait_states(clock_mhz, mhz_per_ws)
     stall = params.get("flash_stall_per_line", 0.0) * ws * op.flash_bytes / FLASH_LINE_BYTES
     return core + stall, stall
 
 
-def graph_cycles(graph: Graph, params: dict[str, float], clock_mhz: float) -> float:
-    return sum(op_cycles(op, params, clock_mhz)[0] for op in graph.ops)
+def graph_cycles(graph: Graph, params: dict[str, float], clock_mhz: float, mhz_per_ws: float = 20.0) -> float:
+    return sum(op_cycles(op, params, clock_mhz, mhz_per_ws)[0] for op in graph.ops)
 
 
-def feature_vector(graph: Graph, names: Iterable[str], clock_mhz: float) -> np.ndarray:
+def feature_vector(graph: Graph, names: Iterable[str], clock_mhz: float, mhz_per_ws: float = 20.0) -> np.ndarray:
     """d(cycles)/d(param) for the given parameter names: the model is linear
     in its parameters (used by the calibration)."""
     names = list(names)
-    ws = flash_wait_states(clock_mhz)
+    ws = flash_wait_states(clock_mhz, mhz_per_ws)
     v = np.zeros(len(names))
     for op in graph.ops:
         for j, n in enumerate(names):
@@ -594,6 +596,13 @@ def feature_vector(graph: Graph, names: Iterable[str], clock_mhz: float) -> np.n
             else:
                 v[j] += op.counts.get(n, 0.0)
     return v
+
+
+def flash_mhz_per_ws(profile: KernelProfile) -> float:
+    """The board's flash latency step (MHz per wait state): the profile's
+    ``memory.flash_mhz_per_ws`` (a board description sets it), else the
+    STM32L4R5's 20 MHz."""
+    return float((profile.memory or {}).get("flash_mhz_per_ws", 20.0))
 
 
 def measured_arena(graph: Graph) -> int | None:
@@ -626,10 +635,11 @@ def estimate(
     g = load_graph(model)
     prof = profile if profile is not None else KernelProfile.load()
     f = float(clock_mhz if clock_mhz is not None else prof.clock_mhz)
+    ws_step = flash_mhz_per_ws(prof)
     layers = []
     total = 0.0
     for op in g.ops:
-        cyc, stall = op_cycles(op, prof.params, f)
+        cyc, stall = op_cycles(op, prof.params, f, ws_step)
         total += cyc
         layers.append(LayerEstimate(op.index, op.op_type, op.path, op.macs, cyc, cyc / f, stall))
     mem = prof.memory or {}
@@ -648,7 +658,7 @@ def estimate(
     )
     return Estimate(
         model=g.name, profile=prof.name, clock_mhz=f, cycles=total, latency_us=total / f,
-        layers=layers, memory=fit, macs=g.macs, flash_wait_states=flash_wait_states(f),
+        layers=layers, memory=fit, macs=g.macs, flash_wait_states=flash_wait_states(f, ws_step),
     )
 
 
