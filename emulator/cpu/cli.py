@@ -135,7 +135,6 @@ def calibrate_cmd(
 ) -> None:
     """Fit the twin to your measurements: latencies (--measurements, --out) and/or energy windows (--energy, --power-out)."""
     if board is not None:
-        from ..errors import TinytwinError
         from ..whatif.cli import calibrate_stack
 
         if measurements is None or out is None or energy is not None:
@@ -144,9 +143,8 @@ def calibrate_cmd(
         try:
             for line in calibrate_stack(measurements, board, stack, out, power_out, models_dir):
                 typer.echo(line)
-        except (TinytwinError, FileNotFoundError, ValueError) as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2)
+        except TinytwinError as e:
+            _fail(e)
         return
     if measurements is None and energy is None:
         typer.echo("error: give --measurements (latencies) and/or --energy (energy windows)", err=True)

@@ -49,7 +49,7 @@ def whatif_cmd(
         prof = profile_from(profile, board)
         app = DutyCycle(period_s, sleep_mode, battery_mah) if period_s is not None else None
         a = answer(model, prof, clock_mhz, supply_v, app, level, models_dir)
-    except (TinytwinError, FileNotFoundError, ValueError) as exc:
+    except TinytwinError as exc:
         _fail(str(exc))
     typer.echo(json.dumps(a) if json_out else render(a))
 
