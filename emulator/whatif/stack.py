@@ -549,7 +549,10 @@ def interval_for(model, profile: "str | Path | None", board: "str | None", clock
     if board is None:
         if profile is None:
             return None, None
-        d = json.loads(Path(profile).read_text())
+        try:
+            d = json.loads(Path(profile).read_text())
+        except (OSError, ValueError):
+            return None, None  # not a stack profile: the timing-profile loader says what is wrong
         if "whatif" not in d:
             return None, None
     prof = profile_from(profile, board)
