@@ -7,19 +7,15 @@ is in test_spec_pty.py.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "firmware_api_spec"))
+from firmware_api_spec import MissingData, load_spec
 
-from dut_spec import MissingData, load_spec  # noqa: E402
-
-from emulator.dut import core as dutcore  # noqa: E402
-from emulator.dut.core import DutCore, run_script  # noqa: E402
+from emulator.dut import core as dutcore
+from emulator.dut.core import DutCore, run_script
 
 SPEC = load_spec()
 MODELS = list(SPEC.models)

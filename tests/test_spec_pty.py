@@ -8,20 +8,16 @@ test_spec_core.py); the model-specific cases run on their own model.
 """
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import serial
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "firmware_api_spec"))
+from firmware_api_spec import MissingData, load_spec
 
-from dut_spec import MissingData, load_spec  # noqa: E402
-
-from emulator.benches.dut import build_dut_bench  # noqa: E402
-from emulator.transport import PtyPort  # noqa: E402
+from emulator.benches.dut import build_dut_bench
+from emulator.transport import PtyPort
 
 SPEC = load_spec()
 READY = b"m-ready"
