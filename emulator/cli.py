@@ -71,6 +71,7 @@ def dut(
     clock_mhz: Optional[float] = typer.Option(None, "--clock-mhz", help="CPU clock for the cycle model (default 120)"),
     timer_start_us: int = typer.Option(0, "--timer-start-us", help="value of the 32-bit µs timer at reset (e.g. 4293967296 = 1 s before it wraps)"),
     ignore_host_baud: bool = typer.Option(False, "--ignore-host-baud", help="convenience: accept any baud the host sets on the pty instead of garbling bytes like a real UART"),
+    firmware_variant: str = typer.Option("reference", "--firmware-variant", help="reference (default), or a firmware with one porting mistake, to see what `tinytwin conform` reports: results-format, no-ready-after-error, cmd-buffer-64, lost-lap-line"),
 ) -> None:
     """Serve one DUT (performance-mode firmware by default) on a pseudo-terminal."""
     from .benches.dut import build_dut_bench
@@ -94,6 +95,7 @@ def dut(
             timing_profile=profile,
             clock_mhz=clock_mhz,
             honour_host_baud=not ignore_host_baud,
+            variant=firmware_variant,
         )
     except Exception as exc:  # model / profile errors carry a user-facing message
         fail(str(exc))

@@ -40,12 +40,13 @@ def build_dut_bench(
     clock_mhz: float | None = None,
     honour_host_baud: bool = True,
     engine=None,
+    variant: str = "reference",
 ) -> DutBench:
     engine = engine if engine is not None else load_engine(model, models_dir, backend, io_profile)
     if timing is None:
         timing = timing_for(engine.profile.name, model_path=getattr(engine, "model_path", None),
                             profile=timing_profile, clock_mhz=clock_mhz, engine=engine)
     twin = Twin(speed)
-    dut = Dut(twin, engine, timing, energy_mode=energy_mode, baud=baud, timer_start_us=timer_start_us)
+    dut = Dut(twin, engine, timing, energy_mode=energy_mode, baud=baud, timer_start_us=timer_start_us, variant=variant)
     bridge = HostBridge(twin, dut.uart, "dut", honour_host_baud=honour_host_baud)
     return DutBench(twin, dut, bridge)

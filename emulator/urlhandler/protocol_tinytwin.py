@@ -9,8 +9,10 @@ An in-process twin reached through pyserial, with no pty and no subprocess
 Options (query string): ``models_dir``, ``speed`` (``fast``/``realtime``/a
 factor), ``backend`` (``tflm``/``litert``), ``profile`` (I/O profile for a
 model given as a path), ``timer_start_us``, ``baud`` (the DUT's baud),
-``instance`` (a name: opening the same instance again reattaches to the same
-running board, with its state, as reopening a serial port does).
+``variant`` (a firmware variant of :data:`emulator.dut.core.VARIANTS`, for
+showing what ``tinytwin conform`` reports), ``instance`` (a name: opening
+the same instance again reattaches to the same running board, with its
+state, as reopening a serial port does).
 
 The baud rate the host sets on this port is honoured like a real UART's: a
 mismatch with the DUT's baud garbles the bytes.
@@ -53,6 +55,7 @@ def _bench_for(url: str):
                     speed=opts.get("speed", "fast"),
                     baud=int(opts["baud"]) if "baud" in opts else None,
                     timer_start_us=int(opts.get("timer_start_us", 0)),
+                    variant=opts.get("variant", "reference"),
                 )
             except Exception as exc:  # ModelError etc.: one clear message
                 raise SerialException(str(exc)) from None
