@@ -131,42 +131,50 @@ class Case:
             return self.send
         return b(self.spec.substitute(self.send.decode("latin-1"), model or self.model))
 
-    def _steps(self, items: list[Any], shared: Path | None, model: str | None) -> list[tuple[str, Any]]:
-        out: list[tuple[str, Any]] = []
+    def _plan(self, items: list[Any], shared: Path | None, model: str | None) -> list[tuple[str, Any, int | None]]:
+        out: list[tuple[str, Any, int | None]] = []
         sub = (lambda t: self.spec.substitute(t, model or self.model)) if self.spec is not None else (lambda t: t)
         for item in items:
             if isinstance(item, str):
-                out.append(("uart", b(sub(item))))
+                out.append(("uart", b(sub(item)), None))
+            elif "send" in item:
+                out.append(("uart", b(sub(item["send"])), int(item["ready"]) if "ready" in item else None))
             elif "db_fill" in item:
                 fill = item["db_fill"]
                 size = int(sub(str(fill["size"])))
                 declare = fill.get("declare")
                 declare = None if declare is None else int(sub(str(declare)))
-                out += [("uart", c) for c in db_commands(bytes([int(fill["byte"])]) * size, declare=declare)]
+                out += [("uart", c, None) for c in db_commands(bytes([int(fill["byte"])]) * size, declare=declare)]
             elif "db_file" in item:
                 if shared is None or not (shared / item["db_file"]).is_file():
                     raise MissingData(f"{item['db_file']} (shared data folder) is not available")
-                out += [("uart", c) for c in db_commands((shared / item["db_file"]).read_bytes())]
+                out += [("uart", c, None) for c in db_commands((shared / item["db_file"]).read_bytes())]
             elif "i2s_frames" in item:
                 fr = item["i2s_frames"]
                 left = int(fr["left"])
                 pair = struct.pack("<hh", left, int(fr.get("right", left)))
-                out += [("i2s", pair * I2S_PAIRS)] * int(fr["count"])
+                out += [("i2s", pair * I2S_PAIRS, None)] * int(fr["count"])
             elif "wait_s" in item:
-                out.append(("wait", float(item["wait_s"])))
+                out.append(("wait", float(item["wait_s"]), None))
             else:
                 raise ValueError(f"case {self.id}: unknown setup item {item!r}")
         return out
+
+    def setup_plan(self, shared: Path | None, model: str | None = None) -> list[tuple[str, Any, int | None]]:
+        """:meth:`setup_steps` with, for each write, how many answer-ending
+        lines it gets when the case says so (``{send: ..., ready: N}``; None:
+        one per terminator)."""
+        return self._plan(self.setup, shared, model)
 
     def setup_steps(self, shared: Path | None, model: str | None = None) -> list[tuple[str, Any]]:
         """Every setup step, in order: ``("uart", bytes to write)``, ``("i2s", one
         2048-byte I2S DMA transfer for the DUT's audio input)`` or ``("wait",
         seconds)`` (the board restarts meanwhile); raises MissingData for an
         absent file."""
-        return self._steps(self.setup, shared, model)
+        return [(k, d) for k, d, _ in self._plan(self.setup, shared, model)]
 
     def teardown_steps(self, model: str | None = None) -> list[tuple[str, Any]]:
-        return self._steps(self.teardown, None, model)
+        return [(k, d) for k, d, _ in self._plan(self.teardown, None, model)]
 
     def setup_bytes(self, shared: Path | None, model: str | None = None) -> list[bytes]:
         """Every setup write, in order (raises MissingData for an absent file);
@@ -263,6 +271,10 @@ class Spec:
             .replace("{input_bytes}", str(m["input_count"] * m.get("input_elem_bytes", 1)))
         )
 
+    def line_regex(self, line: str, model: str | None) -> str:
+        """The regular expression (text) of one expected line, without its line end."""
+        return self._line_regex(line, model)
+
     def _line_regex(self, line: str, model: str | None, counter: "Iterator[int] | None" = None) -> str:
         counter = counter if counter is not None else itertools.count()
         line = self.substitute(line, model)
@@ -330,7 +342,8 @@ class Spec:
         alts = [self._line_regex(msg["text"], model, counter) for msg in self.messages]
         alts += [re.escape(line) for line in self.help if line]
         alt = "|".join(f"(?:{a})" for a in alts)
-        return re.compile(f"(?:(?:{alt})\\r\\n)*".encode("latin-1"), re.DOTALL)
+        end = r"\r?\n" if self.framing.get("lf_line_ends") else r"\r\n"
+        return re.compile(f"(?:(?:{alt}){end})*".encode("latin-1"), re.DOTALL)
 
 
 def load_spec(path: Path | str | None = None) -> Spec:

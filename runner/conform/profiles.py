@@ -132,6 +132,11 @@ class Driver:
         self.partial = False
         return ex
 
+    def probe(self, wire: Wire) -> bool:
+        """Is a board speaking this protocol there (at this baud)?"""
+        ex = self.sync(wire)
+        return ex is not None and bool(ex.received.strip())
+
     def identify(self, wire: Wire) -> None:
         """Find out what the board is (sets :attr:`model`, :attr:`identity`)."""
 
@@ -336,12 +341,19 @@ class Lpm01aDriver(Driver):
         self.partial = False
         return ex
 
-    def identify(self, wire: Wire) -> None:
+    def probe(self, wire: Wire) -> bool:
+        self.sync(wire)
         ex = wire.exchange("identify", b"powershield\r\n", self.prep_shape(), note="is a PowerShield there")
         lines = ex.text_lines()
-        if not any("PowerShield" in x for x in lines):
-            raise DeviceError(f"the board on {self.opts.port} does not answer powershield with 'PowerShield > ...'")
-        self.identity["powershield"] = lines[0] if lines else ""
+        if any(x.startswith("PowerShield > ") for x in lines):
+            self.identity["powershield"] = lines[0]
+            return True
+        return False
+
+    def identify(self, wire: Wire) -> None:
+        ex = wire.exchange("identify", b"version\r\n", self.prep_shape(), note="which firmware")
+        lines = ex.text_lines()
+        self.identity["version"] = lines[0].replace("PowerShield > ", "") if lines else ""
 
     def prepare(self, wire: Wire, case: Case) -> None:
         super().prepare(wire, case)

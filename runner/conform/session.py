@@ -169,8 +169,7 @@ class Conformance:
                 self.wire.ser.baudrate = baud
                 self.wire.discard_input()
             self.baud = baud
-            ex = self.driver.sync(self.wire)
-            if ex is not None and ex.received.strip():
+            if self.driver.probe(self.wire):
                 break
             if i == len(bauds) - 1:
                 self.close()
@@ -284,13 +283,14 @@ class Conformance:
         assert wire is not None
         drv = self.driver
         drv.prepare(wire, case)
-        for kind, data in case.setup_steps(_data_dir(self.opts), model):
+        for kind, data, ready in case.setup_plan(_data_dir(self.opts), model):
             if kind == "wait":
                 time.sleep(float(data))
                 continue
             if kind != "uart":
                 raise DeviceError(f"case {case.id}: setup step {kind} cannot be sent over a serial port")
-            ready = drv.setup_ready(data)
+            if ready is None:
+                ready = drv.setup_ready(data)
             wire.exchange("setup", data, drv.prep_shape(ready))
             drv.wrote(data)
             if not ready:
@@ -361,7 +361,7 @@ def describe_difference(expected: list[str], ex: Exchange, driver: Driver) -> st
     for i, want in enumerate(expected):
         if i >= len(got):
             return f"line {i + 1} is missing: expected {want!r}"
-        pattern = driver.spec._line_regex(want, driver.model) if "  (x" not in want else None
+        pattern = driver.spec.line_regex(want, driver.model) if "  (x" not in want else None
         if pattern is not None and not re.fullmatch(pattern.encode("latin-1"), got[i].encode("latin-1"), re.S):
             return f"line {i + 1}: expected {want!r}, got {got[i]!r}"
     if len(got) > len(expected):
