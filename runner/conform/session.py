@@ -150,6 +150,7 @@ class Conformance:
         self.wire: Wire | None = None
         self.baud: int | None = None
         self.hung_after: str | None = None
+        self.boot_baud: int | None = None
 
     # -- port ----------------------------------------------------------------------
     def open(self) -> list[Exchange]:
@@ -163,6 +164,7 @@ class Conformance:
                 if self.opts.on_open is not None:
                     self.opts.on_open(self.wire.ser)
                 if self.opts.boot_wait > 0:
+                    self.boot_baud = baud
                     self.wire.listen("boot", self._boot_shape(), first_byte_wait=self.opts.boot_wait,
                                      note="what the board prints after a reset")
             else:
@@ -278,6 +280,10 @@ class Conformance:
                        if self.opts.boot_wait <= 0 else
                        f"nothing arrived within --boot-wait {self.opts.boot_wait:g} s of opening the port")
                 return CaseResult(case, NA, f"no boot banner seen: {how}", expected=expected)
+            if self.boot_baud != self.baud:
+                return CaseResult(case, NA, f"the banner was read at {self.boot_baud} baud, before the tester found the "
+                                            f"board's {self.baud}: pass --baud {self.baud}", expected=expected,
+                                  answer=boot)
             return self._classify(case, boot, CaseResult(case, PASS, expected=expected, answer=boot))
         wire = self.wire
         assert wire is not None
