@@ -76,3 +76,30 @@ def test_what_each_variant_breaks(models_dir):
     assert "Insufficent number of hex digits" in rep.result("db_runner_chunk_31_bytes").reason
     rep = run_variant(models_dir, "lost-lap-line", ["infer_runner_window"])
     assert "m-lap-us-" in rep.result("infer_runner_window").reason
+
+
+def test_explain_walks_through_the_lesson(models_dir, shared):
+    """The tutorial against a realtime twin on a pty: every step of the
+    lesson shows its rule, the bytes on the wire and why."""
+    from rich.console import Console
+
+    from firmware_api_spec import load_spec
+    from runner.conform.explain import run_explain
+
+    bench = build_dut_bench("kws01", models_dir=models_dir, speed="realtime")
+    pty = bench.bridge.attach(PtyPort("dut", initial_baud=bench.dut.uart.baud))
+    out = io.StringIO()
+    try:
+        code = run_explain(pty.device, pause=False, console=Console(file=out, width=120),
+                           on_open=lambda ser: bench.twin.start(), data=shared)
+    finally:
+        bench.twin.close()
+    text = out.getvalue()
+    lesson = load_spec().data["lesson"]
+    assert code == 0, text[-2000:]
+    for n, case_id in enumerate(lesson, 1):
+        assert f"Step {n} of {len(lesson)}: {case_id}" in text
+    assert text.count("As the spec says.") == len(lesson)
+    assert "-> name%" in text and "<- " in text and "m-name-dut-[unspecified]\\r\\n" in text
+    assert "dut_protocol.md § 3.2 The 80-character command buffer" in text
+    assert "Why:" in text and "sent while the board was busy" in text
