@@ -19,16 +19,7 @@ from .wire import Exchange
 
 DEFAULT_TWIN = "tinytwin://kws01?speed=realtime&instance=tinytwin-conform-explain"
 
-INTRO = """\
-# The MLPerf Tiny DUT protocol, live
-
-The board under test (the *DUT*) runs one model and talks to the host over a serial line.
-The host sends a **command**: ASCII text ending with `%`. The board answers with lines ending
-in `\\r\\n` (CR LF) and closes every answer with the line `m-ready`. That is the whole
-framing: no echo, no prompt, no checksum. Everything a benchmark needs — who the board is,
-loading an input, running the model, reading the timer and the results — is a handful of
-commands on top of it.
-
+INTRO_TAIL = """\
 Below, each step sends one command and shows the bytes on the wire: `->` what the host wrote,
 `<-` each line the board sent and when it arrived (milliseconds after the write). `\\r` and
 `\\n` stand for CR and LF."""
@@ -63,7 +54,8 @@ def run_explain(
     spec = session.spec
     prof = profile_named("dut")
     steps = lesson or list(spec.data.get("lesson", []))
-    console.print(Markdown(INTRO))
+    console.print(Markdown("# The MLPerf Tiny DUT protocol, live\n\n" + str(spec.data.get("primer", "")).strip()
+                           + "\n\n" + INTRO_TAIL))
     session.open()
     boot = next((ex for ex in session.wire.log if ex.kind == "boot"), None)
     from rich.markup import escape

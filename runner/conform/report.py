@@ -185,7 +185,8 @@ def _section_link(prose_file: str, section: str, link_base: str) -> str:
     return f"[{prose_file} § {title}]({target}#{anchor})"
 
 
-def transcript_md(rep: ConformReport, link_base: str = "", intro: str | None = None) -> str:
+def transcript_md(rep: ConformReport, link_base: str = "", intro: str | None = None,
+                  port_label: str | None = None) -> str:
     """The session as a Markdown lesson: each case with the bytes on the wire,
     the rule it checks (a link into the prose) and the verdict."""
     p = rep.profile
@@ -194,7 +195,7 @@ def transcript_md(rep: ConformReport, link_base: str = "", intro: str | None = N
     out.append("")
     model = f", model {rep.model}" if rep.model else ""
     out.append(
-        f"`{TOOL} --profile {p.name}` against `{rep.port}` at {rep.baud} baud{model}, "
+        f"`{TOOL} --profile {p.name}` against {port_label or f'`{rep.port}`'} at {rep.baud} baud{model}, "
         f"spec [{p.spec_file}]({(link_base + '/') if link_base else ''}{p.spec_file}) "
         f"(version {rep.spec_version}), {rep.started}, {rep.seconds:.1f} s."
     )
@@ -209,6 +210,11 @@ def transcript_md(rep: ConformReport, link_base: str = "", intro: str | None = N
     out.append("")
     for note in rep.notes:
         out.append(f"> {note}")
+        out.append("")
+    if rep.primer:
+        out.append("### The protocol in a nutshell")
+        out.append("")
+        out.append(rep.primer.strip())
         out.append("")
     out.append(intro if intro is not None else HOW_TO_READ)
     out.append("")
@@ -227,9 +233,18 @@ def transcript_md(rep: ConformReport, link_base: str = "", intro: str | None = N
             out.extend(wire_block(ex))
             out.append("```")
             out.append("")
+    ran = [r for r in rep.results if r.exchanges or r.answer is not None]
+    out.append("## Index")
+    out.append("")
+    out.append("| # | case | checks | needed by | verdict |")
+    out.append("|---|---|---|---|---|")
+    for i, r in enumerate(ran, 1):
+        anchor = slug(f"{i}. `{r.id}` — {_VERDICT[r.status]}")
+        needed = "runners" if r.case.requirement == "runner" else "reference"
+        out.append(f"| {i} | [`{r.id}`](#{anchor}) | § {r.case.section} | {needed} | {_VERDICT[r.status]} |")
+    out.append("")
     out.append("## The cases")
     out.append("")
-    ran = [r for r in rep.results if r.exchanges or r.answer is not None]
     for i, r in enumerate(ran, 1):
         out.extend(_case_md(i, r, p.prose_file, link_base, rep.model))
     not_run = [r for r in rep.results if r not in ran]
@@ -251,9 +266,8 @@ HOW_TO_READ = """\
 Every case is one question to the board and the answer the spec expects. In the text blocks,
 `->` is what the host wrote and `<-` each line the board sent, with the time it arrived in
 milliseconds after the write. Bytes are shown as text, with `\\r` for CR (0x0D), `\\n` for LF
-(0x0A), `\\t` for TAB and `\\xNN` for any other byte that is not printable; the host's bytes are
-also given in hex when some are not printable. The board never echoes what it receives, and every line it prints ends with
-`\\r\\n`.
+(0x0A), `\\t` for TAB and `\\xNN` for any other byte that is not printable; the host's bytes
+are also given in hex when some are not printable.
 
 Each case names the section of the spec it checks (follow the link for the rule in prose),
 whether the runners depend on it (*required by the runners*: a board that deviates breaks
@@ -284,7 +298,11 @@ def _case_md(i: int, r: CaseResult, prose_file: str, link_base: str, model: str 
         out.append(f"<details><summary>preparation and setup ({n} exchange{'s' if n != 1 else ''})</summary>")
         out.append("")
         out.append("```text")
-        for ex in before:
+        shown = before if n <= 8 else before[:4] + [None] + before[-3:]
+        for ex in shown:
+            if ex is None:
+                out.append(f"# ... {n - 7} more exchanges of the same kind ...")
+                continue
             label = ex.kind + (f": {ex.note}" if ex.note else "")
             out.append(f"# {label}")
             out.extend(wire_block(ex, max_lines=6))
@@ -349,8 +367,17 @@ def write_report(rep: ConformReport, out_dir: Path, link_base: str | None = None
     js = out_dir / "report.json"
     js.write_text(json.dumps(report_json(rep), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     md = out_dir / "transcript.md"
-    md.write_text(transcript_md(rep, default_link_base(out_dir) if link_base is None else link_base), encoding="utf-8")
+    write_transcript(rep, md, link_base)
     return js, md
+
+
+def write_transcript(rep: ConformReport, path: Path, link_base: str | None = None, port_label: str | None = None) -> Path:
+    """``transcript.md`` alone (links to the spec pages relative to ``path``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = default_link_base(path.parent) if link_base is None else link_base
+    path.write_text(transcript_md(rep, base, port_label=port_label), encoding="utf-8")
+    return path
 
 
 def print_summary(rep: ConformReport, console=None) -> None:

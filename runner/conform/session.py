@@ -105,6 +105,8 @@ class ConformReport:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
+    #: the spec's primer (the protocol in a nutshell), for transcripts
+    primer: str = ""
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -223,6 +225,7 @@ class Conformance:
             identity=dict(self.driver.identity),
             started=started,
             preamble=list(preamble),
+            primer=str(self.spec.data.get("primer", "")),
             options={
                 "include_risky": self.opts.include_risky,
                 "only": self.opts.only,
