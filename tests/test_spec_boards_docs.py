@@ -66,3 +66,15 @@ def test_inferred_expectations_are_marked_where_no_source_exists():
     assert sum(1 for c in spec.cases if c.inferred) >= 10
     # the H573's is: its cases are read from it
     assert not any(c.inferred for c in _spec("ioman_h573").cases)
+
+
+@pytest.mark.parametrize("name", ["dut_protocol", "sww01_protocol", "ioman_arduino", "ioman_h573", "lpm01a"])
+def test_every_case_of_every_spec_is_classified(name):
+    """The runner / reference classification is data, one field per case, and
+    the section it names exists in the page."""
+    spec = _spec(name)
+    prose = _prose(name)
+    for case in spec.cases:
+        assert case.requirement in ("runner", "reference"), (name, case.id)
+        assert (case.requirement == "runner") == bool(case.breaks), (name, case.id)
+        assert re.search(rf"^##+ {re.escape(case.section)} ", prose, re.M), (name, case.id, case.section)
