@@ -69,3 +69,33 @@ def test_prose_sections_and_their_anchors():
 def test_bytes_are_shown_as_a_reader_needs_them():
     assert show_bytes(b"name\r\n%") == "name\\r\\n%"
     assert show_bytes(b"\x00\xff\t\\") == "\\x00\\xff\\t\\\\"
+
+
+def test_cli_lists_cases_and_reports_errors_as_messages():
+    from typer.testing import CliRunner
+
+    from emulator.cli import app
+
+    cli = CliRunner()
+    res = cli.invoke(app, ["conform", "--list", "--profile", "lpm01a"])
+    assert res.exit_code == 0 and "acquisition_stopped_by_the_host" in res.output and "inferred" in res.output
+    res = cli.invoke(app, ["conform", "--port", "/nonexistent/tty-for-conform"])
+    assert res.exit_code == 2 and "cannot open port /nonexistent/tty-for-conform" in res.output
+    assert "Traceback" not in res.output
+    res = cli.invoke(app, ["conform", "--port", "loop://", "--profile", "nope"])
+    assert res.exit_code == 2 and "unknown profile 'nope'" in res.output
+    res = cli.invoke(app, ["conform"])
+    assert res.exit_code == 2 and "--port is required" in res.output
+
+
+def test_a_port_that_answers_nothing_is_named():
+    from runner.conform import ConformOptions, run_conformance
+    from runner.errors import DeviceError
+
+    # loop:// returns what is written: "%" comes back, which no DUT would answer
+    try:
+        run_conformance(ConformOptions(port="loop://", profile="dut-energy", timeout=0.3))
+    except DeviceError as exc:
+        assert "loop://" in str(exc) and "--profile" in str(exc)
+    else:
+        raise AssertionError("no error")

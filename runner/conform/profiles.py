@@ -135,7 +135,8 @@ class Driver:
     def probe(self, wire: Wire) -> bool:
         """Is a board speaking this protocol there (at this baud)?"""
         ex = self.sync(wire)
-        return ex is not None and bool(ex.received.strip())
+        # a complete line (an echo of the "%" or line noise is not an answer)
+        return ex is not None and any(line.endswith(b"\n") and line.strip() for _, line in ex.lines())
 
     def identify(self, wire: Wire) -> None:
         """Find out what the board is (sets :attr:`model`, :attr:`identity`)."""

@@ -339,6 +339,9 @@ def _case_md(i: int, r: CaseResult, prose_file: str, link_base: str, model: str 
     elif r.status == DEVIATION:
         tail = (f" **This breaks a runner**: {c.breaks}" if r.breaks_runner
                 else " No runner depends on this (a reference-firmware quirk a port need not copy).")
+        if c.inferred:
+            tail += (f" The expectation is inferred ({c.inferred}), not read from a source: the board may be "
+                     "right and the spec wrong.")
         out.append(f"**DEVIATION**: {r.reason}.{tail}")
     elif r.status == NA:
         extra = f" (allowed answer: {', '.join(f'`{x}`' for x in r.allowed_as)})" if r.allowed_as else ""
@@ -410,6 +413,8 @@ def print_summary(rep: ConformReport, console=None) -> None:
             verdict = {PASS: "[green]pass[/]", DEVIATION: "[red]deviation[/]", NA: "n/a", SKIPPED: "skipped"}[r.status]
             runner = "[red]BREAKS[/]" if r.breaks_runner else ("required" if r.case.requirement == "runner" else "-")
             what = r.reason
+            if r.status == DEVIATION and r.case.inferred:
+                what = f"{what} (expectation inferred, not read from a source)"
             if r.status == PASS and r.measured:
                 what = r.reason or ", ".join(f"{k}={v}" for k, v in list(r.measured.items())[:3])
             table.add_row(r.id, verdict, runner, escape(what))
