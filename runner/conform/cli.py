@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 
-from .profiles import PROFILES
 
 EXIT_PASS, EXIT_DEVIATION, EXIT_ERROR = 0, 1, 2
 
@@ -87,17 +86,9 @@ def _progress(result) -> None:
 def _list(prof) -> None:
     from firmware_api_spec import load_spec, spec_path
 
+    from .docs import case_flags
+
     spec = load_spec(spec_path(prof.spec_file))
     for c in spec.cases:
-        flags = [c.requirement]
-        if c.model != "any":
-            flags.append(c.model)
-        if c.mode != "any":
-            flags.append(c.mode)
-        if c.risky:
-            flags.append("risky")
-        if c.timing:
-            flags.append("timing")
-        if c.inferred:
-            flags.append("inferred")
+        flags = [c.requirement] + case_flags(c)
         typer.echo(f"{c.id:42s} §{c.section:5s} {', '.join(flags)}")

@@ -24,7 +24,9 @@ def _section_key(number: str) -> tuple[int, ...]:
     return tuple(int(x) for x in number.split("."))
 
 
-def _scope(case) -> str:
+def case_flags(case) -> list[str]:
+    """What limits where a case runs: its model, its firmware build, opt-in,
+    measured, inferred."""
     bits = []
     if case.model != "any":
         bits.append(case.model)
@@ -34,7 +36,13 @@ def _scope(case) -> str:
         bits.append("risky, opt-in")
     if case.timing:
         bits.append("timing")
-    return ", ".join(bits)
+    if case.inferred:
+        bits.append("inferred")
+    return bits
+
+
+def _scope(case) -> str:
+    return ", ".join(case_flags(case))
 
 
 def porting_tables(spec: Spec | None = None) -> str:

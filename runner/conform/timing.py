@@ -120,16 +120,35 @@ class TimerRate(Check):
         return TimingVerdict(True, f"{rate:.4f} board µs per host µs over {host_s:.2f} s; steps of {resolution} µs or finer", m)
 
 
-class InferWindow(Check):
-    """The two lap values bracket the timed loop."""
+def _window(answer: Exchange) -> tuple[list[tuple[float, int]], float, float] | TimingVerdict:
+    """The lap lines of an infer answer and the times m-infer-start and
+    m-infer-done arrived, or the verdict when they are not all there."""
+    laps = _laps(answer)
+    t_start = _first(answer, b"m-infer-start-")
+    t_done = _first(answer, b"m-infer-done")
+    if len(laps) != 2 or t_start is None or t_done is None:
+        return TimingVerdict(False, f"the answer has {len(laps)} m-lap-us- lines (2 needed) around m-infer-start/-done")
+    return laps, t_start, t_done
+
+
+class WindowCheck(Check):
+    """A check of an infer answer's window: its lap lines and the arrival
+    times of m-infer-start and m-infer-done."""
 
     def measure(self, case, session, answer):
-        p = case.timing
-        laps = _laps(answer)
-        t_start = _first(answer, b"m-infer-start-")
-        t_done = _first(answer, b"m-infer-done")
-        if len(laps) != 2 or t_start is None or t_done is None:
-            return TimingVerdict(False, f"the answer has {len(laps)} m-lap-us- lines (2 needed) around m-infer-start/-done")
+        found = _window(answer)
+        if isinstance(found, TimingVerdict):
+            return found
+        return self.judge(case.timing, answer, *found)
+
+    def judge(self, p, answer, laps, t_start, t_done) -> TimingVerdict:
+        raise NotImplementedError
+
+
+class InferWindow(WindowCheck):
+    """The two lap values bracket the timed loop."""
+
+    def judge(self, p, answer, laps, t_start, t_done):
         times = [t for t, _ in answer.lines()]
         gaps = [b - a for a, b in zip(times, times[1:])]
         longest = max(gaps) if gaps else 0.0
@@ -154,16 +173,10 @@ class InferWindow(Check):
         return TimingVerdict(True, f"window {window} µs; the longest silence {longest * 1e3:.1f} ms lies inside it", m)
 
 
-class LapEdges(Check):
+class LapEdges(WindowCheck):
     """The lap lines are printed at the edges of the window."""
 
-    def measure(self, case, session, answer):
-        p = case.timing
-        laps = _laps(answer)
-        t_start = _first(answer, b"m-infer-start-")
-        t_done = _first(answer, b"m-infer-done")
-        if len(laps) != 2 or t_start is None or t_done is None:
-            return TimingVerdict(False, f"the answer has {len(laps)} m-lap-us- lines (2 needed) around m-infer-start/-done")
+    def judge(self, p, answer, laps, t_start, t_done):
         before = laps[0][0] - t_start
         between = laps[1][0] - laps[0][0]
         after = t_done - laps[1][0]
