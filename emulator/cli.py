@@ -1,118 +1,113 @@
 """The ``tinytwin`` console command."""
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import typer
+
+from .config import TwinConfig, twin_options
+from .errors import TinytwinError
 
 app = typer.Typer(
     help="tinytwin: a software DUT and digital twin of the MLPerf Tiny reference board, and a host runner.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-SPEED_HELP = (
-    "realtime (default: every byte and inference takes the board's wall time), "
-    "fast (busy periods cost no wall time; printed timestamps are still the board's), "
-    "or a factor such as 10"
-)
-MODELS_DIR_HELP = "directory with kws01.tflite, vww01.tflite, ic01.tflite, ad01.tflite (default: $TINYTWIN_MODELS_DIR or ~/.cache/tinytwin/models)"
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("tinytwin")
+        except PackageNotFoundError:  # run from a source tree that is not installed
+            v = "unknown (not installed)"
+        typer.echo(f"tinytwin {v}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                 help="Show the version and exit."),
+) -> None:
+    """tinytwin: a software DUT and digital twin of the MLPerf Tiny reference board, and a host runner."""
 
 
 def fail(message: str, code: int = 2) -> None:
+    """Print ``tinytwin: message`` on stderr and exit with ``code``."""
     typer.echo(f"tinytwin: {message}", err=True)
     raise typer.Exit(code)
 
 
-def serve_until_signal(twin, lines: list[str]) -> None:
-    """Run ``twin`` in this thread until SIGINT/SIGTERM; print ``lines`` first."""
+def serve_until_signal(twin, lines: list[str], on_close=None) -> None:
+    """Run ``twin`` in this thread until SIGINT/SIGTERM; print ``lines`` first.
+    Then close the twin (``on_close``, if given, does it)."""
     stop = threading.Event()
 
     def _stop(signum, frame):
         stop.set()
         twin.wake()
 
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     for line in lines:
         print(line, flush=True)
     twin.log = lambda msg: print(f"tinytwin: {msg}", file=sys.stderr, flush=True)
     try:
         twin.run(stop)
     finally:
-        twin.close()
+        (on_close or twin.close)()
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def parse_hostport(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
-        fail(f"--tcp expects HOST:PORT (e.g. 127.0.0.1:7000), got {text!r}")
+        raise typer.BadParameter(f"expects HOST:PORT (e.g. 127.0.0.1:7000), got {text!r}", param_hint="--tcp")
     return (host or "127.0.0.1").strip("[]"), int(port)
 
 
 @app.command()
+@twin_options(speed_default="realtime", power=False)
 def dut(
-    model: str = typer.Option(..., "--model", "-m", help="kws01, vww01, ic01, ad01, or a path to your own int8 .tflite (then --io-profile)"),
+    cfg: TwinConfig,
     link: Optional[Path] = typer.Option(None, "--link", help="symlink to create at the pty device, e.g. /tmp/tinytwin/dut"),
     tcp: Optional[str] = typer.Option(None, "--tcp", help="also serve on TCP HOST:PORT (pyserial socket://HOST:PORT)"),
-    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help=MODELS_DIR_HELP),
-    speed: str = typer.Option("realtime", "--speed", help=SPEED_HELP),
     baud: Optional[int] = typer.Option(None, "--baud", help="the DUT's UART baud (default: the firmware's, 115200; ad01 921600; energy mode 9600)"),
     energy: bool = typer.Option(False, "--energy", help="the firmware built for energy mode (9600 baud, GPIO timestamps); normally used inside `tinytwin rig`"),
-    backend: str = typer.Option("tflm", "--backend", help="tflm (bit-exact with the board) or litert (faster, see README for fidelity)"),
-    io_profile: Optional[str] = typer.Option(None, "--io-profile", help="for your own .tflite: which model's I/O conventions it follows (kws01, vww01, ic01, ad01)"),
-    profile: Optional[Path] = typer.Option(None, "--profile", help="timing profile JSON (from `tinytwin calibrate`); default: the reference board's"),
-    clock_mhz: Optional[float] = typer.Option(None, "--clock-mhz", help="CPU clock for the cycle model (default 120)"),
-    timer_start_us: int = typer.Option(0, "--timer-start-us", help="value of the 32-bit µs timer at reset (e.g. 4293967296 = 1 s before it wraps)"),
-    ignore_host_baud: bool = typer.Option(False, "--ignore-host-baud", help="convenience: accept any baud the host sets on the pty instead of garbling bytes like a real UART"),
     firmware_variant: str = typer.Option("reference", "--firmware-variant", help="reference (default), or a firmware with one porting mistake, to see what `tinytwin conform` reports: results-format, no-ready-after-error, cmd-buffer-64, lost-lap-line"),
 ) -> None:
     """Serve one DUT (performance-mode firmware by default) on a pseudo-terminal."""
     from .benches.dut import build_dut_bench
-    from .sim import Speed
-    from .transport import PtyPort, TcpListener, TransportError
+    from .transport import PtyPort, TcpListener
 
+    hostport = parse_hostport(tcp) if tcp else None
     try:
-        Speed.parse(speed)
-    except ValueError as exc:
-        fail(str(exc))
-    try:
-        bench = build_dut_bench(
-            model,
-            models_dir=models_dir,
-            backend=backend,
-            io_profile=io_profile,
-            speed=speed,
-            baud=baud,
-            energy_mode=energy,
-            timer_start_us=timer_start_us,
-            timing_profile=profile,
-            clock_mhz=clock_mhz,
-            honour_host_baud=not ignore_host_baud,
-            variant=firmware_variant,
-        )
-    except Exception as exc:  # model / profile errors carry a user-facing message
+        bench = build_dut_bench(cfg.replace(baud=baud, energy_mode=energy, firmware_variant=firmware_variant))
+    except TinytwinError as exc:  # a model, a profile: the message names the fix
         fail(str(exc))
     lines = []
     try:
         port = bench.bridge.attach(PtyPort("dut", link=link, initial_baud=bench.dut.uart.baud))
         lines.append(f"dut: {port.device}" + (f" (link {port.link})" if port.link else ""))
-        if tcp:
-            host, p = parse_hostport(tcp)
-            listener = TcpListener("dut-tcp", host, p, bench.bridge)
+        if hostport:
+            listener = TcpListener("dut-tcp", *hostport, bench.bridge)
             bench.twin.add_port(listener)
             lines.append(f"dut: socket://{listener.address[0]}:{listener.address[1]}")
-    except TransportError as exc:
+    except TinytwinError as exc:
         bench.twin.close()
         fail(str(exc))
     lines.append(
-        f"model {bench.dut.profile.name}, {bench.dut.uart.baud} baud, speed {speed}, "
+        f"model {bench.dut.profile.name}, {bench.dut.uart.baud} baud, speed {cfg.speed}, "
         f"{'energy' if energy else 'performance'} mode; Ctrl-C to stop"
     )
     serve_until_signal(bench.twin, lines)
@@ -126,19 +121,42 @@ def _mount() -> None:
     from .benches.rig import register as register_rig
     from .cpu.cli import register as register_cpu
     from .models.cli import app as models_app
+    from .whatif.cli import register as register_whatif
 
     app.add_typer(models_app, name="models", help="Download, verify and inspect the official models.")
     register_cpu(app)
     register_runner(app)
     register_rig(app)
     register_external(app)
+    register_whatif(app)
 
 
 _mount()
 
 
+def command():
+    """The click command behind ``tinytwin``, with flags shown without a
+    ``<bool>`` placeholder (typer >= 0.29 prints one after every flag,
+    ``--help`` included)."""
+    cmd = typer.main.get_command(app)
+    _quiet_flags(cmd, ["-h", "--help"])
+    return cmd
+
+
+def _quiet_flags(cmd, help_names: list[str]) -> None:
+    for param in cmd.params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    ctx = SimpleNamespace(help_option_names=help_names)
+    help_opt = cmd.get_help_option(ctx)  # made once and kept by the command
+    if help_opt is not None:
+        help_opt.metavar = ""
+    for sub in getattr(cmd, "commands", {}).values():
+        _quiet_flags(sub, help_names)
+
+
 def main() -> None:
-    app()
+    command()()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ latency is scaled by 120/f and the output says so.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import numpy as np
 
 from emulator.benches.dut import load_engine
 from emulator.dut.device import Dut
-from emulator.dut.timing import REFERENCE_INFERENCE_US, DutTiming
+from emulator.dut.timing import DutTiming
 from emulator.emon.lpm01a import Lpm01a, parse_ascii_stream
 from emulator.power.model import REFERENCE_VOLTAGE_V, PowerModel
 from emulator.sim import MS, S, Twin
@@ -42,10 +41,9 @@ CLOCKS = (80.0, 120.0)
 
 def latency_us(model: str, models_dir: Path, clock_mhz: float) -> tuple[float, str]:
     """One inference at ``clock_mhz``, and where the number comes from."""
-    try:
-        from emulator.cpu.cycles import estimate, resolve_model
-    except ImportError:
-        return REFERENCE_INFERENCE_US[model] * 120.0 / clock_mhz, "reference latency x 120/f (no cycle model)"
+    from emulator.cpu.cycles import estimate
+    from emulator.models.store import resolve_model
+
     est = estimate(resolve_model(model, models_dir), clock_mhz=clock_mhz)
     return est.latency_us, f"cycle model, {est.flash_wait_states} flash wait states"
 
@@ -114,22 +112,20 @@ def measure(model: str, models_dir: Path, voltage: float, clock: float, n: int, 
     }
 
 
-def default_models_dir() -> Path:
-    env = os.environ.get("TINYTWIN_MODELS_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "models"
-
-
 def main(argv=None) -> int:
+    from emulator.errors import TinytwinError
+    from emulator.models.store import MODELS_DIR_HELP, resolve_model
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models-dir", type=Path, default=default_models_dir())
+    ap.add_argument("--models-dir", type=Path, default=None, help=MODELS_DIR_HELP)
     ap.add_argument("--model", default="kws01")
     ap.add_argument("--n", type=int, default=100, help="inferences per energy window (the reference used 100 for kws01)")
     ap.add_argument("--power-profile", type=Path, default=None, help="a power-model JSON (default: the reference board's)")
     args = ap.parse_args(argv)
-    if not (args.models_dir / f"{args.model}.tflite").exists():
-        print(f"no {args.model}.tflite in {args.models_dir}: pass --models-dir (or set TINYTWIN_MODELS_DIR)", file=sys.stderr)
+    try:
+        args.models_dir = resolve_model(args.model, args.models_dir).parent
+    except TinytwinError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     power = PowerModel.load(args.power_profile)
 

@@ -7,6 +7,7 @@ The lead's console command mounts them with :func:`register`; on its own::
 from __future__ import annotations
 
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Optional
 
@@ -34,6 +35,7 @@ def run_command(
     interface: Optional[str] = typer.Option(None, "--interface", help="energy: arduino or h573 (default: whichever answers on --io-port)"),
     voltage: float = typer.Option(1.8, "--voltage", help="energy: DUT supply voltage from the EMON, V (1.8-3.3; default 1.8, the v0.5 reference results' supply)"),
     windows: int = typer.Option(5, "--windows", help="energy: windows to measure (the rules: 5; fewer makes the run invalid)"),
+    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="with --port tinytwin://...: where the twin finds its models (passed into the URL as models_dir=)"),
 ) -> None:
     """Run the MLPerf Tiny performance, accuracy or energy procedure against a DUT."""
     from .errors import RunnerError
@@ -41,6 +43,8 @@ def run_command(
     from .session import MODES, RunOptions, run
 
     mode = mode.strip().lower()
+    if models_dir is not None:
+        port = with_models_dir(port, models_dir)
     if mode == "energy":
         from .energy import energy_options_from_cli, run_energy
 
@@ -82,6 +86,22 @@ def run_command(
         raise typer.Exit(EXIT_ERROR)
     report_outcome(outcome, out, lambda text, err: typer.echo(text, err=err))
     raise typer.Exit(outcome.exit_code)
+
+
+def with_models_dir(port: Optional[str], models_dir: Path) -> str:
+    """``port`` (a ``tinytwin://`` URL) with ``models_dir=`` added; the
+    option applies to no other kind of port."""
+    if not port or not port.startswith("tinytwin://"):
+        raise typer.BadParameter(
+            "applies to --port tinytwin://... only (a twin behind a device path or socket was started "
+            "with its own --models-dir)", param_hint="--models-dir",
+        )
+    parts = urllib.parse.urlsplit(port)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    if any(k == "models_dir" for k, _ in query):
+        raise typer.BadParameter(f"{port} already has models_dir=; give one of the two", param_hint="--models-dir")
+    query.append(("models_dir", str(models_dir)))
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query, safe="/:")))
 
 
 dataset_app = typer.Typer(help="Make datasets in the EEMBC layout.", no_args_is_help=True)

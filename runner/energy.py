@@ -585,15 +585,26 @@ class _EnergyRun(RunSession):
                 info["levels_error"] = str(exc)
         if self.opts.plot:
             model = self.record.get("dut", {}).get("model") or "DUT"
+            rows = self.record.get("energy", {}).get("windows", [])
+            labels = [
+                f"W{r['window']}\n{r['uj_per_inference']:,.1f} µJ/inf\n{r['power_mw']:.2f} mW" for r in rows
+            ]
+            partial = len(meas) < self.opts.windows
+            note = f"partial run: it stopped after {len(meas)} of {self.opts.windows} windows" if partial else None
             try:
                 plot_trace(
                     trace,
                     self.out / PLOT_FILE,
                     timestamps=stamps,
                     windows=meas,
-                    title=f"{model} energy run at {self.opts.voltage:g} V: power ({len(meas)} windows shaded)",
+                    title=f"{model} energy run at {self.opts.voltage:g} V: power, {len(meas)} of "
+                    f"{self.opts.windows} windows shaded, energy per inference above each",
+                    window_labels=labels if len(labels) == len(meas) else None,
+                    note=note,
                 )
                 info["plot"] = PLOT_FILE
+                if note:
+                    info["plot_note"] = note
             except Exception as exc:  # a plot must never cost the results
                 info["plot_error"] = f"{type(exc).__name__}: {exc}"
         self.record["energy_trace"] = info

@@ -14,6 +14,8 @@ A timeout raises :class:`DeviceTimeout` naming the command and the port.
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable, TextIO
@@ -66,8 +68,61 @@ class WireLog:
             self._fh = None
 
 
-def open_serial(port: str, baud: int):
-    """Open ``port`` (device path or pyserial URL) at ``baud``."""
+#: how long opening a device path waits for it to appear (a twin or board
+#: started a moment ago makes its port a little later)
+PORT_APPEAR_S = 10.0
+
+
+def _say(text: str) -> None:
+    print(f"tinytwin run: {text}", file=sys.stderr, flush=True)
+
+
+def wait_for_path(port: str, wait_s: float = PORT_APPEAR_S, notify: Callable[[str], None] = _say) -> None:
+    """Wait (at most ``wait_s``) for the device path ``port`` to exist; a
+    pyserial URL (``socket://``, ``tinytwin://`` ...) is not waited for.
+    Says once that it waits; raises :class:`DeviceError` if it never appears."""
+    if "://" in port or os.path.exists(port):
+        return
+    notify(f"waiting up to {wait_s:g} s for {port} to appear")
+    deadline = time.monotonic() + wait_s
+    while not os.path.exists(port):
+        if time.monotonic() >= deadline:
+            what = "a dangling link" if os.path.islink(port) else "no such file"
+            raise DeviceError(
+                f"cannot open port {port}: {what} after {wait_s:g} s; start the twin or connect the board "
+                f"first (e.g. tinytwin dut --model kws01 --link {port}), or check the path"
+            )
+        time.sleep(0.05)
+
+
+def port_holder(port: str) -> str | None:
+    """Who holds an exclusive lock (flock, as pyserial's ``exclusive=True``
+    takes) on the device ``port``: ``process PID (command line)``, or
+    ``None`` when it cannot be told (not Linux, or no lock)."""
+    try:
+        st = os.stat(port)
+        dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        with open("/proc/locks", encoding="ascii", errors="replace") as fh:
+            locks = fh.read().splitlines()
+    except OSError:
+        return None
+    for line in locks:
+        f = line.split()
+        if len(f) >= 6 and f[1] == "FLOCK" and f[5] == dev and f[4].isdigit():
+            pid = int(f[4])
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    cmd = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            except OSError:
+                cmd = ""
+            return f"process {pid}" + (f" ({cmd})" if cmd else "")
+    return None
+
+
+def open_serial(port: str, baud: int, *, wait_s: float = PORT_APPEAR_S, notify: Callable[[str], None] = _say):
+    """Open ``port`` (device path or pyserial URL) at ``baud``, exclusively:
+    a second runner on the same port is told who holds it. A device path
+    that does not exist yet is waited for (``wait_s``)."""
     import serial
 
     if port.startswith("tinytwin://"):
@@ -75,9 +130,15 @@ def open_serial(port: str, baud: int):
             import emulator.urlhandler  # noqa: F401  (registers the scheme)
         except ImportError:
             raise DeviceError(f"cannot open {port}: the tinytwin emulator package is not installed") from None
+    wait_for_path(port, wait_s, notify)
     try:
-        return serial.serial_for_url(port, baudrate=baud, timeout=0.05, write_timeout=10)
+        return serial.serial_for_url(port, baudrate=baud, timeout=0.05, write_timeout=10, exclusive=True)
     except (serial.SerialException, OSError, ValueError) as exc:
+        if "exclusively lock" in str(exc):
+            holder = port_holder(port) or "another program"
+            raise DeviceError(
+                f"port {port} is in use by {holder}: wait for it to finish or stop it (one runner per port)"
+            ) from None
         raise DeviceError(f"cannot open port {port}: {exc}") from None
 
 

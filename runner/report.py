@@ -27,6 +27,9 @@ SEP = "---------------------------------------------------------"
 
 
 class ResultsText:
+    """``results.txt`` as it is written: each line stamped with the run's
+    clock, in the wording the submission checker parses (see the module)."""
+
     def __init__(self, path: Path, clock):
         self.path = Path(path)
         self.clock = clock  # has .stamp()

@@ -68,13 +68,12 @@ class SynthDataset:
 
 
 def _engine(model: str, models_dir):
-    try:
-        from emulator.models.engine import open_engine
-    except ImportError as exc:
-        raise RunnerError(f"the emulator's model engine is not available ({exc})") from None
+    from emulator.errors import TinytwinError
+    from emulator.models.engine import open_engine
+
     try:
         return open_engine(model, models_dir=str(models_dir) if models_dir else None)
-    except Exception as exc:  # the engine's errors carry a user-facing message
+    except TinytwinError as exc:  # the engine's errors carry a user-facing message
         raise RunnerError(f"cannot open the {model} model: {exc}") from None
 
 

@@ -25,7 +25,7 @@ VARIANTS = {
 
 
 def run_variant(models_dir, variant, cases):
-    bench = build_dut_bench("kws01", models_dir=models_dir, speed="fast", variant=variant)
+    bench = build_dut_bench("kws01", models_dir=models_dir, speed="fast", firmware_variant=variant)
     pty = bench.bridge.attach(PtyPort("dut", initial_baud=bench.dut.uart.baud))
     try:
         return run_conformance(ConformOptions(port=pty.device, profile="dut", only=list(cases),

@@ -11,6 +11,7 @@ import pytest
 
 from emulator.cpu import calibrate as cal
 from emulator.cpu import cycles as C
+from emulator.models import ModelError
 
 MODELS = ("kws01", "vww01", "ic01", "ad01")
 LOG_DIRS = {"kws01": "kws", "vww01": "vww", "ic01": "ic", "ad01": "ad"}
@@ -69,8 +70,8 @@ def test_load_graph_accepts_bytes_path_name_and_graph(graphs, models_dir, monkey
     monkeypatch.setenv("TINYTWIN_MODELS_DIR", str(models_dir))
     assert C.load_graph("ic01").sha256 == graphs["ic01"].sha256
     assert C.load_graph(graphs["ic01"]) is graphs["ic01"]
-    with pytest.raises(FileNotFoundError):
-        C.resolve_model("no_such_model", models_dir)
+    with pytest.raises(ModelError, match="unknown model"):
+        C.load_graph("no_such_model")
 
 
 # ---------------------------------------------------------------- model

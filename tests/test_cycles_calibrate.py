@@ -218,3 +218,40 @@ def test_commands_are_plain_functions_too(models_dir, capsys):
     d = json.loads(capsys.readouterr().out)
     assert d["clock_mhz"] == 120.0 and d["latency_us"] == pytest.approx(
         C.estimate(models_dir / "ad01.tflite").latency_us)
+
+
+def test_estimate_and_calibrate_find_downloaded_models(downloaded, tmp_path):
+    """After `tinytwin models download`, with no --models-dir and no
+    TINYTWIN_MODELS_DIR, both commands find the models by name."""
+    app = _app()
+    r = CliRunner().invoke(app, ["estimate", "--model", "kws01", "--json"])
+    assert r.exit_code == 0, r.output
+    est = C.estimate(downloaded / "kws01.tflite", C.KernelProfile.load())
+    assert json.loads(r.output)["latency_us"] == pytest.approx(est.latency_us)
+    base = C.KernelProfile.load()
+    csv_path = tmp_path / "meas.csv"
+    csv_path.write_text("model,clock_mhz,us_per_inference\n" + "".join(
+        f"{m},120,{1.05 * C.estimate(downloaded / f'{m}.tflite', base).latency_us:.2f}\n" for m in MODELS))
+    r = CliRunner().invoke(app, ["calibrate", "--measurements", str(csv_path), "--out", str(tmp_path / "p.json")])
+    assert r.exit_code == 0, r.output
+    prof = C.KernelProfile.load(tmp_path / "p.json")
+    assert C.estimate(downloaded / "ic01.tflite", prof).latency_us == pytest.approx(
+        1.05 * C.estimate(downloaded / "ic01.tflite", base).latency_us, rel=2e-3)
+
+
+def test_estimate_models_dir_and_errors(models_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv("TINYTWIN_MODELS_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("TINYTWIN_SHARED", str(tmp_path / "no-shared"))
+    app = _app()
+    r = CliRunner().invoke(app, ["estimate", "--model", "ad01", "--models-dir", str(models_dir), "--json"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["estimate", "--model", "ad01"])
+    assert r.exit_code == 2 and "tinytwin models download" in r.output
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"not a model at all, really")
+    r = CliRunner().invoke(app, ["estimate", "--model", str(junk)])
+    assert r.exit_code == 2 and "not a valid .tflite" in r.output
+    r = CliRunner().invoke(app, ["estimate", "--model", "ad01", "--models-dir", str(models_dir),
+                                 "--profile", str(tmp_path / "none.json")])
+    assert r.exit_code == 2 and "timing profile" in r.output and "not found" in r.output

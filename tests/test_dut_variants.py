@@ -93,3 +93,17 @@ def test_lost_lap_line():
     assert lost.replace(b"m-results", b"").count(b"m-") == ref.replace(b"m-results", b"").count(b"m-") - 1
     # energy mode: one timestamp (edge) fewer; nothing printed either way
     assert talk("lost-lap-line", b"infer 1 0%", energy=True) == talk("reference", b"infer 1 0%", energy=True)
+
+
+def test_the_variant_is_a_twin_option():
+    """TwinConfig carries it to the DUT (tinytwin dut --firmware-variant, the
+    tinytwin:// URL's firmware_variant=); a bad name is refused with the choices."""
+    from emulator.config import TwinConfig
+    from emulator.errors import ConfigError
+
+    cfg, _ = TwinConfig.from_url("tinytwin://kws01?firmware_variant=cmd-buffer-64")
+    assert cfg.firmware_variant == "cmd-buffer-64"
+    assert TwinConfig("kws01").firmware_variant == "reference"
+    with pytest.raises(ConfigError, match="results-format") as exc:
+        TwinConfig("kws01", firmware_variant="typo")
+    assert exc.value.option == "firmware_variant"

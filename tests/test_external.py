@@ -6,8 +6,10 @@ with the USB identities of the reference bench, a working DUT behind them,
 the caller's working directory, stdin and exit status, and a clean teardown.
 
 The DUT here runs a small test engine (:class:`EchoEngine`) instead of a
-TFLite model: what is tested is the plumbing, which must not depend on the
-official models (those are exercised in ``test_external_mlcommons.py``).
+TFLite model, with the reference board's kws01 latency (:data:`ECHO_TIMING`)
+instead of the cycle model's: what is tested is the plumbing, which must not
+depend on the official models (those are exercised in
+``test_external_mlcommons.py``).
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from emulator.config import TwinConfig
+from emulator.dut.timing import REFERENCE_INFERENCE_US, DutTiming
 from emulator.benches.external import (
     ENERGY_SPEED,
     PERFORMANCE_SPEED,
@@ -68,6 +72,16 @@ class EchoEngine:
         return "m-results-[" + ",".join(v) + "]\r\n"
 
 
+#: the DUT's timing for EchoEngine: the reference board's kws01 inference
+ECHO_TIMING = DutTiming(inference_us=REFERENCE_INFERENCE_US["kws01"])
+KWS01 = TwinConfig("kws01")
+
+
+def echo(**kw) -> dict:
+    """The keywords that make run_external/open_bench use the test engine."""
+    return dict(engine=EchoEngine(), timing=ECHO_TIMING, **kw)
+
+
 def run_child(code: str, tmp_path: Path, **kwargs) -> tuple[int, dict]:
     """Run ``python -c code`` under the launcher; the child writes a JSON
     report to ``out.json``."""
@@ -75,10 +89,9 @@ def run_child(code: str, tmp_path: Path, **kwargs) -> tuple[int, dict]:
     env_before = dict(os.environ)
     rc = run_external(
         [sys.executable, "-c", textwrap.dedent(code), str(out)],
-        model="kws01",
-        engine=EchoEngine(),
+        KWS01,
         log=lambda msg: None,
-        **kwargs,
+        **echo(**kwargs),
     )
     assert dict(os.environ) == env_before, "the launcher must not change its own environment"
     report = json.loads(out.read_text()) if out.exists() else {}
@@ -238,7 +251,7 @@ def test_another_sitecustomize_still_runs(tmp_path):
 
 
 def test_exit_status_and_teardown(tmp_path):
-    bench = open_bench("kws01", engine=EchoEngine(), speed="fast")
+    bench = open_bench(KWS01, **echo())
     device, inject = bench.sides[0].device, bench.inject_dir
     assert (inject / "sitecustomize.py").read_text() == (REPO / "emulator/benches/inject/sitecustomize.py").read_text()
     config = json.loads((inject / "ports.json").read_text())
@@ -261,9 +274,9 @@ def test_cli_passes_cwd_stdin_stdout_and_exit_code(tmp_path):
         f"""
         import sys
         sys.path.insert(0, {str(TESTS)!r})
-        from test_external import EchoEngine
+        from test_external import KWS01, echo
         from emulator.benches.external import run_external
-        sys.exit(run_external(sys.argv[1:], model="kws01", engine=EchoEngine(), log=lambda m: None))
+        sys.exit(run_external(sys.argv[1:], KWS01, log=lambda m: None, **echo()))
         """
     )
     child = "import os, sys; print(os.getcwd()); print(sys.stdin.read().upper()); sys.exit(3)"
@@ -280,9 +293,9 @@ def test_sigterm_to_the_launcher_reaches_the_child(tmp_path):
         f"""
         import sys
         sys.path.insert(0, {str(TESTS)!r})
-        from test_external import EchoEngine
+        from test_external import KWS01, echo
         from emulator.benches.external import run_external
-        sys.exit(run_external(sys.argv[1:], model="kws01", engine=EchoEngine(), log=lambda m: None))
+        sys.exit(run_external(sys.argv[1:], KWS01, log=lambda m: None, **echo()))
         """
     )
     marker = tmp_path / "started"
@@ -303,13 +316,13 @@ def test_sigterm_to_the_launcher_reaches_the_child(tmp_path):
 
 def test_errors_are_reported_not_raised_from_deep_inside(tmp_path):
     with pytest.raises(ExternalError, match="no command"):
-        run_external([], model="kws01", engine=EchoEngine(), log=lambda m: None)
+        run_external([], KWS01, log=lambda m: None, **echo())
     with pytest.raises(ExternalError, match="interface"):
-        run_external(["true"], model="kws01", interface="uno", engine=EchoEngine(), log=lambda m: None)
+        run_external(["true"], KWS01, interface="uno", log=lambda m: None, **echo())
     with pytest.raises(ExternalError, match="command not found"):
-        run_external(["/nonexistent/prog"], model="kws01", engine=EchoEngine(), log=lambda m: None)
+        run_external(["/nonexistent/prog"], KWS01, log=lambda m: None, **echo())
     with pytest.raises(ExternalError, match="speed"):
-        run_external(["true"], model="kws01", speed="warp", engine=EchoEngine(), log=lambda m: None)
+        run_external(["true"], KWS01, speed="warp", log=lambda m: None, **echo())
 
 
 def test_cli_is_mounted():

@@ -157,9 +157,9 @@ def _ad_inputs(shared):
 
 
 @pytest.mark.parametrize("fp_contract, fused", [("fast", True), ("off", False)])
-def test_ad01_matches_independent_computation(models_dir, shared, fp_contract, fused):
+def test_ad01_matches_independent_computation(models_dir, optional_shared, fp_contract, fused):
     eng = open_engine("ad01", models_dir=models_dir, fp_contract=fp_contract)
-    for raw in _ad_inputs(shared):
+    for raw in _ad_inputs(optional_shared):
         eng.set_input(raw)
         eng.invoke(1)
         got = eng.results_text()
@@ -167,7 +167,7 @@ def test_ad01_matches_independent_computation(models_dir, shared, fp_contract, f
         assert got == _ref_ad_line(models_dir, raw, fused)
 
 
-def test_ad01_fused_and_unfused_can_differ(models_dir, shared):
+def test_ad01_fused_and_unfused_can_differ(models_dir):
     """Whether GCC fused the loop changes the printed MSE in its last digits for
     some inputs: the choice is visible (see Engine docstring)."""
     fast = open_engine("ad01", models_dir=models_dir, fp_contract="fast")

@@ -18,17 +18,6 @@ from emulator.models.profiles import PROFILES
 
 
 @pytest.fixture()
-def mirror(tmp_path, models_dir) -> Path:
-    """A directory laid out like mlcommons/tiny at the pinned commit."""
-    root = tmp_path / "mirror"
-    for name, om in store.OFFICIAL.items():
-        dst = root / om.upstream_path
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(models_dir / f"{name}.tflite", dst)
-    return root
-
-
-@pytest.fixture()
 def server(mirror):
     """http://127.0.0.1:<port>/ serving the mirror; stopped after the test."""
     handler = functools.partial(_QuietHandler, directory=str(mirror))
@@ -66,14 +55,41 @@ def test_official_table_matches_profiles_and_shared(models_dir):
 
 
 def test_resolution_order(tmp_path, monkeypatch):
+    """explicit dir > $TINYTWIN_MODELS_DIR > the download cache > the ground-truth folder."""
+    cache = tmp_path / "cache" / "tinytwin" / "models"
+    shared = tmp_path / "shared"
+    (shared / "models").mkdir(parents=True)
+    (shared / "models" / "kws01.tflite").write_bytes(b"shared")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("TINYTWIN_MODELS_DIR", raising=False)
-    assert store.resolve_models_dir() == tmp_path / "cache" / "tinytwin" / "models"
+    monkeypatch.setenv("TINYTWIN_SHARED", str(tmp_path / "nowhere"))
+    assert store.search_dirs() == [cache]
+    assert store.resolve_models_dir() == cache  # nothing anywhere: where download puts them
+    with pytest.raises(ModelError, match="tinytwin models download"):
+        store.resolve_model("kws01")
+    monkeypatch.setenv("TINYTWIN_SHARED", str(shared))
+    assert store.search_dirs() == [cache, shared / "models"]
+    assert store.resolve_models_dir() == shared / "models"
+    assert store.resolve_model("kws01") == shared / "models" / "kws01.tflite"
+    cache.mkdir(parents=True)
+    (cache / "kws01.tflite").write_bytes(b"cache")
+    assert store.resolve_model("kws01") == cache / "kws01.tflite"  # the download cache first
+    assert store.resolve_models_dir() == cache
+    assert store.download_dir() == cache
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert store.resolve_models_dir() == Path.home() / ".cache" / "tinytwin" / "models"
+    assert store.default_models_dir() == Path.home() / ".cache" / "tinytwin" / "models"
     monkeypatch.setenv("TINYTWIN_MODELS_DIR", str(tmp_path / "env"))
-    assert store.resolve_models_dir() == tmp_path / "env"
-    assert store.resolve_models_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert store.search_dirs() == [tmp_path / "env"]  # the variable alone: nothing else is searched
+    assert store.resolve_models_dir() == tmp_path / "env" == store.download_dir()
+    with pytest.raises(ModelError, match="does not exist"):
+        store.resolve_model("kws01")
+    assert store.resolve_models_dir(tmp_path / "arg") == tmp_path / "arg" == store.download_dir(tmp_path / "arg")
+    assert store.resolve_model("kws01", shared / "models") == shared / "models" / "kws01.tflite"
+    with pytest.raises(ModelError, match="unknown model 'kws99'"):
+        store.resolve_model("kws99")
+    own = tmp_path / "my.tflite"
+    own.write_bytes(b"x")
+    assert store.resolve_model(str(own)) == own
 
 
 def test_download_over_http_then_verify(tmp_path, server):

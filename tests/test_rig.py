@@ -284,7 +284,7 @@ def test_h573_flash_baud_survives_a_power_cycle(make_rig):
 
 
 # --------------------------------------------------------------------------
-# rig_command: what `tinytwin rig` runs
+# `tinytwin rig`
 
 
 def test_rig_command_serves_until_sigterm(models_dir, tmp_path):
@@ -292,16 +292,16 @@ def test_rig_command_serves_until_sigterm(models_dir, tmp_path):
     import subprocess
     import sys
 
-    code = (
-        "import sys; from emulator.benches.rig import rig_command; "
-        f"sys.exit(rig_command('kws01', {str(tmp_path)!r}, 'h573', 'lpm01a', {str(models_dir)!r}, 'fast', 'tflm'))"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emulator.cli", "rig", "--model", "kws01", "--dir", str(tmp_path), "--interface", "h573",
+         "--models-dir", str(models_dir), "--speed", "fast"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         lines = []
         while not lines or lines[-1] != "Ctrl-C to stop":
             line = proc.stdout.readline()
-            assert line, f"rig_command ended early: {proc.stderr.read()}"
+            assert line, f"tinytwin rig ended early: {proc.stderr.read()}"
             lines.append(line.rstrip("\n"))
         assert lines[0].startswith("io (h573): /dev/pts/") and lines[0].endswith(f"(link {tmp_path / 'io'})")
         assert lines[1].startswith("emon (lpm01a): /dev/pts/") and lines[1].endswith(f"(link {tmp_path / 'emon'})")
@@ -318,8 +318,12 @@ def test_rig_command_serves_until_sigterm(models_dir, tmp_path):
     assert not (tmp_path / "io").exists() and not (tmp_path / "emon").exists()
 
 
-def test_rig_command_reports_a_bad_interface(models_dir, tmp_path, capsys):
-    from emulator.benches.rig import rig_command
+def test_rig_command_reports_a_bad_interface(models_dir, tmp_path):
+    from typer.testing import CliRunner
 
-    assert rig_command("kws01", tmp_path, "uno", "lpm01a", models_dir, "fast", "tflm") == 2
-    assert "unknown interface 'uno'" in capsys.readouterr().err
+    from emulator.cli import app
+
+    r = CliRunner().invoke(app, ["rig", "--model", "kws01", "--dir", str(tmp_path), "--interface", "uno",
+                                 "--models-dir", str(models_dir), "--speed", "fast"])
+    assert r.exit_code == 2
+    assert "unknown interface 'uno'" in r.stderr

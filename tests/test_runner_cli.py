@@ -125,3 +125,82 @@ def test_ctrl_c_keeps_what_was_done(shared, models_dir, tmp_path):
     rec = json.loads((out / "results.json").read_text())
     assert rec["status"] == "interrupted" and len(rec["accuracy"]["inferences"]) >= 3
     assert "run stopped" in (out / "results.txt").read_text()
+
+
+@pytest.fixture
+def kws_dataset(models_dir, tmp_path) -> Path:
+    from runner.synth import synthesize
+
+    synthesize("kws01", tmp_path / "ds", 2, models_dir=models_dir, seed=5)
+    return tmp_path / "ds"
+
+
+def test_run_waits_for_a_port_that_is_about_to_appear(models_dir, kws_dataset, tmp_path):
+    """`tinytwin dut ... &` then `tinytwin run` at once: the runner waits for the link."""
+    link = tmp_path / "late" / "dut"
+    run = subprocess.Popen(
+        TINYTWIN + ["run", "--port", str(link), "--mode", "accuracy", "--dataset", str(kws_dataset),
+                    "--out", str(tmp_path / "o"), "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    dut = None
+    try:
+        time.sleep(1.0)
+        assert run.poll() is None, run.communicate()
+        dut = subprocess.Popen(TINYTWIN + ["dut", "--model", "kws01", "--link", str(link), "--models-dir", str(models_dir),
+                                           "--speed", "fast"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err[-2000:]
+        assert f"waiting up to 10 s for {link} to appear" in err
+        assert "Top-1 100.0%" in out
+    finally:
+        if run.poll() is None:
+            run.kill()
+        if dut is not None:
+            dut.send_signal(signal.SIGINT)
+            dut.wait(timeout=10)
+
+
+def test_a_port_that_never_appears_is_one_message(tmp_path):
+    from runner.errors import DeviceError
+    from runner.link import wait_for_path
+
+    said = []
+    with pytest.raises(DeviceError, match=r"after 0.2 s; start the twin"):
+        wait_for_path(str(tmp_path / "nothing"), 0.2, said.append)
+    assert said == [f"waiting up to 0.2 s for {tmp_path / 'nothing'} to appear"]
+    wait_for_path("socket://127.0.0.1:1", 0.2, said.append)  # URLs are not waited for
+    assert len(said) == 1
+
+
+def test_a_second_runner_on_a_port_is_told_who_holds_it(dut_process, kws_dataset, tmp_path):
+    from runner.link import open_serial
+
+    link = dut_process("kws01")
+    first = open_serial(str(link), 115200)  # what a first runner holds while it runs
+    try:
+        r = tinytwin("run", "--port", link, "--mode", "accuracy", "--dataset", kws_dataset, "--out", tmp_path / "o")
+        assert r.returncode == 2, r.stderr
+        assert f"port {link} is in use by process {os.getpid()} (" in r.stderr
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) <= 2
+    finally:
+        first.close()
+    r = tinytwin("run", "--port", link, "--mode", "accuracy", "--dataset", kws_dataset, "--out", tmp_path / "o",
+                 "--no-progress")
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_run_models_dir_goes_into_a_tinytwin_url(models_dir, kws_dataset, tmp_path):
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "empty-cache"), TINYTWIN_SHARED=str(tmp_path / "no-shared"))
+    env.pop("TINYTWIN_MODELS_DIR", None)
+    args = ["run", "--port", "tinytwin://kws01?speed=fast", "--mode", "accuracy", "--dataset", str(kws_dataset),
+            "--no-progress"]
+    r = subprocess.run(TINYTWIN + args + ["--out", str(tmp_path / "a")], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and "tinytwin models download" in r.stderr  # no models anywhere
+    r = subprocess.run(TINYTWIN + args + ["--out", str(tmp_path / "b"), "--models-dir", str(models_dir)],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Top-1 100.0%" in r.stdout
+    r = tinytwin("run", "--port", tmp_path / "dev", "--mode", "accuracy", "--dataset", kws_dataset,
+                 "--out", tmp_path / "c", "--models-dir", models_dir)
+    assert r.returncode == 2 and "--models-dir" in r.stderr and "tinytwin://" in r.stderr

@@ -57,6 +57,9 @@ def check_interrupted(out, windows: int) -> None:
     assert rec["finished"] is not None
     assert len(rec["energy"]["windows"]) == windows
     assert rec["energy_trace"]["windows"] and (out / "trace1-energy.bin").exists()
+    # the plot says the run is partial
+    assert rec["energy_trace"]["plot"] == "trace1-energy.png" and (out / "trace1-energy.png").exists()
+    assert rec["energy_trace"]["plot_note"] == f"partial run: it stopped after {windows} of 5 windows"
     assert "run stopped, results incomplete: interrupted by the user" in (out / "results.txt").read_text()
     assert "Median energy cost" not in (out / "results.txt").read_text()
 

@@ -147,3 +147,85 @@ def test_cli_errors_name_the_thing_and_the_fix(models_dir, tmp_path):
     assert r.returncode != 0 and "--link" in r.stderr and "Traceback" not in r.stderr
     r = _tinytwin("dut", "--model", "kws01", "--models-dir", str(models_dir), "--speed", "warp")
     assert r.returncode != 0 and "speed" in r.stderr
+
+
+def test_a_second_twin_refuses_a_link_held_by_a_live_twin(models_dir, tmp_path):
+    link = tmp_path / "dut"
+    cmd = [sys.executable, "-m", "emulator.cli", "dut", "--model", "kws01", "--link", str(link),
+           "--models-dir", str(models_dir), "--speed", "fast"]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().startswith("dut: /dev/pts/")
+        device = os.readlink(link)
+        second = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2
+        assert f"--link {link} belongs to a twin that is still running (process {first.pid}:" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert os.readlink(link) == device  # the first twin keeps its link
+        time.sleep(0.3)
+        with serial.Serial(str(link), 115200, timeout=2) as s:
+            assert Host(s).command("name")[0] == "m-name-dut-[unspecified]"
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=10)
+    assert not link.exists()
+    # a link left behind by a twin that is gone is taken over
+    link.symlink_to("/dev/pts/999999")
+    bench = build_dut_bench("kws01", models_dir=models_dir)
+    port = bench.bridge.attach(PtyPort("dut", link=link))
+    try:
+        assert os.readlink(link) == port.device
+    finally:
+        bench.twin.close()
+
+
+def _as_received(target: bytes, tx_baud: int, rx_baud: int) -> bytes:
+    """Bytes that, sent at ``tx_baud`` (a multiple of ``rx_baud``), a UART at
+    ``rx_baud`` decodes as ``target``: each of the receiver's bit samples
+    falls in the middle of one of the sender's data bits."""
+    k = tx_baud // rx_baud
+    levels = []
+    for b in target:
+        levels += [0] + [(b >> i) & 1 for i in range(8)] + [1]
+    wanted = {k // 2 + k * j: v for j, v in enumerate(levels)}
+    frames = []
+    for f in range((max(wanted) // 10) + 1):
+        value = 0xFF
+        for bit in range(8):
+            if wanted.get(10 * f + 1 + bit) == 0:
+                value &= ~(1 << bit)
+        # a sample that falls on the sender's start or stop bit must want its level
+        assert wanted.get(10 * f, 0) == 0 and wanted.get(10 * f + 9, 1) == 1
+        frames.append(value)
+    return bytes(frames)
+
+
+@pytest.mark.parametrize("speed", ["fast", "realtime"])
+def test_pty_at_a_wrong_baud_gets_garbage(models_dir, tmp_path, speed):
+    """A host at 921600 on a 115200 DUT: what it sends arrives garbled, the
+    DUT answers what it understood, and the answer arrives garbled (not
+    silence), in every speed mode."""
+    from emulator.hw.uart import resample
+
+    probe = _as_received(b"%", 921600, 115200)
+    assert resample(probe, 921600, 115200) == b"%"
+    bench = build_dut_bench("kws01", models_dir=models_dir, speed=speed)
+    bench.bridge.attach(PtyPort("dut", link=tmp_path / "dut", initial_baud=115200))
+    received = []
+    bench.dut.uart.tap = lambda direction, data, t: received.append(data) if direction == "rx" else None
+    bench.twin.start()
+    wait_booted(bench)
+    try:
+        with serial.Serial(str(tmp_path / "dut"), 921600, timeout=0.5) as s:
+            s.write(probe)
+            got = s.read(300)
+        assert b"%" in b"".join(received)  # the DUT's UART decoded the terminator
+        assert got and b"m-ready" not in got and b"Unknown" not in got  # its answer, garbled
+        with serial.Serial(str(tmp_path / "dut"), 9600, timeout=0.5) as s:
+            received.clear()
+            s.write(b"name%")
+            time.sleep(0.3)
+            assert s.read(100) == b""  # a slower host's bits read as breaks: no '%', no answer
+        assert set(b"".join(received)) == {0}
+    finally:
+        bench.twin.close()

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
+from ..config import TwinConfig
 from ..dut.device import Dut
-from ..dut.timing import DutTiming, timing_for
-from ..sim import Speed, Twin
+from ..dut.timing import DutTiming
 from ..hw.usb_bridge import HostBridge
+from ..sim import Twin
 
 
 @dataclass
@@ -17,36 +17,41 @@ class DutBench:
     twin: Twin
     dut: Dut
     bridge: HostBridge
-
-
-def load_engine(model: str, models_dir: str | Path | None = None, backend: str = "tflm", io_profile: str | None = None):
-    from ..models.engine import open_engine
-
-    return open_engine(model, models_dir=models_dir, backend=backend, profile=io_profile)
+    config: TwinConfig
 
 
 def build_dut_bench(
-    model: str,
+    cfg: TwinConfig | str,
     *,
-    models_dir: str | Path | None = None,
-    backend: str = "tflm",
-    io_profile: str | None = None,
-    speed: str | float | Speed = "fast",
-    baud: int | None = None,
-    energy_mode: bool = False,
-    timer_start_us: int = 0,
-    timing: DutTiming | None = None,
-    timing_profile: str | Path | None = None,
-    clock_mhz: float | None = None,
-    honour_host_baud: bool = True,
     engine=None,
-    variant: str = "reference",
+    timing: DutTiming | None = None,
+    **fields,
 ) -> DutBench:
-    engine = engine if engine is not None else load_engine(model, models_dir, backend, io_profile)
+    """One DUT behind its USB-serial bridge, in a twin that is not yet running.
+
+    ``cfg`` is a :class:`~emulator.config.TwinConfig`, or a model name with
+    TwinConfig's fields as keywords (``build_dut_bench("kws01", speed="fast")``).
+    ``engine`` and ``timing`` replace what the configuration would build (a
+    test engine, a fixed timing)."""
+    cfg = as_config(cfg, **fields)
+    engine = engine if engine is not None else cfg.engine()
     if timing is None:
-        timing = timing_for(engine.profile.name, model_path=getattr(engine, "model_path", None),
-                            profile=timing_profile, clock_mhz=clock_mhz, engine=engine)
-    twin = Twin(speed)
-    dut = Dut(twin, engine, timing, energy_mode=energy_mode, baud=baud, timer_start_us=timer_start_us, variant=variant)
-    bridge = HostBridge(twin, dut.uart, "dut", honour_host_baud=honour_host_baud)
-    return DutBench(twin, dut, bridge)
+        timing = cfg.timing(engine)
+    twin = Twin(cfg.speed)
+    dut = Dut(twin, engine, timing, energy_mode=cfg.energy_mode, baud=cfg.baud, timer_start_us=cfg.timer_start_us,
+              variant=cfg.firmware_variant)
+    bridge = HostBridge(twin, dut.uart, "dut", honour_host_baud=cfg.honour_host_baud)
+    return DutBench(twin, dut, bridge, cfg)
+
+
+def as_config(cfg: TwinConfig | str, **fields) -> TwinConfig:
+    """``cfg`` itself (with ``fields`` replaced), or a TwinConfig for the model
+    named ``cfg`` with ``fields``."""
+    if isinstance(cfg, TwinConfig):
+        return cfg.replace(**fields) if fields else cfg
+    return TwinConfig(model=cfg, **fields)
+
+
+def load_engine(model: str, models_dir=None, backend: str = "tflm", io_profile: str | None = None):
+    """The model engine for ``model`` (as :meth:`TwinConfig.engine`)."""
+    return TwinConfig(model=model, models_dir=models_dir, backend=backend, io_profile=io_profile).engine()

@@ -58,7 +58,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from ..errors import TinytwinError
+from ..config import TwinConfig
+from ..errors import ConfigError, TinytwinError
 from .inject import PORTS_ENV, SITECUSTOMIZE
 
 #: speed factor ``--speed auto`` picks for the runner's performance mode. The
@@ -336,46 +337,32 @@ class ExternalBench:
             shutil.rmtree(self.inject_dir, ignore_errors=True)
 
 
-def _build_dut(model, *, models_dir, speed, dut_baud, timer_start_us, engine, drops, trace):
+def _build_dut(cfg: TwinConfig, *, engine, timing, drops, trace):
     from .dut import build_dut_bench
 
-    bench = build_dut_bench(
-        model,
-        models_dir=models_dir,
-        speed=speed,
-        baud=dut_baud,
-        timer_start_us=timer_start_us,
-        engine=engine,
-    )
+    bench = build_dut_bench(cfg, engine=engine, timing=timing)
     pty = _launcher_pty_class()
     port = bench.bridge.attach(pty("dut", initial_baud=bench.dut.uart.baud, drops=drops, trace=trace))
     side = HostSide("dut", "l4r5zi", port, bench.dut.uart.baud)
     return bench.twin, [side], {"dut": bench.dut, "bridge": bench.bridge}
 
 
-def _build_rig(model, *, models_dir, speed, dut_baud, timer_start_us, interface, engine, drops, trace, h573_flash_baud):
-    try:
-        from .rig import build_rig
-        from ..ioman.actions import HOST_BAUD
-    except ImportError as exc:
-        raise ExternalError(f"--energy needs the energy rig (emulator/benches/rig.py), which this installation lacks ({exc})") from None
-    if dut_baud is not None:
+def _build_rig(cfg: TwinConfig, *, interface, engine, timing, drops, trace, h573_flash_baud):
+    from ..ioman.actions import HOST_BAUD
+    from .rig import build_rig
+
+    if cfg.baud is not None:
         raise ExternalError("--dut-baud applies to the performance bench; in --energy the DUT runs the energy firmware's 9600 baud")
-    kwargs = {"h573_flash_baud": h573_flash_baud} if interface == "h573" else {}
     rig = build_rig(
-        model,
-        models_dir=models_dir,
+        cfg,
         interface=interface,
         emon="lpm01a",
-        speed=speed,
         dir=None,
         engine=engine,
-        timer_start_us=timer_start_us,
-        **kwargs,
+        timing=timing,
+        h573_flash_baud=h573_flash_baud if interface == "h573" else None,
     )
     try:
-        if rig.emon is None or rig.emon_port is None:
-            raise ExternalError("--energy: the rig was built without its LPM01A; the runner needs one")
         # the rig's own ptys are replaced by ours (same devices behind them),
         # which can log their traffic and lose lines
         pty = _launcher_pty_class()
@@ -395,50 +382,37 @@ def _build_rig(model, *, models_dir, speed, dut_baud, timer_start_us, interface,
 
 
 def open_bench(
-    model: str,
+    cfg: TwinConfig,
     *,
     energy: bool = False,
     interface: str = "h573",
-    models_dir: Optional[Path] = None,
-    speed: str = "fast",
-    dut_baud: Optional[int] = None,
-    timer_start_us: int = 0,
     hide_real_ports: bool = False,
     drops: Sequence[LineDrop] = (),
     h573_flash_baud: Optional[int] = None,
     trace: Optional[Path] = None,
     engine=None,
+    timing=None,
     log: Callable[[str], None] = lambda msg: None,
 ) -> ExternalBench:
-    """Build and start the twin; write the injection directory."""
+    """Build and start the twin for ``cfg`` (``energy``: the rig with
+    ``interface``); write the injection directory. ``engine`` and ``timing``
+    replace what ``cfg`` would build."""
     if interface not in INTERFACES:
         raise ExternalError(f"--interface must be one of {', '.join(INTERFACES)} (got {interface!r})")
     drops = list(drops)
     tracer = Trace(trace) if trace is not None else None
-    if energy:
-        twin, sides, objects = _build_rig(
-            model,
-            models_dir=models_dir,
-            speed=speed,
-            dut_baud=dut_baud,
-            timer_start_us=timer_start_us,
-            interface=interface,
-            engine=engine,
-            drops=drops,
-            trace=tracer,
-            h573_flash_baud=h573_flash_baud,
-        )
-    else:
-        twin, sides, objects = _build_dut(
-            model,
-            models_dir=models_dir,
-            speed=speed,
-            dut_baud=dut_baud,
-            timer_start_us=timer_start_us,
-            engine=engine,
-            drops=drops,
-            trace=tracer,
-        )
+    try:
+        if energy:
+            twin, sides, objects = _build_rig(
+                cfg, interface=interface, engine=engine, timing=timing, drops=drops, trace=tracer,
+                h573_flash_baud=h573_flash_baud,
+            )
+        else:
+            twin, sides, objects = _build_dut(cfg, engine=engine, timing=timing, drops=drops, trace=tracer)
+    except BaseException:
+        if tracer is not None:
+            tracer.close()
+        raise
     if tracer is not None:
         twin.on_close(tracer.close)
     inject_dir = Path(tempfile.mkdtemp(prefix="tinytwin-external-"))
@@ -494,32 +468,31 @@ def run_child(command: Sequence[str], env: dict) -> int:
 
 def run_external(
     command: Sequence[str],
+    cfg: TwinConfig,
     *,
-    model: str,
+    speed: Optional[str] = None,
     energy: bool = False,
     interface: str = "h573",
-    models_dir: Optional[Path] = None,
-    speed: str = "auto",
-    dut_baud: Optional[int] = None,
-    timer_start_us: int = 0,
     hide_real_ports: bool = False,
     drop_lines: Sequence[str] = (),
     h573_flash_baud: Optional[int] = None,
     trace: Optional[Path] = None,
     engine=None,
+    timing=None,
     log: Callable[[str], None] = lambda msg: print(f"tinytwin: {msg}", file=sys.stderr, flush=True),
 ) -> int:
-    """Start the twin, run ``command`` against it, tear down; the command's
-    exit status."""
+    """Start the twin for ``cfg``, run ``command`` against it, tear down;
+    the command's exit status. ``speed`` (text, e.g. ``auto``; see
+    :func:`resolve_speed`) replaces ``cfg.speed`` when given."""
     if not command:
         raise ExternalError("no command given; put it after --, e.g. tinytwin external --model kws01 -- python main.py --mode p")
-    from ..sim import Speed
-
-    chosen = resolve_speed(speed, command)
-    try:
-        Speed.parse(chosen)
-    except ValueError as exc:
-        raise ExternalError(str(exc)) from None
+    auto = speed is not None and speed.strip().lower() == "auto"
+    if speed is not None:
+        chosen = resolve_speed(speed, command)
+        try:
+            cfg = cfg.replace(speed=chosen)
+        except ConfigError as exc:
+            raise ExternalError(f"--speed: {exc}") from None
     drops = [LineDrop.parse(s) for s in drop_lines]
     mode = runner_mode(command)
     if mode == "e" and not energy:
@@ -527,26 +500,22 @@ def run_external(
     elif energy and mode in ("p", "a"):
         log("note: --energy runs the energy-mode firmware (no m-lap-us lines, 9600 baud behind the interface board)")
     bench = open_bench(
-        model,
+        cfg,
         energy=energy,
         interface=interface,
-        models_dir=models_dir,
-        speed=chosen,
-        dut_baud=dut_baud,
-        timer_start_us=timer_start_us,
         hide_real_ports=hide_real_ports,
         drops=drops,
         h573_flash_baud=h573_flash_baud,
         trace=trace,
         engine=engine,
+        timing=timing,
         log=log,
     )
     try:
         for side in bench.sides:
             usb = USB_IDENTITIES[side.board]
             log(f"{side.role}: {side.board} (USB {usb.describe()}) on {side.device}, {side.baud} baud")
-        shown = chosen if chosen in ("fast", "realtime") else f"{Speed.parse(chosen).factor:g}x"
-        log(f"speed {shown}{' (auto)' if speed.strip().lower() == 'auto' else ''}; running: {' '.join(command)}")
+        log(f"speed {cfg.speed}{' (auto)' if auto else ''}; running: {' '.join(command)}")
         rc = run_child(command, bench.environment())
     finally:
         bench.close()
@@ -565,23 +534,24 @@ def register(app) -> None:
     """Add the ``external`` command to a Typer app."""
     import typer
 
+    from ..config import twin_options
+
     @app.command(
         "external",
         context_settings={"allow_interspersed_args": False},
     )
+    @twin_options(speed_default=None, power=True)
     def external(
+        cfg: TwinConfig,
         command: list[str] = typer.Argument(..., metavar="-- COMMAND...", help="the host program to run, after --"),
-        model: str = typer.Option(..., "--model", "-m", help="kws01, vww01, ic01 or ad01 (or a .tflite with --io-profile support in tinytwin dut)"),
         energy: bool = typer.Option(False, "--energy", help="the energy bench: LPM01A + interface board + DUT with the energy-mode firmware"),
         interface: str = typer.Option("h573", "--interface", help="interface board for --energy: h573 (STM32H573I-DK) or arduino"),
-        models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="directory with the .tflite models (default: $TINYTWIN_MODELS_DIR)"),
         speed: str = typer.Option(
             "auto",
             "--speed",
             help=f"auto (fast; {PERFORMANCE_SPEED:g}x when the command has --mode p, {ENERGY_SPEED:g}x with --mode e), realtime, fast, or a factor such as 4",
         ),
         dut_baud: Optional[int] = typer.Option(None, "--dut-baud", help="the DUT firmware's UART baud (default: the firmware's own)"),
-        timer_start_us: int = typer.Option(0, "--timer-start-us", help="the DUT's 32-bit µs timer at reset (4294967296 - N: wraps after N µs)"),
         drop_line: list[str] = typer.Option([], "--drop-line", help="lose the N-th line TEXT on its way to the host, e.g. m-ready:5 (repeatable)"),
         hide_real_ports: bool = typer.Option(False, "--hide-real-ports", help="list only the twin's ports (not real serial ports) to the command"),
         trace: Optional[Path] = typer.Option(None, "--trace", help="log every byte on every board port, with simulated and wall time, to this file"),
@@ -592,22 +562,16 @@ def register(app) -> None:
         try:
             rc = run_external(
                 command,
-                model=model,
+                cfg.replace(baud=dut_baud),
+                speed=speed,
                 energy=energy,
                 interface=interface,
-                models_dir=models_dir,
-                speed=speed,
-                dut_baud=dut_baud,
-                timer_start_us=timer_start_us,
                 hide_real_ports=hide_real_ports,
                 drop_lines=drop_line,
                 h573_flash_baud=h573_flash_baud,
                 trace=trace,
             )
-        except ExternalError as exc:
-            typer.echo(f"tinytwin external: {exc}", err=True)
-            raise typer.Exit(2)
-        except Exception as exc:  # model / profile errors carry a user-facing message
+        except TinytwinError as exc:  # the launcher's, a model's, a profile's: one message
             typer.echo(f"tinytwin external: {exc}", err=True)
             raise typer.Exit(2)
         raise typer.Exit(rc)

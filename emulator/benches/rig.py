@@ -20,24 +20,23 @@ All devices share one simulated clock (:class:`emulator.sim.Twin`).
 """
 from __future__ import annotations
 
-import signal
-from typing import Optional
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import TinytwinError
-from .dut import load_engine
+from ..config import TwinConfig
 from ..dut.device import Dut
+from ..dut.timing import DutTiming
 from ..emon import EMONS
-from ..power.model import PowerModel
-from ..dut.timing import DutTiming, timing_for
+from ..errors import TinytwinError
+from ..hw.usb_bridge import HostBridge
 from ..ioman import INTERFACES, IoManagerDevice, make_io_manager
 from ..ioman.actions import HOST_BAUD
-from ..sim import Speed, Twin
-from ..hw.usb_bridge import HostBridge
+from ..sim import Twin
 from ..transport import PtyPort
+from .dut import as_config
 
+#: where ``tinytwin rig`` makes its ``io`` and ``emon`` links by default
+DEFAULT_DIR = Path("/tmp/tinytwin")
 
 
 class RigError(TinytwinError):
@@ -95,84 +94,71 @@ class Rig:
         self.twin.close()
 
 
-def _attach_emon(kind: str, twin: Twin, dut: Dut, link: Path | None, power_profile: str | Path | None = None):
+def _attach_emon(kind: str, twin: Twin, dut: Dut, link: Path | None, power_model=None):
     """Build the EMON named ``kind``, wired to ``dut``, on a pty at ``link``;
     returns (emon, port)."""
     if kind not in EMONS:
         raise RigError(f"unknown EMON {kind!r}: choose one of {', '.join(EMONS)}")
-    model = None
-    if power_profile is not None:
-        try:
-            model = PowerModel.load(power_profile)
-        except (OSError, ValueError, KeyError) as exc:
-            raise RigError(
-                f"cannot use the power profile {power_profile}: {exc}; give a JSON written by "
-                "`tinytwin calibrate --energy ... --power-out FILE`"
-            ) from None
-    emon = EMONS[kind](twin, dut, power_model=model)
+    emon = EMONS[kind](twin, dut, power_model=power_model)
     port = emon.attach(PtyPort("emon", link=link))
     return emon, port
 
 
 def build_rig(
-    model: str,
+    cfg: TwinConfig | str,
     *,
-    models_dir: str | Path | None = None,
     interface: str = "arduino",
     emon: str | None = "lpm01a",
-    speed: str | float | Speed = "fast",
-    dir: str | Path | None = "/tmp/tinytwin",
-    backend: str = "tflm",
-    io_profile: str | None = None,
-    engine=None,
-    timing: DutTiming | None = None,
-    timing_profile: str | Path | None = None,
-    clock_mhz: float | None = None,
-    timer_start_us: int = 0,
+    dir: str | Path | None = DEFAULT_DIR,
     ioman_timestamp: bool = False,
     h573_flash_baud: int | None = None,
-    honour_host_baud: bool = True,
-    power_profile: str | Path | None = None,
+    engine=None,
+    timing: DutTiming | None = None,
+    **fields,
 ) -> Rig:
-    """Assemble the energy rig for ``model`` in one twin (not yet running:
+    """Assemble the energy rig for ``cfg`` in one twin (not yet running:
     call :meth:`Rig.start`, or drive ``rig.twin`` yourself).
 
+    ``cfg`` is a :class:`~emulator.config.TwinConfig`, or a model name with
+    TwinConfig's fields as keywords. The DUT always runs the energy-mode
+    firmware at its own baud (``cfg.baud`` must be unset).
     ``dir`` is where the symlinks ``io`` and ``emon`` to the pseudo-terminals
     are made (``None``: no symlinks). ``emon=None`` leaves the EMON out (the
     DUT then stays unpowered unless you call ``rig.dut.power_on()``).
     ``ioman_timestamp`` also wires the DUT's timestamp GPIO to the Arduino's
     D3 (the EnergyRunner debug hookup: ``m-lap-us-`` lines from ``io``).
+    ``engine`` and ``timing`` replace what the configuration would build.
     """
+    cfg = as_config(cfg, **fields)
     if interface not in INTERFACES:
         raise RigError(f"unknown interface {interface!r}: choose one of {', '.join(INTERFACES)}")
+    if emon and emon not in EMONS:
+        raise RigError(f"unknown EMON {emon!r}: choose one of {', '.join(EMONS)}")
+    if cfg.baud is not None:
+        raise RigError("the rig's DUT runs the energy firmware at its own baud (9600); leave the baud unset")
+    if ioman_timestamp and interface != "arduino":
+        raise RigError("ioman_timestamp: only the Arduino io-manager has a timestamp input (D3)")
+    power_model = cfg.power_model() if emon else None
     if engine is None:
-        engine = load_engine(model, models_dir, backend, io_profile)
+        engine = cfg.engine()
     if timing is None:
-        timing = timing_for(
-            engine.profile.name,
-            model_path=getattr(engine, "model_path", None),
-            profile=timing_profile,
-            clock_mhz=clock_mhz,
-            engine=engine,
-        )
+        timing = cfg.timing(engine)
     base = Path(dir).expanduser() if dir is not None else None
-    twin = Twin(speed)
-    dut = Dut(twin, engine, timing, energy_mode=True, powered=False, timer_start_us=timer_start_us)
+    twin = Twin(cfg.speed)
+    dut = Dut(twin, engine, timing, energy_mode=True, powered=False, timer_start_us=cfg.timer_start_us)
     kwargs = {"flash_baud": h573_flash_baud} if interface == "h573" else {}
     ioman = make_io_manager(interface, twin, name="io", **kwargs)
     ioman.connect_dut(dut.uart)
     if ioman_timestamp:
-        if interface != "arduino":
-            raise RigError("ioman_timestamp: only the Arduino io-manager has a timestamp input (D3)")
         ioman.attach_timestamp(dut.timestamp_pin)
-    bridge = HostBridge(twin, ioman.host_uart, "io", honour_host_baud=honour_host_baud)
+    bridge = HostBridge(twin, ioman.host_uart, "io", honour_host_baud=cfg.honour_host_baud)
     ports: list[PtyPort] = []
     try:
         io_port = bridge.attach(PtyPort("io", link=base / "io" if base else None, initial_baud=HOST_BAUD))
         ports.append(io_port)
         rig = Rig(twin=twin, dut=dut, ioman=ioman, io_bridge=bridge, io_port=io_port, dir=base, interface=interface)
         if emon:
-            rig.emon, rig.emon_port = _attach_emon(emon, twin, dut, base / "emon" if base else None, power_profile)
+            rig.emon, rig.emon_port = _attach_emon(emon, twin, dut, base / "emon" if base else None, power_model)
             if rig.emon_port is not None:
                 ports.append(rig.emon_port)
     except BaseException:
@@ -183,72 +169,27 @@ def build_rig(
     return rig
 
 
-def rig_command(
-    model: str,
-    dir: str | Path = "/tmp/tinytwin",
-    interface: str = "arduino",
-    emon: str = "lpm01a",
-    models_dir: str | Path | None = None,
-    speed: str = "realtime",
-    backend: str = "tflm",
-    timing_profile: str | Path | None = None,
-    clock_mhz: float | None = None,
-    power_profile: str | Path | None = None,
-) -> int:
-    """Serve a rig until SIGINT/SIGTERM, printing where its devices are.
-    Returns a process exit code."""
-    import sys
-
-    try:
-        Speed.parse(speed)
-        rig = build_rig(model, models_dir=models_dir, interface=interface, emon=emon, speed=speed, dir=dir,
-                        backend=backend, timing_profile=timing_profile, clock_mhz=clock_mhz,
-                        power_profile=power_profile)
-    except Exception as exc:  # user-facing: a bad name, a missing model, a busy path
-        print(f"tinytwin: {exc}", file=sys.stderr, flush=True)
-        return 2
-    stop = threading.Event()
-
-    def _stop(signum, frame):
-        stop.set()
-        rig.twin.wake()
-
-    old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    rig.twin.log = lambda msg: print(f"tinytwin: {msg}", file=sys.stderr, flush=True)
-    for line in rig.describe():
-        print(line, flush=True)
-    print("Ctrl-C to stop", flush=True)
-    try:
-        rig.twin.run(stop)
-    finally:
-        rig.close()
-        for s, h in old.items():
-            signal.signal(s, h)
-    return 0
-
-
 def register(app) -> None:
     """Mount ``tinytwin rig`` on the typer ``app``."""
-
     import typer
 
+    from ..cli import fail, serve_until_signal
+    from ..config import twin_options
+
     @app.command("rig")
+    @twin_options(speed_default="realtime", power=True)
     def rig(
-        model: str = typer.Option(..., "--model", "-m", help="kws01, vww01, ic01, ad01, or a path to an int8 .tflite"),
-        dir: Path = typer.Option(Path("/tmp/tinytwin"), "--dir", help="where to make the symlinks io and emon"),
+        cfg: TwinConfig,
+        dir: Path = typer.Option(DEFAULT_DIR, "--dir", help="where to make the symlinks io and emon"),
         interface: str = typer.Option("arduino", "--interface", help="arduino (EEMBC EnergyRunner) or h573 (mlcommons/tiny runner)"),
-        emon: str = typer.Option("lpm01a", "--emon", help="the energy monitor: lpm01a"),
-        models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="directory with the .tflite models"),
-        speed: str = typer.Option("realtime", "--speed", help="realtime, fast, or a factor such as 10"),
-        backend: str = typer.Option("tflm", "--backend", help="tflm or litert"),
-        profile: Optional[Path] = typer.Option(None, "--profile", help="timing profile JSON (tinytwin calibrate --measurements)"),
-        clock_mhz: Optional[float] = typer.Option(None, "--clock-mhz", help="CPU clock for the cycle and power models (default 120)"),
-        power_profile: Optional[Path] = typer.Option(None, "--power-profile", help="power profile JSON (tinytwin calibrate --energy); default: fitted to the reference board"),
+        emon: str = typer.Option("lpm01a", "--emon", help="the energy monitor: " + ", ".join(EMONS)),
     ) -> None:
         """Serve the energy bench: DUT (energy-mode firmware) behind an IO manager, powered by an EMON."""
-        code = rig_command(model, dir, interface, emon, models_dir, speed, backend, profile, clock_mhz, power_profile)
-        if code:
-            raise typer.Exit(code)
+        try:
+            bench = build_rig(cfg, interface=interface, emon=emon, dir=dir)
+        except TinytwinError as exc:  # a bad name, a missing model, a busy path
+            fail(str(exc))
+        serve_until_signal(bench.twin, [*bench.describe(), "Ctrl-C to stop"], on_close=bench.close)
 
 
-__all__ = ["Rig", "RigError", "build_rig", "register", "rig_command"]
+__all__ = ["Rig", "RigError", "build_rig", "register"]

@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import math
-import os
 import re
 import statistics
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from scipy.optimize import least_squares
 
+from ..errors import ConfigError
 from . import cycles as C
 from .cycles import KernelProfile
 
@@ -54,29 +54,31 @@ class Measurement:
 
 
 def read_measurements(path: str | Path) -> list[Measurement]:
-    """CSV with header ``model,clock_mhz,us_per_inference``."""
+    """CSV with header ``model,clock_mhz,us_per_inference``; a file that
+    cannot be used raises :class:`ConfigError` saying where."""
     out = []
-    with open(path, newline="") as fh:
-        rows = csv.DictReader(line for line in fh if not line.lstrip().startswith("#"))
-        need = {"model", "clock_mhz", "us_per_inference"}
-        if rows.fieldnames is None or not need <= set(rows.fieldnames):
-            raise ValueError(f"{path}: header must contain {sorted(need)}, got {rows.fieldnames}")
-        for r in rows:
-            out.append(Measurement(r["model"].strip(), float(r["clock_mhz"]), float(r["us_per_inference"]), str(path)))
+    try:
+        with open(path, newline="") as fh:
+            rows = csv.DictReader(line for line in fh if not line.lstrip().startswith("#"))
+            need = {"model", "clock_mhz", "us_per_inference"}
+            if rows.fieldnames is None or not need <= set(rows.fieldnames):
+                raise ConfigError(f"{path}: header must contain {sorted(need)}, got {rows.fieldnames}")
+            for i, r in enumerate(rows, start=2):
+                try:
+                    out.append(Measurement(r["model"].strip(), float(r["clock_mhz"]), float(r["us_per_inference"]), str(path)))
+                except (AttributeError, TypeError, ValueError) as exc:
+                    raise ConfigError(f"{path} line {i}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the measurements {path}: {exc.strerror or exc}") from None
     if not out:
-        raise ValueError(f"{path}: no measurements")
+        raise ConfigError(f"{path}: no measurements")
     return out
 
 
-def _models_dir(models_dir: str | Path | None) -> Path | None:
-    if models_dir is not None:
-        return Path(models_dir)
-    env = os.environ.get("TINYTWIN_MODELS_DIR")
-    return Path(env) if env else None
+def _graph_for(name: str, models_dir: str | Path | None) -> C.Graph:
+    from ..models.store import resolve_model
 
-
-def _graph_for(name: str, models_dir: Path | None) -> C.Graph:
-    return C.load_graph(C.resolve_model(name, models_dir))
+    return C.load_graph(resolve_model(name, models_dir))
 
 
 def _prior(base: KernelProfile) -> tuple[dict[str, float], dict[str, float]]:
@@ -199,9 +201,9 @@ def fit(
     sections are kept (default: the shipped profile)."""
     measurements, src = _as_measurements(measurements)
     if not measurements:
-        raise ValueError("no measurements to fit")
+        raise ConfigError("no measurements to fit")
     base = base if base is not None else KernelProfile.load()
-    free, problem = _map_problem(measurements, base, _models_dir(models_dir))
+    free, problem = _map_problem(measurements, base, models_dir)
     theta = problem.solve()
     fitted = dict(base.params)
     fitted.update({k: float(v) for k, v in zip(free, problem.params(theta))})
@@ -217,10 +219,13 @@ REF_MODEL_DIRS = {"kws01": "kws", "ic01": "ic", "vww01": "vww", "ad01": "ad"}
 
 
 def default_golden_dir() -> Path | None:
-    env = os.environ.get("TINYTWIN_SHARED")
-    base = Path(env) if env else Path(__file__).resolve().parents[3] / "shared"
-    p = base / "golden" / "l4r5zi-tflm-v0.5"
-    return p if p.is_dir() else None
+    """The reference board's results in the ground-truth folder
+    (:func:`emulator.models.store.shared_dir`), if there is one."""
+    from ..models.store import shared_dir
+
+    base = shared_dir()
+    p = base / "golden" / "l4r5zi-tflm-v0.5" if base is not None else None
+    return p if p is not None and p.is_dir() else None
 
 
 def read_reference_csv(path: str | Path) -> dict[str, dict[str, str]]:
@@ -416,7 +421,7 @@ def leave_one_out(measurements: Sequence[Measurement], base: KernelProfile | Non
     for i, held in enumerate(measurements):
         rest = [m for j, m in enumerate(measurements) if j != i]
         prof = fit(rest, base=base, models_dir=models_dir)
-        g = _graph_for(held.model, _models_dir(models_dir))
+        g = _graph_for(held.model, models_dir)
         est = C.estimate(g, prof, held.clock_mhz)
         rows.append({
             "held_out": held.model, "measured_us": held.us_per_inference,

@@ -2,7 +2,7 @@
 
 The lead's ``emulator/cli.py`` calls :func:`register` on its app::
 
-    tinytwin estimate --model kws01 [--clock-mhz 80] [--profile P.json] [--json]
+    tinytwin estimate --model kws01 [--models-dir DIR] [--clock-mhz 80] [--profile P.json] [--json]
     tinytwin calibrate --measurements M.csv --out P.json [--models-dir DIR]
 """
 from __future__ import annotations
@@ -13,12 +13,25 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import ConfigError, TinytwinError
+from ..models.modelfile import parse_model
+from ..models.store import MODELS_DIR_HELP, resolve_model
 from . import calibrate as _cal
 from . import cycles as C
 
 
 def _load_profile(profile: Optional[Path]) -> C.KernelProfile:
-    return C.KernelProfile.load(profile) if profile is not None else C.KernelProfile.load()
+    try:
+        return C.KernelProfile.load(profile) if profile is not None else C.KernelProfile.load()
+    except FileNotFoundError:
+        raise ConfigError(f"timing profile {profile} not found; give the JSON written by `tinytwin calibrate`") from None
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"timing profile {profile} is not a tinytwin kernel profile ({exc})") from None
+
+
+def _fail(exc: TinytwinError) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
 
 
 def _kib(n: int) -> str:
@@ -49,22 +62,35 @@ def render_table(est: C.Estimate) -> str:
 
 
 def estimate_cmd(
-    model: Annotated[str, typer.Option("--model", help="X.tflite, or kws01/vww01/ic01/ad01")],
+    model: Annotated[str, typer.Option("--model", "-m", help="kws01/vww01/ic01/ad01 or a path to your own .tflite")],
     clock_mhz: Annotated[float, typer.Option("--clock-mhz", help="core clock (MHz)")] = 120.0,
-    profile: Annotated[Optional[Path], typer.Option("--profile", help="kernel profile JSON (default: shipped)")] = None,
+    profile: Annotated[Optional[Path], typer.Option("--profile", help="kernel or stack profile JSON (default: shipped)")] = None,
+    models_dir: Annotated[Optional[Path], typer.Option("--models-dir", help=MODELS_DIR_HELP)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    board: Annotated[Optional[str], typer.Option("--board", help="a board (name or JSON): the stack moved there, with an interval")] = None,
 ) -> None:
     """Per-layer cycle estimate of one inference, total latency and memory fit."""
+    if not clock_mhz > 0:
+        raise typer.BadParameter(f"must be > 0 MHz, got {clock_mhz:g}", param_hint="--clock-mhz")
+    from ..whatif.stack import interval_for
+
     try:
-        path = C.resolve_model(model)
-        est = C.estimate(path, _load_profile(profile), clock_mhz)
-    except (FileNotFoundError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2)
+        path = resolve_model(model, models_dir)
+        parse_model(path.read_bytes(), str(path))  # a file that is no .tflite: one message
+        kp, pred = interval_for(path, profile, board, clock_mhz)
+        est = C.estimate(path, kp if kp is not None else _load_profile(profile), clock_mhz)
+    except TinytwinError as e:
+        _fail(e)
     if json_out:
-        typer.echo(json.dumps(est.to_dict()))
+        d = est.to_dict()
+        if pred is not None:
+            d["interval"] = pred.to_dict()
+        typer.echo(json.dumps(d))
     else:
         typer.echo(render_table(est))
+        if pred is not None:
+            typer.echo(f"{int(round(100 * pred.level))} % interval: {pred.lo_us / 1e3:,.3f} .. {pred.hi_us / 1e3:,.3f} ms "
+                       "(the stack profile's posterior and model error; tinytwin whatif for energy)")
 
 
 ENERGY_COLUMNS = ("model", "clock_mhz", "voltage_v", "n_inferences", "energy_uj", "window_s")
@@ -73,7 +99,8 @@ ENERGY_COLUMNS = ("model", "clock_mhz", "voltage_v", "n_inferences", "energy_uj"
 def fit_energy_csv(path: Path):
     """Fit the power model to energy windows measured between two timestamp
     edges, one per CSV row (columns :data:`ENERGY_COLUMNS`, as an energy run's
-    results give them: the window's energy, its duration, its inferences)."""
+    results give them: the window's energy, its duration, its inferences).
+    A file that cannot be used raises :class:`ConfigError` saying where."""
     import csv
 
     from ..power.model import fit_power, window_observation
@@ -81,10 +108,10 @@ def fit_energy_csv(path: Path):
     try:
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the energy windows {path}: {exc.strerror or exc}") from None
     if not rows or set(ENERGY_COLUMNS) - set(rows[0]):
-        raise ValueError(f"{path}: expected a header with the columns {','.join(ENERGY_COLUMNS)}")
+        raise ConfigError(f"{path}: expected a header with the columns {','.join(ENERGY_COLUMNS)}")
     obs = []
     for i, r in enumerate(rows, start=2):
         try:
@@ -92,19 +119,35 @@ def fit_energy_csv(path: Path):
                 r["model"].strip(), int(r["n_inferences"]), float(r["energy_uj"]), float(r["window_s"]),
                 voltage_v=float(r["voltage_v"]), clock_mhz=float(r["clock_mhz"]),
             ))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{path} line {i}: {exc}") from None
+        except (AttributeError, TypeError, ValueError, KeyError) as exc:
+            raise ConfigError(f"{path} line {i}: {exc}") from None
     return fit_power(obs)
 
 
 def calibrate_cmd(
     out: Annotated[Optional[Path], typer.Option("--out", help="timing (kernel) profile JSON to write")] = None,
     measurements: Annotated[Optional[Path], typer.Option("--measurements", help="CSV: model,clock_mhz,us_per_inference")] = None,
-    models_dir: Annotated[Optional[Path], typer.Option("--models-dir", help="where <model>.tflite live")] = None,
+    models_dir: Annotated[Optional[Path], typer.Option("--models-dir", help=MODELS_DIR_HELP)] = None,
     energy: Annotated[Optional[Path], typer.Option("--energy", help="CSV: " + ",".join(ENERGY_COLUMNS) + " (energy windows)")] = None,
-    power_out: Annotated[Optional[Path], typer.Option("--power-out", help="power profile JSON to write (with --energy)")] = None,
+    power_out: Annotated[Optional[Path], typer.Option("--power-out", help="power profile JSON to write (with --energy, or with --board when the runs have energies)")] = None,
+    board: Annotated[Optional[str], typer.Option("--board", help="fit a stack profile on this board (name or JSON) from --measurements with optional supply_v,uj_per_inference columns")] = None,
+    stack: Annotated[str, typer.Option("--stack", help="kernel library of the runs (with --board), e.g. x-cube-ai, tflm-cmsis-nn")] = "custom",
 ) -> None:
     """Fit the twin to your measurements: latencies (--measurements, --out) and/or energy windows (--energy, --power-out)."""
+    if board is not None:
+        from ..errors import TinytwinError
+        from ..whatif.cli import calibrate_stack
+
+        if measurements is None or out is None or energy is not None:
+            typer.echo("error: --board goes with --measurements and --out (energies as columns of that CSV)", err=True)
+            raise typer.Exit(2)
+        try:
+            for line in calibrate_stack(measurements, board, stack, out, power_out, models_dir):
+                typer.echo(line)
+        except (TinytwinError, FileNotFoundError, ValueError) as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2)
+        return
     if measurements is None and energy is None:
         typer.echo("error: give --measurements (latencies) and/or --energy (energy windows)", err=True)
         raise typer.Exit(2)
@@ -114,9 +157,8 @@ def calibrate_cmd(
     if energy is not None:
         try:
             fit = fit_energy_csv(energy)
-        except (FileNotFoundError, ValueError, KeyError) as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2)
+        except TinytwinError as e:
+            _fail(e)
         fit.model.save(power_out)
         typer.echo(f"wrote {power_out} (power model; fit rms {fit.rms_pct:.2f} %, worst {fit.max_abs_pct:.2f} %)")
         for r in fit.residuals:
@@ -125,9 +167,8 @@ def calibrate_cmd(
         return
     try:
         prof = _cal.fit(measurements, base=C.KernelProfile.load(), models_dir=models_dir)
-    except (FileNotFoundError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2)
+    except TinytwinError as e:
+        _fail(e)
     prof.save(out)
     typer.echo(f"wrote {out}")
     for k, v in prof.params.items():

@@ -37,6 +37,19 @@ TIMER_WRAP = 2**32
 
 
 class Dut:
+    """The EEMBC DUT firmware on the twin's clock.
+
+    It owns the board's UART (:attr:`uart`), its timestamp GPIO (D7,
+    :attr:`timestamp_pin`) and its 32-bit µs timer, and runs the protocol core
+    (:class:`~emulator.dut.core.DutCore`) on what the UART receives: each
+    command's script of actions takes the simulated time :attr:`timing` says,
+    the model really runs on :attr:`engine`, and while the CPU is busy its UART
+    keeps one received byte and loses the rest (an overrun), as on the board.
+    :attr:`state` (a :class:`~emulator.dut.core.DutState`) is what the supply
+    current depends on; ``state_listeners`` hear every change. Power comes and
+    goes with :meth:`power_on` / :meth:`power_off` (an EMON drives them).
+    """
+
     def __init__(
         self,
         twin: Twin,

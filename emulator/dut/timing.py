@@ -2,13 +2,15 @@
 
 :class:`DutTiming` is what the SimPy DUT model (:mod:`emulator.dut.device`)
 asks. UART time is not here: it follows from the baud rate in
-:mod:`emulator.hw.uart`. The inference latency comes from the cycle model of
-:mod:`emulator.cpu.cycles` when available (see :func:`timing_for`).
+:mod:`emulator.hw.uart`. The inference latency and the firmware's fixed costs
+come from the calibrated cycle model of :mod:`emulator.cpu.cycles` (see
+:func:`timing_for`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import ConfigError
 from ..sim import MS, US
 
 #: Per-inference latency of the reference board (µs), derived from
@@ -26,6 +28,11 @@ REFERENCE_INFERENCE_US = {
 
 @dataclass
 class DutTiming:
+    """The firmware's durations the DUT device asks for (µs/ms fields, ns
+    methods): inference (from the cycle model, see :func:`timing_for`), tensor
+    load, command dispatch, boot, the lap line's printf, the energy-mode
+    timestamp pulse; :attr:`source` says where the inference figure came from."""
+
     inference_us: float
     #: th_load_tensor(): copying/converting the db buffer into the input tensor
     load_tensor_us: float = 10.0
@@ -40,7 +47,7 @@ class DutTiming:
     #: (100000 iterations of a nop loop)
     timestamp_hold_us: float = 100_000 * 4 / 120.0
     clock_mhz: float = 120.0
-    source: str = "reference.csv"
+    source: str = "given by the caller"
 
     def inference_ns(self, count: int = 1) -> float:
         return count * self.inference_us * US
@@ -78,9 +85,9 @@ def timing_for(model_name: str, model_path=None, profile=None, clock_mhz: float 
     try:
         prof = KernelProfile.load(profile)
     except FileNotFoundError:
-        raise ValueError(f"timing profile {profile} not found; give the JSON written by `tinytwin calibrate`") from None
+        raise ConfigError(f"timing profile {profile} not found; give the JSON written by `tinytwin calibrate`") from None
     except (ValueError, KeyError) as exc:
-        raise ValueError(f"timing profile {profile} is not a tinytwin kernel profile ({exc})") from None
+        raise ConfigError(f"timing profile {profile} is not a tinytwin kernel profile ({exc})") from None
     if model_path is None and engine is not None:
         model_path = getattr(engine, "model_path", None)
     model = str(model_path) if model_path is not None else model_name

@@ -42,7 +42,17 @@ def char_ns(baud: float, bits_per_char: int = 10) -> float:
 
 
 def resample(data: bytes, tx_baud: float, rx_baud: float) -> bytes:
-    """What a receiver at ``rx_baud`` decodes from ``data`` sent at ``tx_baud``.
+    """What a receiver at ``rx_baud`` decodes from ``data`` sent at ``tx_baud``
+    (the bytes of :func:`resample_timed`)."""
+    if abs(tx_baud - rx_baud) <= BAUD_TOLERANCE * rx_baud:
+        return bytes(data)
+    return bytes(b for b, _ in resample_timed(data, tx_baud, rx_baud))
+
+
+def resample_timed(data: bytes, tx_baud: float, rx_baud: float) -> list[tuple[int, float]]:
+    """What a receiver at ``rx_baud`` decodes from ``data`` sent back to back
+    at ``tx_baud``: each byte with the time (s after the first start bit) at
+    which the receiver has it (its stop-bit sample).
 
     Both sides use 8N1. The line is idle-high; the receiver waits for a falling
     edge (start bit), samples the 8 data bits and the stop bit at the middle of
@@ -51,11 +61,7 @@ def resample(data: bytes, tx_baud: float, rx_baud: float) -> bytes:
     does (the FE flag is set but RDR holds the value).
     """
     if not data:
-        return b""
-    if abs(tx_baud - rx_baud) <= BAUD_TOLERANCE * rx_baud:
-        return bytes(data)
-    # Build the waveform as a list of (start_time, level) transitions in units
-    # of tx bit periods.
+        return []
     bits: list[int] = []
     for b in data:
         bits.append(0)
@@ -69,7 +75,7 @@ def resample(data: bytes, tx_baud: float, rx_baud: float) -> bytes:
         k = int(t / tb_tx)
         return bits[k] if 0 <= k < n else 1
 
-    out = bytearray()
+    out: list[tuple[int, float]] = []
     t = 0.0
     end = n * tb_tx
     # step through looking for falling edges with a fine resolution
@@ -87,13 +93,13 @@ def resample(data: bytes, tx_baud: float, rx_baud: float) -> bytes:
             for i in range(8):
                 if level(t + tb_rx * (1.5 + i)):
                     value |= 1 << i
-            out.append(value)
             t += tb_rx * 9.5  # the stop-bit sample; then hunt again
+            out.append((value, t))
             prev = level(t)
             continue
         prev = cur
         t += step
-    return bytes(out)
+    return out
 
 
 class SerialEndpoint:
@@ -153,7 +159,15 @@ class SerialEndpoint:
             self.tap("tx", data, now)
         peer = self.peer
         last = None
-        if peer is not None:
+        if peer is not None and peer.before_rx is not None:
+            peer.before_rx()  # the receiver's baud as of now (a host may have changed it)
+        if peer is not None and abs(self.baud - peer.baud) > BAUD_TOLERANCE * peer.baud:
+            # a baud mismatch: the receiver decodes the whole transmission
+            # as one waveform, byte by byte as its UART gets them
+            for at_s, seg in self._garbled_segments(data, peer):
+                ev = env.timeout(max(0, int(round(start + at_s * S - now))))
+                ev.callbacks.append(_Delivery(peer, seg, None))
+        elif peer is not None:
             # Deliveries come before the completion: at the instant the last
             # character arrives, the receiver has it before the sender's next
             # step runs (which may be a long computation that must not hold
@@ -195,10 +209,27 @@ class SerialEndpoint:
             out.append((n, data[begin:]))
         return out
 
-    def _receive(self, data: bytes, tx_baud: int) -> None:
-        if self.before_rx is not None:
+    def _garbled_segments(self, data: bytes, peer: "SerialEndpoint") -> list[tuple[float, bytes]]:
+        """(arrival s after the transmission's start, bytes) of what ``peer``
+        decodes from ``data`` at its own baud, grouped as :meth:`_segments`
+        groups bytes (per byte in realtime pacing, else after a split byte
+        and at the end)."""
+        decoded = resample_timed(data, self.baud, peer.baud)
+        out: list[tuple[float, bytes]] = []
+        seg = bytearray()
+        per_byte = self.per_byte or peer.per_byte
+        for i, (b, at) in enumerate(decoded):
+            seg.append(b)
+            if per_byte or b in peer.split_after or i == len(decoded) - 1:
+                out.append((at, bytes(seg)))
+                seg.clear()
+        return out
+
+    def _receive(self, data: bytes, tx_baud: int | None) -> None:
+        """Bytes from the peer; ``tx_baud=None``: already as this UART decodes them."""
+        if tx_baud is not None and self.before_rx is not None:
             self.before_rx()
-        if abs(tx_baud - self.baud) > BAUD_TOLERANCE * self.baud:
+        if tx_baud is not None and abs(tx_baud - self.baud) > BAUD_TOLERANCE * self.baud:
             data = resample(data, tx_baud, self.baud)
         if not data:
             return
@@ -214,7 +245,7 @@ class _Delivery:
 
     __slots__ = ("peer", "data", "tx_baud")
 
-    def __init__(self, peer: SerialEndpoint, data: bytes, tx_baud: int):
+    def __init__(self, peer: SerialEndpoint, data: bytes, tx_baud: int | None):
         self.peer = peer
         self.data = data
         self.tx_baud = tx_baud

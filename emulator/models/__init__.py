@@ -4,7 +4,7 @@ run for real, with the reference firmware's input conversion and result printing
 Public API::
 
     from emulator.models import open_engine, ModelError, PROFILES
-    eng = open_engine("kws01")            # ~/.cache/tinytwin/models/kws01.tflite
+    eng = open_engine("kws01")            # found by emulator.models.store.resolve_model
     eng.set_input(raw_db_bytes)           # th_load_tensor()
     eng.invoke(1)                         # th_infer() x count
     eng.results_text()                    # th_results(): 'm-results-[...]\\r\\n'

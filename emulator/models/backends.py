@@ -43,6 +43,10 @@ def _quiet_stderr():
 
 
 class TFLMBackend:
+    """TFLite Micro through its Python interpreter: the same kernels'
+    arithmetic as the reference firmware (bit-exact results), and, like the
+    board, an arena in which activations may overwrite the input tensor."""
+
     name = "tflm"
     clobbers_input = True
 

@@ -9,7 +9,10 @@ import typer
 
 from . import ModelError
 from .profiles import PROFILES
-from .store import ENV_DIR, ENV_URL, OFFICIAL, PINNED_COMMIT, SWW01_COMMIT, download, resolve_models_dir, verify
+from .store import (
+    ENV_DIR, ENV_URL, MODELS_DIR_HELP, OFFICIAL, PINNED_COMMIT, SWW01_COMMIT, download, download_dir,
+    resolve_models_dir, verify,
+)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Download, verify and inspect the official models.")
 
@@ -39,7 +42,7 @@ def download_cmd(
     if not all(r.ok for r in res):
         _fail(f"{sum(not r.ok for r in res)} model(s) could not be fetched; check the network or use --base-url", 1)
     typer.echo(f"all {len(res)} models verified (mlcommons/tiny@{PINNED_COMMIT[:10]}, sww01@{SWW01_COMMIT[:10]}) "
-               f"in {resolve_models_dir(dir)}")
+               f"in {download_dir(dir)}")
 
 
 @app.command("verify")
@@ -59,13 +62,13 @@ def verify_cmd(dir: Path = typer.Argument(..., help="models directory to check")
 
 @app.command("info")
 def info_cmd(
-    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help=f"models directory (default: ${ENV_DIR} or ~/.cache/tinytwin/models)"),
+    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help=MODELS_DIR_HELP),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Per official model: file, md5 check, size, tensor arena needed (TFLM) and I/O shapes."""
     from .engine import open_engine
 
-    d = resolve_models_dir(models_dir)
+    d = resolve_models_dir(models_dir, names=OFFICIAL)
     rows = []
     for name, om in OFFICIAL.items():
         p = PROFILES.get(name)

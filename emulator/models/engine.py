@@ -23,7 +23,7 @@ from .profiles import (
     RESULTS_PRINTF_F,
     IOProfile,
 )
-from .store import FIX_HINT, resolve_models_dir
+from .store import resolve_model
 
 FP_CONTRACT = ("fast", "acc", "off")
 _ARENA_CACHE: dict[str, int | None] = {}
@@ -307,27 +307,15 @@ def open_engine(
     if official:
         if profile is not None and profile != name:
             raise ModelError(f"{name} is an official model with its own I/O profile; drop --io-profile {profile}")
-        d = resolve_models_dir(models_dir)
-        if not d.is_dir():
-            raise ModelError(f"models directory {d} does not exist: {FIX_HINT}")
-        path = d / f"{name}.tflite"
-        if not path.is_file():
-            raise ModelError(f"{path} is missing: {FIX_HINT}")
+        path = resolve_model(name, models_dir)
         prof = PROFILES[name]
     else:
-        looks_like_path = (os.sep in name or "/" in name or name.endswith(".tflite") or Path(name).exists())
         if name == "sww01":
             raise ModelError(
                 "sww01 (streaming wakeword) runs on its own firmware, not the EEMBC one of kws01/vww01/ic01/ad01: "
                 "open it with emulator.dut.sww01.model.open_sww01"
             )
-        if not looks_like_path:
-            raise ModelError(
-                f"unknown model {name!r}: use kws01, vww01, ic01 or ad01, or a path to your own int8 .tflite"
-            )
-        path = Path(name).expanduser()
-        if not path.is_file():
-            raise ModelError(f"model file {path} does not exist: check the path")
+        path = resolve_model(name)
         prof = PROFILES[profile] if profile is not None else None
     try:
         data = path.read_bytes()

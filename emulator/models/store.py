@@ -1,15 +1,24 @@
 """Where the official models live, how to fetch them, and how to check them.
 
-Resolution of the models directory: an explicit argument, else ``$TINYTWIN_MODELS_DIR``,
-else the user cache directory (``$XDG_CACHE_HOME/tinytwin/models``, by default
-``~/.cache/tinytwin/models``).
+This is the one model resolver: every command that needs a model asks it.
+Where a model named ``kws01`` is looked for, in order:
+
+1. an explicit directory (``--models-dir``, ``models_dir=``): only there;
+2. ``$TINYTWIN_MODELS_DIR``: only there;
+3. the download cache, where ``tinytwin models download`` puts them
+   (``$XDG_CACHE_HOME/tinytwin/models``, by default ``~/.cache/tinytwin/models``);
+4. a development checkout's ground-truth folder: ``$TINYTWIN_SHARED/models``,
+   or, with ``TINYTWIN_SHARED`` unset, ``../shared/models`` beside the
+   checkout (set ``TINYTWIN_SHARED`` to a directory that does not exist to
+   leave it out).
 
 ``download()`` fetches the five files from mlcommons/tiny at pinned commits (for the
 four v0.5 models the commit that moved them to ``benchmark/``, every blob there having
 the md5 the reference firmware embeds; for sww01 the commit that added the streaming
 wakeword benchmark) and keeps a file only if its md5 and sha256 match. The base URL can be
 pointed elsewhere (``base_url=`` or ``$TINYTWIN_MODELS_URL``), e.g. a mirror or a
-``file://`` directory laid out like the repository.
+``file://`` directory laid out like the repository (``<base>/<upstream_path>``, see
+:data:`OFFICIAL`). Downloads go to 1, 2 or 3, never to the ground-truth folder.
 """
 from __future__ import annotations
 
@@ -26,6 +35,10 @@ from .profiles import PROFILES
 
 ENV_DIR = "TINYTWIN_MODELS_DIR"
 ENV_URL = "TINYTWIN_MODELS_URL"
+ENV_SHARED = "TINYTWIN_SHARED"
+
+#: the checkout this package runs from, when it is one (not an installed wheel)
+_CHECKOUT = Path(__file__).resolve().parents[2]
 
 # mlcommons/tiny commit bceb91c "renaming 0.5 folder to benchmark to prepare next
 # release" (2021-12-13): the first commit with the benchmark/ paths; checked blob by
@@ -70,22 +83,97 @@ OFFICIAL: dict[str, OfficialModel] = {
 }
 
 FIX_HINT = f"run `tinytwin models download`, or pass --models-dir DIR (or set {ENV_DIR})"
+#: what the commands' --models-dir says
+MODELS_DIR_HELP = (
+    "directory with kws01.tflite, vww01.tflite, ic01.tflite, ad01.tflite (default: $TINYTWIN_MODELS_DIR, "
+    "else where `tinytwin models download` puts them, ~/.cache/tinytwin/models, then ../shared/models "
+    "of a development checkout)"
+)
 
 
 def default_models_dir() -> Path:
+    """The download cache: ``$XDG_CACHE_HOME/tinytwin/models`` (``~/.cache/...``)."""
     cache = os.environ.get("XDG_CACHE_HOME")
     base = Path(cache) if cache else Path.home() / ".cache"
     return base / "tinytwin" / "models"
 
 
-def resolve_models_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """explicit argument > $TINYTWIN_MODELS_DIR > the user cache directory."""
+def shared_dir() -> Path | None:
+    """A development checkout's ground-truth folder (models, the reference
+    board's logs, datasets): ``$TINYTWIN_SHARED``, or ``../shared`` beside the
+    checkout when that variable is unset; ``None`` when it is not there."""
+    env = os.environ.get(ENV_SHARED)
+    if env:
+        p = Path(env).expanduser()
+    elif (_CHECKOUT / "pyproject.toml").is_file():
+        p = _CHECKOUT.parent / "shared"
+    else:
+        return None
+    return p if p.is_dir() else None
+
+
+def download_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """Where ``download()`` writes: explicit > ``$TINYTWIN_MODELS_DIR`` > the cache."""
     if explicit is not None and str(explicit) != "":
         return Path(explicit).expanduser()
     env = os.environ.get(ENV_DIR)
     if env:
         return Path(env).expanduser()
     return default_models_dir()
+
+
+def search_dirs(explicit: str | os.PathLike | None = None) -> list[Path]:
+    """The directories a model is looked for in, in order (see the module
+    docstring): the explicit one or ``$TINYTWIN_MODELS_DIR`` alone, else the
+    cache and then the ground-truth folder's ``models``."""
+    if (explicit is not None and str(explicit) != "") or os.environ.get(ENV_DIR):
+        return [download_dir(explicit)]
+    dirs = [default_models_dir()]
+    shared = shared_dir()
+    if shared is not None:
+        dirs.append(shared / "models")
+    return dirs
+
+
+def resolve_models_dir(explicit: str | os.PathLike | None = None, names=None) -> Path:
+    """The models directory: the first of :func:`search_dirs` that holds all
+    of ``names`` (default: any official model), else the first one (where
+    ``tinytwin models download`` puts them)."""
+    dirs = search_dirs(explicit)
+    wanted = list(names) if names is not None else None
+    for d in dirs:
+        if wanted is None:
+            if any((d / f"{n}.tflite").is_file() for n in OFFICIAL):
+                return d
+        elif all((d / f"{n}.tflite").is_file() for n in wanted):
+            return d
+    return dirs[0]
+
+
+def resolve_model(name: str | os.PathLike, models_dir: str | os.PathLike | None = None) -> Path:
+    """``kws01`` -> the first ``kws01.tflite`` in :func:`search_dirs`; any
+    other name must be a path to a file (it is returned as it is). Raises :class:`ModelError` naming where it looked and
+    the fix."""
+    text = os.fspath(name)
+    if text not in OFFICIAL:
+        p = Path(text).expanduser()
+        if not (os.sep in text or "/" in text or p.suffix == ".tflite" or p.exists()):
+            raise ModelError(
+                f"unknown model {text!r}: use kws01, vww01, ic01 or ad01, or a path to your own int8 .tflite"
+            )
+        if not p.is_file():
+            raise ModelError(f"model file {p} does not exist: check the path")
+        return p
+    dirs = search_dirs(models_dir)
+    for d in dirs:
+        f = d / f"{text}.tflite"
+        if f.is_file():
+            return f
+    if len(dirs) == 1:
+        if not dirs[0].is_dir():
+            raise ModelError(f"models directory {dirs[0]} does not exist: {FIX_HINT}")
+        raise ModelError(f"{dirs[0] / (text + '.tflite')} is missing: {FIX_HINT}")
+    raise ModelError(f"no {text}.tflite in {', '.join(str(d) for d in dirs)}: {FIX_HINT}")
 
 
 def file_digests(path: Path) -> tuple[str, str]:
@@ -150,14 +238,14 @@ def download(
     timeout: float = 60.0,
     force: bool = False,
 ) -> list[FileStatus]:
-    """Fetch the official models into ``dest`` (resolved like the models dir).
+    """Fetch the official models into ``dest`` (default: :func:`download_dir`).
 
     A file already present with the right digests is kept (status 'ok') unless
     ``force``. A fetched file is written only when its md5 and sha256 match
     (status 'downloaded'); otherwise nothing is written and the status is 'failed'
     with the reason. Raises ModelError only when ``dest`` cannot be created.
     """
-    d = resolve_models_dir(dest)
+    d = download_dir(dest)
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -124,7 +124,8 @@ class PtyPort(HostPort):
 
 
 def make_link(link: Path, target: str) -> Path:
-    """Create ``link`` -> ``target``, replacing a stale symlink; fail clearly."""
+    """Create ``link`` -> ``target``, replacing a stale symlink; refuse a link
+    that a live twin holds; fail clearly."""
     link = link.expanduser()
     try:
         link.parent.mkdir(parents=True, exist_ok=True)
@@ -134,6 +135,12 @@ def make_link(link: Path, target: str) -> Path:
             "choose a --link path in a writable directory (e.g. /tmp/tinytwin/dut)"
         ) from None
     if link.is_symlink():
+        holder = None if _readlink(link) == target else link_holder(link)
+        if holder is not None:
+            raise TransportError(
+                f"--link {link} belongs to a twin that is still running ({holder}); stop that twin "
+                "first, or choose another path"
+            )
         link.unlink()
     elif link.exists():
         raise TransportError(
@@ -149,3 +156,69 @@ def make_link(link: Path, target: str) -> Path:
     return link
 
 
+#: words in a command line that make a process a twin (``tinytwin dut``,
+#: ``python -m emulator.cli rig``, a test or script that imports the emulator)
+_TWIN_WORDS = ("tinytwin", "emulator")
+
+
+def link_holder(link: Path) -> str | None:
+    """``process PID (command line)`` of the live twin whose pty ``link``
+    points to, or ``None`` when the link is stale: its pty is gone, or its
+    number now belongs to a program that is no twin (a terminal opened since).
+    A pty in this process counts as a live twin."""
+    target = _readlink(link)
+    if target is None:
+        return None
+    name = os.path.basename(target)
+    if os.path.dirname(target) != "/dev/pts" or not name.isdigit() or not os.path.exists(target):
+        return None
+    pid = pty_master_holder(int(name))
+    if pid is None:
+        return None
+    cmd = _cmdline(pid)
+    if pid != os.getpid() and not any(w in cmd for w in _TWIN_WORDS):
+        return None
+    return f"process {pid}" + (f": {cmd}" if cmd else "")
+
+
+def pty_master_holder(index: int) -> int | None:
+    """The id of a process holding the master of ``/dev/pts/<index>`` (Linux:
+    ``/proc/PID/fdinfo`` names the pty of each ``/dev/ptmx`` descriptor), or
+    ``None``."""
+    want = f"tty-index:\t{index}\n"
+    try:
+        pids = [d for d in os.listdir("/proc") if d.isdigit()]
+    except OSError:
+        return None
+    for pid in pids:
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"{fd_dir}/{fd}") not in ("/dev/ptmx", "/dev/pts/ptmx"):
+                    continue
+                with open(f"/proc/{pid}/fdinfo/{fd}", encoding="ascii", errors="replace") as fh:
+                    if want in fh.read():
+                        return int(pid)
+            except OSError:
+                continue
+    return None
+
+
+def _readlink(link: Path) -> str | None:
+    try:
+        return os.readlink(link)
+    except OSError:
+        return None
+
+
+def _cmdline(pid: int, limit: int = 120) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            cmd = " ".join(fh.read().replace(b"\0", b" ").decode(errors="replace").split())
+    except OSError:
+        return ""
+    return cmd if len(cmd) <= limit else cmd[: limit - 3] + "..."

@@ -6,13 +6,17 @@ An in-process twin reached through pyserial, with no pty and no subprocess
     import serial, emulator.urlhandler  # registers the scheme
     port = serial.serial_for_url("tinytwin://kws01?models_dir=/path/models&speed=fast", baudrate=115200)
 
-Options (query string): ``models_dir``, ``speed`` (``fast``/``realtime``/a
-factor), ``backend`` (``tflm``/``litert``), ``profile`` (I/O profile for a
-model given as a path), ``timer_start_us``, ``baud`` (the DUT's baud),
-``variant`` (a firmware variant of :data:`emulator.dut.core.VARIANTS`, for
-showing what ``tinytwin conform`` reports), ``instance`` (a name: opening
-the same instance again reattaches to the same running board, with its
-state, as reopening a serial port does).
+The options are those of ``tinytwin dut``, spelled with ``_`` for ``-``
+(:data:`emulator.config.URL_OPTIONS`): ``models_dir``, ``backend``,
+``io_profile`` (for a model given as a path), ``speed`` (``fast``, the
+default here, ``realtime`` or a factor), ``baud`` (the DUT's), ``energy``
+(``1``: the energy-mode firmware), ``timer_start_us``, ``profile`` (a timing
+profile JSON), ``clock_mhz``, ``ignore_host_baud`` (``1``), ``firmware_variant`` (a
+firmware variant of :data:`emulator.dut.core.VARIANTS`, for ``tinytwin
+conform``); plus ``instance``
+(a name: opening the same instance again reattaches to the same running
+board, with its state, as reopening a serial port does). An unknown option is
+an error that lists the valid ones.
 
 The baud rate the host sets on this port is honoured like a real UART's: a
 mismatch with the DUT's baud garbles the bytes.
@@ -28,6 +32,8 @@ import urllib.parse
 import serial
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException, Timeout
 
+from ..config import TwinConfig
+from ..errors import TinytwinError
 from ..transport import SocketPort
 
 _lock = threading.Lock()
@@ -35,29 +41,21 @@ _benches: dict[str, object] = {}
 
 
 def _bench_for(url: str):
+    try:
+        cfg, handler = TwinConfig.from_url(url)
+    except TinytwinError as exc:  # an unknown or bad option: one message listing the valid ones
+        raise SerialException(str(exc)) from None
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "tinytwin":
-        raise SerialException(f"expected a URL of the form tinytwin://<model>?..., got {url!r}")
-    model = urllib.parse.unquote(parts.netloc + parts.path).strip("/")
-    opts = {k: v[-1] for k, v in urllib.parse.parse_qs(parts.query).items()}
-    key = opts.pop("instance", None) or f"{model}?{urllib.parse.urlencode(sorted(opts.items()))}"
+    opts = {k: v for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != "instance"}
+    key = handler.get("instance") or f"{cfg.model}?{urllib.parse.urlencode(sorted(opts.items()))}"
     with _lock:
         bench = _benches.get(key)
         if bench is None:
             from ..benches.dut import build_dut_bench
 
             try:
-                bench = build_dut_bench(
-                    model,
-                    models_dir=opts.get("models_dir"),
-                    backend=opts.get("backend", "tflm"),
-                    io_profile=opts.get("profile"),
-                    speed=opts.get("speed", "fast"),
-                    baud=int(opts["baud"]) if "baud" in opts else None,
-                    timer_start_us=int(opts.get("timer_start_us", 0)),
-                    variant=opts.get("variant", "reference"),
-                )
-            except Exception as exc:  # ModelError etc.: one clear message
+                bench = build_dut_bench(cfg)
+            except TinytwinError as exc:  # ModelError etc.: one clear message
                 raise SerialException(str(exc)) from None
             _benches[key] = bench
             return bench, True

@@ -7,7 +7,7 @@ are bit-identical to TFLM's on this model is not known (see
 ``firmware_api_spec/sww01_protocol.md``).
 
 The file is found by the project's one model resolver
-(:func:`emulator.models.store.resolve_models_dir`) and checked against the pinned
+(:func:`emulator.models.store.resolve_model`) and checked against the pinned
 md5 of :data:`emulator.models.store.OFFICIAL`; ``tinytwin models download`` fetches it.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 from ...models import ModelError
 from ...models.backends import BACKENDS, TFLMBackend, make_backend
 from ...models.modelfile import parse_model
-from ...models.store import FIX_HINT, OFFICIAL, resolve_models_dir
+from ...models.store import OFFICIAL, resolve_model
 from .features import MODEL_INPUT_SIZE
 
 NAME = "sww01"
@@ -91,12 +91,7 @@ def open_sww01(models_dir: str | os.PathLike | None = None, backend: str = "tflm
     Every user error raises :class:`ModelError` with one message naming the fix."""
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; use one of: {', '.join(BACKENDS)}")
-    d = resolve_models_dir(models_dir)
-    path = d / f"{NAME}.tflite"
-    if not d.is_dir():
-        raise ModelError(f"models directory {d} does not exist: {FIX_HINT}")
-    if not path.is_file():
-        raise ModelError(f"{path} is missing: {FIX_HINT}")
+    path = resolve_model(NAME, models_dir)
     try:
         data = path.read_bytes()
     except OSError as exc:
