@@ -46,6 +46,7 @@ URL_OPTIONS: dict[str, str] = {
     "profile": "timing_profile",
     "clock_mhz": "clock_mhz",
     "ignore_host_baud": "honour_host_baud",
+    "firmware_variant": "firmware_variant",
 }
 URL_HANDLER_OPTIONS = ("instance",)
 
@@ -86,6 +87,9 @@ class TwinConfig:
     power_profile: Optional[Path] = None
     #: garble bytes when the host's baud differs from the device's, as a UART does
     honour_host_baud: bool = True
+    #: the DUT firmware: "reference", or one of the variants with a porting
+    #: mistake (:data:`emulator.dut.core.VARIANTS`), opt-in, for tinytwin conform
+    firmware_variant: str = "reference"
 
     def __post_init__(self) -> None:
         set_ = functools.partial(object.__setattr__, self)
@@ -107,6 +111,11 @@ class TwinConfig:
             raise _bad("timer_start_us", f"timer_start_us must be within 0..4294967295 (a 32-bit µs timer), got {self.timer_start_us}")
         if self.clock_mhz is not None and not (math.isfinite(self.clock_mhz) and self.clock_mhz > 0):
             raise _bad("clock_mhz", f"clock_mhz must be a positive number of MHz, got {self.clock_mhz}")
+        from .dut.core import VARIANTS
+
+        if self.firmware_variant not in VARIANTS:
+            raise _bad("firmware_variant", f"unknown firmware variant {self.firmware_variant!r}: choose one of "
+                                           f"{', '.join(VARIANTS)}")
 
     # -- what the benches build from it ------------------------------------------------------
     def replace(self, **changes: Any) -> "TwinConfig":
@@ -224,7 +233,7 @@ SPEED_HELP = (
 #: the command-line option each TwinConfig check names
 CLI_NAMES = {
     "model": "--model", "speed": "--speed", "baud": "--baud", "timer_start_us": "--timer-start-us",
-    "clock_mhz": "--clock-mhz", "power_profile": "--power-profile",
+    "clock_mhz": "--clock-mhz", "power_profile": "--power-profile", "firmware_variant": "--firmware-variant",
 }
 
 

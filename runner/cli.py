@@ -1,4 +1,4 @@
-"""``tinytwin run`` and ``tinytwin dataset``: the host runner's commands.
+"""``tinytwin run``, ``tinytwin dataset`` and ``tinytwin conform``: the host runner's commands.
 
 The lead's console command mounts them with :func:`register`; on its own::
 
@@ -133,6 +133,9 @@ def register(app: typer.Typer) -> None:
     """Add ``run`` and ``dataset`` to the ``tinytwin`` command."""
     app.command("run")(run_command)
     app.add_typer(dataset_app, name="dataset", help="Make datasets in the EEMBC layout.")
+    from .conform.cli import conform_command
+
+    app.command("conform")(conform_command)
 
 
 def main() -> None:  # pragma: no cover - convenience entry point

@@ -38,7 +38,8 @@ def build_dut_bench(
     if timing is None:
         timing = cfg.timing(engine)
     twin = Twin(cfg.speed)
-    dut = Dut(twin, engine, timing, energy_mode=cfg.energy_mode, baud=cfg.baud, timer_start_us=cfg.timer_start_us)
+    dut = Dut(twin, engine, timing, energy_mode=cfg.energy_mode, baud=cfg.baud, timer_start_us=cfg.timer_start_us,
+              variant=cfg.firmware_variant)
     bridge = HostBridge(twin, dut.uart, "dut", honour_host_baud=cfg.honour_host_baud)
     return DutBench(twin, dut, bridge, cfg)
 

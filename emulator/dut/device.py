@@ -30,7 +30,7 @@ from ..hw.gpio import Pin
 from ..sim import US, Twin
 from ..hw.uart import SerialEndpoint
 from ..core import Hang
-from .core import MSG_READY, Action, DutCore, DutState, Infer, LoadTensor, Print, Results, Timestamp
+from .core import MSG_READY, Action, DutCore, DutState, Infer, LoadTensor, Print, Results, Timestamp, check_variant
 from .timing import DutTiming
 
 TIMER_WRAP = 2**32
@@ -61,6 +61,7 @@ class Dut:
         timer_start_us: int = 0,
         powered: bool = True,
         name: str = "dut",
+        variant: str = "reference",
     ):
         self.twin = twin
         self.env = twin.env
@@ -69,6 +70,8 @@ class Dut:
         self.timing = timing
         self.energy_mode = energy_mode
         self.name = name
+        #: the firmware build (emulator.dut.core.VARIANTS; "reference" by default)
+        self.variant = check_variant(variant)
         if baud is None:
             baud = self.profile.energy_baud if energy_mode else self.profile.perf_baud
         self.uart = SerialEndpoint(twin, f"{name}.uart", baud, split_after=b"%", receiver=self._on_rx)
@@ -117,7 +120,7 @@ class Dut:
         self.hung = False
         self._epoch += 1
         self._reset_at = self.twin.now
-        self._core = DutCore(self.profile, energy_mode=self.energy_mode)
+        self._core = DutCore(self.profile, energy_mode=self.energy_mode, variant=self.variant)
         self._held = None
         self._pending.clear()
         self.timestamp_pin.set(1)
@@ -248,7 +251,7 @@ class Dut:
                 yield env.timeout(int(round(self.timing.inference_ns(op.count))))
                 self._set_state(DutState.BUSY)
             elif isinstance(op, Results):
-                yield from self._print(self.engine.results_text().encode("latin-1"), epoch)
+                yield from self._print(self.core.results_line(self.engine.results_text()), epoch)
             elif isinstance(op, Hang):
                 self.hung = True
                 self._set_state(DutState.BUSY)

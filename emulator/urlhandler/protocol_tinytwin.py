@@ -11,7 +11,9 @@ The options are those of ``tinytwin dut``, spelled with ``_`` for ``-``
 ``io_profile`` (for a model given as a path), ``speed`` (``fast``, the
 default here, ``realtime`` or a factor), ``baud`` (the DUT's), ``energy``
 (``1``: the energy-mode firmware), ``timer_start_us``, ``profile`` (a timing
-profile JSON), ``clock_mhz``, ``ignore_host_baud`` (``1``); plus ``instance``
+profile JSON), ``clock_mhz``, ``ignore_host_baud`` (``1``), ``firmware_variant`` (a
+firmware variant of :data:`emulator.dut.core.VARIANTS`, for ``tinytwin
+conform``); plus ``instance``
 (a name: opening the same instance again reattaches to the same running
 board, with its state, as reopening a serial port does). An unknown option is
 an error that lists the valid ones.
