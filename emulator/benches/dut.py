@@ -41,6 +41,11 @@ def build_dut_bench(
     honour_host_baud: bool = True,
     engine=None,
 ) -> DutBench:
+    from .sww01 import build_dut_bench as build_sww01_bench, is_sww01
+
+    if is_sww01(model):  # the streaming-wakeword firmware (one firmware, 115200 baud in every mode)
+        return build_sww01_bench(models_dir=models_dir, backend=backend, speed=speed, baud=baud, engine=engine,
+                                 timing=timing, timing_profile=timing_profile, honour_host_baud=honour_host_baud)
     engine = engine if engine is not None else load_engine(model, models_dir, backend, io_profile)
     if timing is None:
         timing = timing_for(engine.profile.name, model_path=getattr(engine, "model_path", None),

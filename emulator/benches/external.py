@@ -41,7 +41,9 @@ clock that each performance loop lasted at least 10 s, which a fast twin
 finishes in well under a second: the twin then runs
 :data:`PERFORMANCE_SPEED` times faster than real time, which keeps every
 official performance script above 10 s. In energy mode the runner must read
-the LPM01A's sample stream as fast as it comes: :data:`ENERGY_SPEED`. See
+the LPM01A's sample stream as fast as it comes: :data:`ENERGY_SPEED`; for
+sww01 in energy mode it is realtime, because the runner's ``stream`` step
+sleeps 0.25 s of wall time inside the energy window. See
 ``firmware_api_spec/external_runner.md``.
 """
 from __future__ import annotations
@@ -353,7 +355,8 @@ def _build_dut(model, *, models_dir, speed, dut_baud, timer_start_us, engine, dr
     return bench.twin, [side], {"dut": bench.dut, "bridge": bench.bridge}
 
 
-def _build_rig(model, *, models_dir, speed, dut_baud, timer_start_us, interface, engine, drops, trace, h573_flash_baud):
+def _build_rig(model, *, models_dir, speed, dut_baud, timer_start_us, interface, engine, drops, trace, h573_flash_baud,
+               sd_card=None):
     try:
         from .rig import build_rig
         from ..ioman.actions import HOST_BAUD
@@ -362,6 +365,8 @@ def _build_rig(model, *, models_dir, speed, dut_baud, timer_start_us, interface,
     if dut_baud is not None:
         raise ExternalError("--dut-baud applies to the performance bench; in --energy the DUT runs the energy firmware's 9600 baud")
     kwargs = {"h573_flash_baud": h573_flash_baud} if interface == "h573" else {}
+    if sd_card is not None:
+        kwargs["sd_card"] = sd_card
     rig = build_rig(
         model,
         models_dir=models_dir,
@@ -409,6 +414,7 @@ def open_bench(
     trace: Optional[Path] = None,
     engine=None,
     log: Callable[[str], None] = lambda msg: None,
+    sd_card: Optional[Path] = None,
 ) -> ExternalBench:
     """Build and start the twin; write the injection directory."""
     if interface not in INTERFACES:
@@ -427,8 +433,11 @@ def open_bench(
             drops=drops,
             trace=tracer,
             h573_flash_baud=h573_flash_baud,
+            sd_card=sd_card,
         )
     else:
+        if sd_card is not None:
+            raise ExternalError("--sd-card is the interface board's SD card: it needs --energy (the bench with the H573)")
         twin, sides, objects = _build_dut(
             model,
             models_dir=models_dir,
@@ -508,6 +517,7 @@ def run_external(
     trace: Optional[Path] = None,
     engine=None,
     log: Callable[[str], None] = lambda msg: print(f"tinytwin: {msg}", file=sys.stderr, flush=True),
+    sd_card: Optional[Path] = None,
 ) -> int:
     """Start the twin, run ``command`` against it, tear down; the command's
     exit status."""
@@ -516,6 +526,10 @@ def run_external(
     from ..sim import Speed
 
     chosen = resolve_speed(speed, command)
+    if speed.strip().lower() == "auto" and model.strip().lower() == "sww01" and runner_mode(command) == "e":
+        # the runner's stream step sleeps 0.25 s of host time inside the
+        # energy window: only realtime gives the board's window
+        chosen = "realtime"
     try:
         Speed.parse(chosen)
     except ValueError as exc:
@@ -524,8 +538,10 @@ def run_external(
     mode = runner_mode(command)
     if mode == "e" and not energy:
         log("note: the command asks for energy mode (--mode e) but the bench has no LPM01A; add --energy")
-    elif energy and mode in ("p", "a"):
+    elif energy and mode in ("p", "a") and model.strip().lower() != "sww01":
         log("note: --energy runs the energy-mode firmware (no m-lap-us lines, 9600 baud behind the interface board)")
+    if energy and model.strip().lower() == "sww01" and sd_card is None:
+        log("note: no --sd-card DIR: the interface board's SD card holds no file, so `play` fails")
     bench = open_bench(
         model,
         energy=energy,
@@ -540,6 +556,7 @@ def run_external(
         trace=trace,
         engine=engine,
         log=log,
+        sd_card=sd_card,
     )
     try:
         for side in bench.sides:
@@ -571,7 +588,7 @@ def register(app) -> None:
     )
     def external(
         command: list[str] = typer.Argument(..., metavar="-- COMMAND...", help="the host program to run, after --"),
-        model: str = typer.Option(..., "--model", "-m", help="kws01, vww01, ic01 or ad01 (or a .tflite with --io-profile support in tinytwin dut)"),
+        model: str = typer.Option(..., "--model", "-m", help="kws01, vww01, ic01, ad01 or sww01 (or a .tflite with --io-profile support in tinytwin dut)"),
         energy: bool = typer.Option(False, "--energy", help="the energy bench: LPM01A + interface board + DUT with the energy-mode firmware"),
         interface: str = typer.Option("h573", "--interface", help="interface board for --energy: h573 (STM32H573I-DK) or arduino"),
         models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="directory with the .tflite models (default: $TINYTWIN_MODELS_DIR)"),
@@ -586,6 +603,7 @@ def register(app) -> None:
         hide_real_ports: bool = typer.Option(False, "--hide-real-ports", help="list only the twin's ports (not real serial ports) to the command"),
         trace: Optional[Path] = typer.Option(None, "--trace", help="log every byte on every board port, with simulated and wall time, to this file"),
         h573_flash_baud: Optional[int] = typer.Option(None, "--h573-flash-baud", help="--energy --interface h573: the DUT baud left in the interface board's flash by an earlier setbaud (default: erased, i.e. 9600)"),
+        sd_card: Optional[Path] = typer.Option(None, "--sd-card", help="--energy --interface h573: the directory the interface board's SD card holds (sww01: the WAV files `play` plays)"),
     ) -> None:
         """Run a host program written for the real boards (e.g. mlcommons/tiny's
         benchmark/runner/main.py) against the twin, unchanged."""
@@ -603,6 +621,7 @@ def register(app) -> None:
                 drop_lines=drop_line,
                 h573_flash_baud=h573_flash_baud,
                 trace=trace,
+                sd_card=sd_card,
             )
         except ExternalError as exc:
             typer.echo(f"tinytwin external: {exc}", err=True)

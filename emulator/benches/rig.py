@@ -133,6 +133,7 @@ def build_rig(
     h573_flash_baud: int | None = None,
     honour_host_baud: bool = True,
     power_profile: str | Path | None = None,
+    sd_card: str | Path | None = None,
 ) -> Rig:
     """Assemble the energy rig for ``model`` in one twin (not yet running:
     call :meth:`Rig.start`, or drive ``rig.twin`` yourself).
@@ -142,7 +143,19 @@ def build_rig(
     DUT then stays unpowered unless you call ``rig.dut.power_on()``).
     ``ioman_timestamp`` also wires the DUT's timestamp GPIO to the Arduino's
     D3 (the EnergyRunner debug hookup: ``m-lap-us-`` lines from ``io``).
+    ``model="sww01"`` builds the streaming-wakeword bench instead
+    (:func:`emulator.benches.sww01.build_rig`; ``sd_card`` is its SD card
+    directory, ``timing_profile`` its sww01 timing profile).
     """
+    from .sww01 import build_rig as build_sww01_rig, is_sww01
+
+    if is_sww01(model):
+        return build_sww01_rig(models_dir=models_dir, interface=interface, emon=emon, speed=speed, dir=dir,
+                               backend=backend, engine=engine, timing_profile=timing_profile,
+                               h573_flash_baud=h573_flash_baud, honour_host_baud=honour_host_baud,
+                               power_profile=power_profile, sd_card=sd_card)
+    if sd_card is not None:
+        raise RigError("--sd-card is for the streaming-wakeword bench (--model sww01)")
     if interface not in INTERFACES:
         raise RigError(f"unknown interface {interface!r}: choose one of {', '.join(INTERFACES)}")
     if engine is None:
@@ -194,6 +207,7 @@ def rig_command(
     timing_profile: str | Path | None = None,
     clock_mhz: float | None = None,
     power_profile: str | Path | None = None,
+    sd_card: str | Path | None = None,
 ) -> int:
     """Serve a rig until SIGINT/SIGTERM, printing where its devices are.
     Returns a process exit code."""
@@ -203,7 +217,7 @@ def rig_command(
         Speed.parse(speed)
         rig = build_rig(model, models_dir=models_dir, interface=interface, emon=emon, speed=speed, dir=dir,
                         backend=backend, timing_profile=timing_profile, clock_mhz=clock_mhz,
-                        power_profile=power_profile)
+                        power_profile=power_profile, sd_card=sd_card)
     except Exception as exc:  # user-facing: a bad name, a missing model, a busy path
         print(f"tinytwin: {exc}", file=sys.stderr, flush=True)
         return 2
@@ -234,19 +248,21 @@ def register(app) -> None:
 
     @app.command("rig")
     def rig(
-        model: str = typer.Option(..., "--model", "-m", help="kws01, vww01, ic01, ad01, or a path to an int8 .tflite"),
+        model: str = typer.Option(..., "--model", "-m", help="kws01, vww01, ic01, ad01, sww01 (with --interface h573 --sd-card DIR), or a path to an int8 .tflite"),
         dir: Path = typer.Option(Path("/tmp/tinytwin"), "--dir", help="where to make the symlinks io and emon"),
         interface: str = typer.Option("arduino", "--interface", help="arduino (EEMBC EnergyRunner) or h573 (mlcommons/tiny runner)"),
         emon: str = typer.Option("lpm01a", "--emon", help="the energy monitor: lpm01a"),
         models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="directory with the .tflite models"),
         speed: str = typer.Option("realtime", "--speed", help="realtime, fast, or a factor such as 10"),
         backend: str = typer.Option("tflm", "--backend", help="tflm or litert"),
-        profile: Optional[Path] = typer.Option(None, "--profile", help="timing profile JSON (tinytwin calibrate --measurements)"),
+        profile: Optional[Path] = typer.Option(None, "--profile", help="timing profile JSON (tinytwin calibrate --measurements; sww01: --sww01-log)"),
         clock_mhz: Optional[float] = typer.Option(None, "--clock-mhz", help="CPU clock for the cycle and power models (default 120)"),
         power_profile: Optional[Path] = typer.Option(None, "--power-profile", help="power profile JSON (tinytwin calibrate --energy); default: fitted to the reference board"),
+        sd_card: Optional[Path] = typer.Option(None, "--sd-card", help="sww01: the directory the H573 interface board's SD card holds (the WAV files `play` plays; `ls` lists it)"),
     ) -> None:
         """Serve the energy bench: DUT (energy-mode firmware) behind an IO manager, powered by an EMON."""
-        code = rig_command(model, dir, interface, emon, models_dir, speed, backend, profile, clock_mhz, power_profile)
+        code = rig_command(model, dir, interface, emon, models_dir, speed, backend, profile, clock_mhz, power_profile,
+                           sd_card)
         if code:
             raise typer.Exit(code)
 
