@@ -230,3 +230,21 @@ def test_power_off_floats_the_pins_high_and_loses_the_stream(engine, card):
     b.dut.power_on()
     b.twin.run_until_idle()
     assert "I2S is already idle" in b.cmd("dut stop%")  # a fresh firmware
+
+
+def test_calibrate_command_writes_a_profile_the_rig_takes(tmp_path):
+    from typer.testing import CliRunner
+
+    from emulator.cli import app
+
+    log = tmp_path / "board.log"
+    log.write_text("Received command: run_model class0\r\nIn run_model. about to run model\r\n"
+                   "TIM16: th_ai_run took (100 : 15100) = 15000 TIM16 cycles\r\nOutput = [-128, 127, -128, ]\r\n"
+                   "TIM16: th_compute_lfbe_f32 took (10 : 3010) = 3000 TIM16 cycles\r\n")
+    out = tmp_path / "p.json"
+    res = CliRunner().invoke(app, ["calibrate", "--sww01-log", str(log), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    t = Sww01Timing.load(out)
+    assert (t.invoke_us, t.extract_us) == (15000.0, 3000.0)
+    res = CliRunner().invoke(app, ["calibrate", "--sww01-log", str(out), "--out", str(tmp_path / "q.json")])
+    assert res.exit_code == 2 and "run_model class0%" in res.output
