@@ -27,19 +27,13 @@ WINDOWS = [(1.0, 1.6476250000000001), (4.0, 4.76175), (7.0, 7.358625)]  # sww_sh
 
 
 @pytest.fixture(scope="module")
-def engine(models_dir):
-    from emulator.dut.sww01.model import open_sww01
-
-    if not (models_dir / "sww01.tflite").is_file():
-        pytest.skip("sww01.tflite is missing: run `tinytwin models download`")
-    return open_sww01(models_dir)
+def engine(sww01_engine):
+    return sww01_engine
 
 
 @pytest.fixture(scope="module")
-def card(shared):
-    if not (shared / "sd_card" / SHORT).is_file():
-        pytest.skip(f"{SHORT} is missing from ../shared/sd_card")
-    return SdCard(shared / "sd_card")
+def card(sww01_sd_card):
+    return SdCard(sww01_sd_card)
 
 
 class Bench:

@@ -31,19 +31,13 @@ CHECKER = {
 
 
 @pytest.fixture(scope="module")
-def engine(models_dir):
-    from emulator.dut.sww01.model import open_sww01
-
-    if not (models_dir / "sww01.tflite").is_file():
-        pytest.skip("sww01.tflite is missing: run `tinytwin models download`")
-    return open_sww01(models_dir)
+def engine(sww01_engine):
+    return sww01_engine
 
 
 @pytest.fixture(scope="module")
-def sd_card(shared) -> Path:
-    if not (shared / "sd_card" / SHORT).is_file():
-        pytest.skip(f"../shared/sd_card/{SHORT} is missing")
-    return shared / "sd_card"
+def sd_card(sww01_sd_card) -> Path:
+    return sww01_sd_card
 
 
 def rig_run(engine, sd_card, dataset, out, *, mode="energy", truth="sww_short_test.json", emon=True, **kw):
@@ -58,6 +52,13 @@ def rig_run(engine, sd_card, dataset, out, *, mode="energy", truth="sww_short_te
         rig.close()
     assert not rig.twin.errors, rig.twin.errors
     return outcome, rig
+
+
+def wait_for(cond, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "the twin did not get ready"
+        time.sleep(0.005)
 
 
 def checker_values(text: str) -> dict:
@@ -87,6 +88,7 @@ def test_rig_lists_the_card_over_its_pty(engine, sd_card):
     assert any("SD card" in line and str(sd_card) in line for line in rig.describe())
     rig.start()
     try:
+        wait_for(lambda: rig.ioman.running)  # bytes sent while the board boots are lost, as on the board
         with serial.Serial(rig.io_path, 115200, timeout=2) as port:
             port.write(b"ls%")
             got = b""
@@ -107,6 +109,7 @@ def test_dut_bench_serves_the_sww01_firmware(engine):
     bench.twin.start()
     try:
         assert bench.dut.uart.baud == 115200 and bench.dut.profile.name == "sww01"
+        wait_for(lambda: bench.dut.state.value == "idle")  # booted: its main loop polls the UART
         with serial.Serial(port.device, 115200, timeout=2) as s:
             s.write(b"name%")
             got = b""
