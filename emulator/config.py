@@ -90,6 +90,9 @@ class TwinConfig:
     #: the DUT firmware: "reference", or one of the variants with a porting
     #: mistake (:data:`emulator.dut.core.VARIANTS`), opt-in, for tinytwin conform
     firmware_variant: str = "reference"
+    #: sww01: the directory the H573 interface board's SD card holds (the WAV
+    #: files ``play`` plays; ``ls`` lists it)
+    sd_card: Optional[Path] = None
 
     def __post_init__(self) -> None:
         set_ = functools.partial(object.__setattr__, self)
@@ -101,7 +104,7 @@ class TwinConfig:
             set_("speed", Speed.parse(self.speed))
         except ValueError as exc:
             raise _bad("speed", str(exc)) from None
-        for name in ("models_dir", "timing_profile", "power_profile"):
+        for name in ("models_dir", "timing_profile", "power_profile", "sd_card"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 set_(name, Path(os.fspath(value)).expanduser() if str(value) else None)
@@ -257,6 +260,8 @@ def _option_specs(speed_default: str, speed_help: str, model_help: str) -> list[
          {"help": "the DUT's 32-bit µs timer at reset (4294967296 - N: it wraps after N µs)"}),
         ("ignore_host_baud", bool, False, ("--ignore-host-baud",),
          {"help": "convenience: accept any baud the host sets instead of garbling bytes as a UART does"}),
+        ("sd_card", Optional[Path], None, ("--sd-card",),
+         {"help": "sww01: the directory the H573 interface board's SD card holds (the WAV files `play` plays)"}),
     ]
 
 
@@ -312,6 +317,7 @@ def twin_options(
                     power_profile=values.get("power_profile"),
                     timer_start_us=values["timer_start_us"],
                     honour_host_baud=not values["ignore_host_baud"],
+                    sd_card=values["sd_card"],
                 )
             except ConfigError as exc:
                 raise typer.BadParameter(str(exc), param_hint=CLI_NAMES.get(getattr(exc, "option", ""))) from None

@@ -15,7 +15,8 @@ import typer
 
 MODE_HELP = (
     "performance (5 timed windows, median throughput), accuracy (every input once: Top-1 / AUC) or "
-    "energy (5 windows measured by an LPM01A through an IO manager: --io-port, --emon-port)"
+    "energy (5 windows measured by an LPM01A through an IO manager: --io-port, --emon-port); "
+    "sww01: energy or performance with --io-port (the H573 plays the truth file's WAV)"
 )
 
 
@@ -33,9 +34,11 @@ def run_command(
     io_port: Optional[str] = typer.Option(None, "--io-port", help="energy: the IO manager's serial port (Arduino io-manager or H573 interface board)"),
     emon_port: Optional[str] = typer.Option(None, "--emon-port", help="energy: the LPM01A PowerShield's serial port"),
     interface: Optional[str] = typer.Option(None, "--interface", help="energy: arduino or h573 (default: whichever answers on --io-port)"),
-    voltage: float = typer.Option(1.8, "--voltage", help="energy: DUT supply voltage from the EMON, V (1.8-3.3; default 1.8, the v0.5 reference results' supply)"),
+    voltage: Optional[float] = typer.Option(None, "--voltage", help="energy: DUT supply voltage from the EMON, V (1.8-3.3; default 1.8, the v0.5 reference results' supply; 3.3 for sww01 as devices_sww.yaml)"),
     windows: int = typer.Option(5, "--windows", help="energy: windows to measure (the rules: 5; fewer makes the run invalid)"),
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="with --port tinytwin://...: where the twin finds its models (passed into the URL as models_dir=)"),
+    truth: Optional[str] = typer.Option(None, "--truth", help="sww01 (streaming wakeword): the truth JSON in DATASET/sww01/ (default sww_long_test.json, the submission test); it also says the DUT is sww01"),
+    dut_baud: Optional[int] = typer.Option(None, "--dut-baud", help="energy/sww01 with the H573: the DUT-side baud (setbaud); default 9600 (EEMBC energy firmware), 115200 for sww01"),
 ) -> None:
     """Run the MLPerf Tiny performance, accuracy or energy procedure against a DUT."""
     from .errors import RunnerError
@@ -45,14 +48,15 @@ def run_command(
     mode = mode.strip().lower()
     if models_dir is not None:
         port = with_models_dir(port, models_dir)
-    if mode == "energy":
+    if mode == "energy" or (mode == "performance" and io_port and not port):
+        # energy; or performance through the interface board: the streaming-wakeword procedure
         from .energy import energy_options_from_cli, run_energy
 
         def start():
             return run_energy(
                 energy_options_from_cli(
                     io_port, emon_port, dataset, out, interface, voltage, iterations, warmup, windows, timeout,
-                    verbose, no_progress,
+                    verbose, no_progress, mode=mode, truth=truth, dut_baud=dut_baud,
                 )
             )
     else:
@@ -60,7 +64,8 @@ def run_command(
             typer.echo(f"tinytwin run: --mode must be performance or accuracy (or energy), got {mode!r}", err=True)
             raise typer.Exit(EXIT_ERROR)
         if not port:
-            typer.echo(f"tinytwin run: --port is required in {mode} mode (the DUT's serial port)", err=True)
+            typer.echo(f"tinytwin run: --port is required in {mode} mode (the DUT's serial port; for sww01, "
+                       "--io-port: the interface board)", err=True)
             raise typer.Exit(EXIT_ERROR)
 
         def start():

@@ -147,9 +147,11 @@ class IoManagerClient(SerialLines):
                 self.unsolicited.append(line[len(DUT_PREFIX):])
 
     # -- the board's own commands ---------------------------------------------------------
-    def command(self, cmd: str, timeout: float | None = None) -> list[str]:
+    def command(self, cmd: str, timeout: float | None = None, ready_at_end: bool = False) -> list[str]:
         """An IO manager command; its lines up to (without) ``m-ready``.
-        DUT lines that arrive meanwhile are set aside."""
+        DUT lines that arrive meanwhile are set aside. ``ready_at_end``: the
+        answer may end with ``m-ready`` appended to its last line (the H573's
+        ``print_dutycycle``); that line is returned without it."""
         limit = self.timeout if timeout is None else timeout
         self._write(cmd + "%")
         lines: list[str] = []
@@ -165,6 +167,9 @@ class IoManagerClient(SerialLines):
                 self.unsolicited.append(line[len(DUT_PREFIX):])
                 continue
             if line == READY:
+                return lines
+            if ready_at_end and line.endswith(READY):
+                lines.append(line[: -len(READY)])
                 return lines
             lines.append(line)
 

@@ -122,6 +122,10 @@ class RunSession:
     def finish(self) -> None:
         """Anything else to save before the final record (whatever happened)."""
 
+    def load_dataset(self, model: ModelInfo):
+        """The dataset ``measure`` runs on (the EEMBC layout by default)."""
+        return load_dataset(Path(self.opts.dataset), model)
+
     def dataset_note(self, ds: Dataset) -> str:
         return f"dataset {ds.labels_path}: {len(ds.entries)} files, {ds.total_inputs()} inputs"
 
@@ -159,7 +163,7 @@ class RunSession:
         try:
             model = self.identify()
             self.text.header(self.mode, self.dut_port, self.record["dut"])
-            ds = load_dataset(Path(self.opts.dataset), model)
+            ds = self.load_dataset(model)
             self.record["dataset"].update(
                 {"folder": str(ds.folder), "labels": str(ds.labels_path), "files": len(ds.entries)}
             )

@@ -46,6 +46,14 @@ MODELS: dict[str, ModelInfo] = {
     "ad01": ModelInfo("ad01", "ad", 5 * 128 * 4, 2, "auc", 0.85, windowed=True),
 }
 
+#: The streaming model (mlcommons/tiny v1.3+): no inputs are downloaded; the
+#: interface board plays a WAV file and the DUT detects the wakeword itself.
+#: "Input" is its 30 x 40 int8 feature window, "classes" its 3 scores; the
+#: checker's limits are FP <= 8 and FN <= 8 (closed division).
+STREAMING_MODELS: dict[str, ModelInfo] = {
+    "sww01": ModelInfo("sww01", "sww", 30 * 40, 3, "tp-fn-fp", 8.0),
+}
+
 
 class ProtocolError(Exception):
     """The DUT's answer is not what the reference firmware sends.

@@ -3,7 +3,7 @@ pure sww01 protocol core (:mod:`emulator.dut.sww01.core`), instantly, no I/O;
 and drift guards between that YAML and its prose (sww01_protocol.md).
 
 Cases that run the model use the real sww01 model (TFLM) from ``../shared``;
-they skip while it is missing. The pseudo-terminal run comes with the device.
+they skip while it is missing. The same cases over a pseudo-terminal: tests/test_spec_sww01_pty.py.
 """
 from __future__ import annotations
 

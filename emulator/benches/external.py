@@ -41,7 +41,9 @@ clock that each performance loop lasted at least 10 s, which a fast twin
 finishes in well under a second: the twin then runs
 :data:`PERFORMANCE_SPEED` times faster than real time, which keeps every
 official performance script above 10 s. In energy mode the runner must read
-the LPM01A's sample stream as fast as it comes: :data:`ENERGY_SPEED`. See
+the LPM01A's sample stream as fast as it comes: :data:`ENERGY_SPEED`; for
+sww01 in energy mode it is realtime, because the runner's ``stream`` step
+sleeps 0.25 s of wall time inside the energy window. See
 ``firmware_api_spec/external_runner.md``.
 """
 from __future__ import annotations
@@ -408,6 +410,8 @@ def open_bench(
                 h573_flash_baud=h573_flash_baud,
             )
         else:
+            if cfg.sd_card is not None:
+                raise ExternalError("--sd-card is the interface board's SD card: it needs --energy (the bench with the H573)")
             twin, sides, objects = _build_dut(cfg, engine=engine, timing=timing, drops=drops, trace=tracer)
     except BaseException:
         if tracer is not None:
@@ -489,6 +493,10 @@ def run_external(
     auto = speed is not None and speed.strip().lower() == "auto"
     if speed is not None:
         chosen = resolve_speed(speed, command)
+        if auto and cfg.model.strip().lower() == "sww01" and runner_mode(command) == "e":
+            # the runner's stream step sleeps 0.25 s of host time inside the
+            # energy window: only realtime gives the board's window
+            chosen = "realtime"
         try:
             cfg = cfg.replace(speed=chosen)
         except ConfigError as exc:
@@ -497,8 +505,10 @@ def run_external(
     mode = runner_mode(command)
     if mode == "e" and not energy:
         log("note: the command asks for energy mode (--mode e) but the bench has no LPM01A; add --energy")
-    elif energy and mode in ("p", "a"):
+    elif energy and mode in ("p", "a") and cfg.model.strip().lower() != "sww01":
         log("note: --energy runs the energy-mode firmware (no m-lap-us lines, 9600 baud behind the interface board)")
+    if energy and cfg.model.strip().lower() == "sww01" and cfg.sd_card is None:
+        log("note: no --sd-card DIR: the interface board's SD card holds no file, so `play` fails")
     bench = open_bench(
         cfg,
         energy=energy,

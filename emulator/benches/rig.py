@@ -128,8 +128,20 @@ def build_rig(
     ``ioman_timestamp`` also wires the DUT's timestamp GPIO to the Arduino's
     D3 (the EnergyRunner debug hookup: ``m-lap-us-`` lines from ``io``).
     ``engine`` and ``timing`` replace what the configuration would build.
+    ``model="sww01"`` builds the streaming-wakeword bench instead
+    (:func:`emulator.benches.sww01.build_rig`; ``cfg.sd_card`` is its SD card
+    directory, ``cfg.timing_profile`` its sww01 timing profile).
     """
+    from .sww01 import build_rig as build_sww01_rig, is_sww01
+
     cfg = as_config(cfg, **fields)
+    if is_sww01(cfg.model):
+        return build_sww01_rig(models_dir=cfg.models_dir, interface=interface, emon=emon, speed=cfg.speed, dir=dir,
+                               backend=cfg.backend, engine=engine, timing_profile=cfg.timing_profile,
+                               h573_flash_baud=h573_flash_baud, honour_host_baud=cfg.honour_host_baud,
+                               power_profile=cfg.power_profile, sd_card=cfg.sd_card)
+    if cfg.sd_card is not None:
+        raise RigError("--sd-card is for the streaming-wakeword bench (--model sww01)")
     if interface not in INTERFACES:
         raise RigError(f"unknown interface {interface!r}: choose one of {', '.join(INTERFACES)}")
     if emon and emon not in EMONS:
@@ -184,7 +196,7 @@ def register(app) -> None:
         interface: str = typer.Option("arduino", "--interface", help="arduino (EEMBC EnergyRunner) or h573 (mlcommons/tiny runner)"),
         emon: str = typer.Option("lpm01a", "--emon", help="the energy monitor: " + ", ".join(EMONS)),
     ) -> None:
-        """Serve the energy bench: DUT (energy-mode firmware) behind an IO manager, powered by an EMON."""
+        """Serve the energy bench: DUT (energy-mode firmware; sww01: the streaming-wakeword firmware with --interface h573 --sd-card DIR) behind an IO manager, powered by an EMON."""
         try:
             bench = build_rig(cfg, interface=interface, emon=emon, dir=dir)
         except TinytwinError as exc:  # a bad name, a missing model, a busy path

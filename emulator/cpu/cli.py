@@ -132,8 +132,12 @@ def calibrate_cmd(
     power_out: Annotated[Optional[Path], typer.Option("--power-out", help="power profile JSON to write (with --energy, or with --board when the runs have energies)")] = None,
     board: Annotated[Optional[str], typer.Option("--board", help="fit a stack profile on this board (name or JSON) from --measurements with optional supply_v,uj_per_inference columns")] = None,
     stack: Annotated[str, typer.Option("--stack", help="kernel library of the runs (with --board), e.g. x-cube-ai, tflm-cmsis-nn")] = "custom",
+    sww01_log: Annotated[Optional[Path], typer.Option("--sww01-log", help="a serial log of the sww01 board's `run_model class0%` and `extract 0%` answers: writes a sww01 timing profile to --out")] = None,
 ) -> None:
-    """Fit the twin to your measurements: latencies (--measurements, --out) and/or energy windows (--energy, --power-out)."""
+    """Fit the twin to your measurements: latencies (--measurements, --out), energy windows (--energy, --power-out), or the sww01 firmware's own timing prints (--sww01-log, --out)."""
+    if sww01_log is not None:
+        _calibrate_sww01(sww01_log, out)
+        return
     if board is not None:
         from ..whatif.cli import calibrate_stack
 
@@ -176,6 +180,26 @@ def calibrate_cmd(
             f"  {r['model']:10s} {r['clock_mhz']:g} MHz  measured {r['measured_us']:,.1f} us  "
             f"fitted {r['predicted_us']:,.1f} us  ({r['error_pct']:+.3f} %)"
         )
+
+
+def _calibrate_sww01(log: Path, out: Optional[Path]) -> None:
+    from ..dut.sww01.timing import ProfileError, calibrate_from_log
+
+    if out is None:
+        typer.echo("error: --sww01-log goes with --out (the sww01 timing profile to write)", err=True)
+        raise typer.Exit(2)
+    try:
+        prof = calibrate_from_log(log.read_text(errors="replace"), source=str(log))
+    except OSError as e:
+        typer.echo(f"error: cannot read {log}: {e.strerror or e}", err=True)
+        raise typer.Exit(2)
+    except ProfileError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    prof.save(out)
+    typer.echo(f"wrote {out} (sww01 timing profile {prof.name}: th_compute_lfbe_f32 {prof.extract_us:g} us, "
+               f"th_ai_run {prof.invoke_us:g} us, frame {prof.frame_us / 1000:.3f} ms of 32 ms); use it with "
+               "`tinytwin rig --model sww01 --profile` ")
 
 
 def register(app: typer.Typer) -> None:
