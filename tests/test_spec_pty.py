@@ -110,6 +110,11 @@ def test_case_through_pty(case, model, mode, models_dir, shared):
                 # a fast twin prints megabytes faster than any host reads them and
                 # its port keeps the last MiB: check what the UART sent, and that
                 # the hung firmware answers nothing more through the pty
+                # (a loaded host can leave the twin's thread without CPU for longer
+                # than the quiet period: wait, bounded, for the fault itself)
+                deadline = time.monotonic() + 30
+                while not dut.bench.dut.hung and time.monotonic() < deadline:
+                    time.sleep(0.05)
                 out = bytes(sent[before:])
                 assert dut.bench.dut.hung
                 dut.write(b"name%")
