@@ -96,7 +96,7 @@ def test_interval_widens_with_level_and_narrows_with_data(models_dir):
     assert hi.lo_us < lo.lo_us < lo.latency_us < lo.hi_us < hi.hi_us
 
 
-def test_reference_profile_as_a_distribution_keeps_the_shipped_parameters():
+def test_reference_profile_as_a_distribution_keeps_the_shipped_parameters(models_dir):  # the reference stack is fitted on the official models' graphs
     ref = S.StackProfile.reference()
     shipped = C.KernelProfile.load()
     for k, v in ref.params().items():
@@ -119,7 +119,7 @@ def test_reference_leave_one_out_acceptance(models_dir):
     assert ad["latency_err_pct"] > 20  # the known miss: the FC cost is not pinned by conv models
 
 
-def test_moving_a_stack_to_another_core_widens_it():
+def test_moving_a_stack_to_another_core_widens_it(models_dir):  # the reference stack is fitted on the official models' graphs
     ref = S.StackProfile.reference()
     m7 = ref.on_board(Board.load("NUCLEO-H7A3ZI-Q"))
     a, b = ref.predict("kws01"), m7.predict("kws01")

@@ -82,7 +82,7 @@ def test_supply_scaling_on_the_ldo_board_within_3_pct(systems):
 
 
 # ------------------------------------------------------------------ energy
-def test_fit_power_and_energy_prediction():
+def test_fit_power_and_energy_prediction(models_dir):  # the reference stack is fitted on the official models' graphs
     b = Board.load("NUCLEO-L4R5ZI")
     runs = [Run("kws01", 120, 75058.2, 1.8, 3371.738, 75108.9), Run("ic01", 120, 226911.7, 1.8, 10681.623, 226808.8)]
     pw = fit_power(runs, b)
@@ -105,7 +105,7 @@ def test_smps_power_does_not_scale_with_supply():
     assert pw.power_mw(160, 3.3) == pytest.approx(pw.power_mw(160, 1.8))
 
 
-def test_duty_cycle_and_battery_life():
+def test_duty_cycle_and_battery_life(models_dir):  # the reference stack is fitted on the official models' graphs
     ref = StackProfile.reference()
     ep = predict_energy(ref, "ad01", 120, 1.8)
     b = ref.board
