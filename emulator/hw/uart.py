@@ -23,6 +23,11 @@ Timing rules (all in simulated ns):
 
 While bytes are on the wire the twin counts as busy (see :mod:`emulator.sim`),
 so in fast mode transfer time costs no wall time.
+
+On the twin's direct path (:attr:`emulator.sim.Twin.direct`),
+:meth:`SerialEndpoint.send_now` delivers a transmission at once instead of
+scheduling it: the same segments at the same simulated times, the clock moved
+to each with :meth:`~emulator.sim.Twin.jump`.
 """
 from __future__ import annotations
 
@@ -132,6 +137,10 @@ class SerialEndpoint:
         #: optional hook run before each reception (e.g. to pick up a baud
         #: rate the host has changed)
         self.before_rx: Callable[[], None] | None = None
+        #: the receiver only hands bytes on (to host ports) and schedules
+        #: nothing: a sender on the direct path may deliver several segments
+        #: to it and carry on (see :meth:`send_now`)
+        self.instant_receiver = False
 
     @property
     def char_time_ns(self) -> float:
@@ -191,6 +200,56 @@ class SerialEndpoint:
         # While bytes are on the wire the twin is busy: until the last
         # character has been shifted out (and received).
         return twin.busy_until(finished)
+
+    def send_now(self, data: bytes) -> int | None:
+        """:meth:`send` on the twin's direct path: the receiver gets the same
+        segments at the same simulated times, at once (the clock jumps to
+        each); returns when the last character has left the shift register
+        (ns), for the caller to jump to. Returns ``None``, having done
+        nothing, when the twin is not on the direct path or the transmission
+        would reach the receiver in several pieces that may start more work
+        (then :meth:`send` schedules it)."""
+        twin = self.twin
+        peer = self.peer
+        if not twin.direct or peer is None:
+            return None
+        data = bytes(data)
+        now = twin.env._now
+        if not data:
+            return now
+        if peer.before_rx is not None:
+            peer.before_rx()
+        start = max(now, self._tx_free_at)
+        ct = self.bits_per_char * S / self.baud
+        done = start + len(data) * ct
+        done_ns = int(round(done))
+        if abs(self.baud - peer.baud) > BAUD_TOLERANCE * peer.baud:
+            deliveries = [
+                (now + max(0, int(round(start + at_s * S - now))), seg, None)
+                for at_s, seg in self._garbled_segments(data, peer)
+            ]
+        else:
+            segments = self._segments(data, peer)
+            deliveries = [(now + max(0, int(round(start + end * ct - now))), seg, self.baud) for end, seg in segments[:-1]]
+            deliveries.append((now + max(0, int(round(done - now))), segments[-1][1], self.baud))
+        if len(deliveries) > 1 and not peer.instant_receiver:
+            return None
+        self._tx_free_at = done_ns
+        self.tx_bytes += len(data)
+        if self.tap:
+            self.tap("tx", data, now)
+        for at, seg, baud in deliveries:
+            twin.jump(at)
+            peer._receive(seg, baud)
+        env = twin.env
+        if env._now < done_ns:
+            # the line stays busy until the last stop bit (a garbled
+            # reception ends earlier), as the stepped path's busy period does
+            if env._queue:
+                twin.busy_until(env.timeout(done_ns - env._now))
+            else:
+                twin.jump(done_ns)
+        return done_ns
 
     def _segments(self, data: bytes, peer: "SerialEndpoint") -> list[tuple[int, bytes]]:
         n = len(data)

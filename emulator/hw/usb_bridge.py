@@ -24,6 +24,7 @@ class HostBridge:
         self.name = name
         self.honour_host_baud = honour_host_baud
         self.endpoint = SerialEndpoint(twin, f"{name}.bridge", device.baud, receiver=self._to_host)
+        self.endpoint.instant_receiver = True  # it only writes to the host ports
         connect(self.endpoint, device)
         self.endpoint.before_rx = self._sync_rx_baud
         self.ports: list[HostPort] = []
@@ -56,7 +57,8 @@ class HostBridge:
 
     def _from_host(self, port: HostPort, data: bytes) -> None:
         self._sync_baud(port)
-        self.endpoint.send(data)
+        if self.endpoint.send_now(data) is None:
+            self.endpoint.send(data)
 
     def _to_host(self, data: bytes) -> None:
         ports = self.ports

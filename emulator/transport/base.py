@@ -31,10 +31,12 @@ class HostPort:
 
     Subclasses (see :mod:`emulator.transport`) deal with the specifics: what
     a read error means (host closed the pty, client disconnected), what baud
-    rate the host configured.
+    rate the host configured. A port without fd (``fd = None``,
+    :class:`~emulator.transport.memory.MemoryPort`) is not polled: its host is
+    in this process and hands its bytes over itself.
     """
 
-    def __init__(self, name: str, fd: int):
+    def __init__(self, name: str, fd: int | None):
         self.name = name
         self.fd = fd
         self.on_host_bytes: Callable[[bytes], None] | None = None
