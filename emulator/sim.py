@@ -143,10 +143,11 @@ class Pacer:
     busy or idle). Nothing here reads a clock: the caller passes wall times.
     """
 
-    __slots__ = ("speed", "wall", "sim", "rate")
+    __slots__ = ("speed", "wall", "sim", "rate", "_fast")
 
     def __init__(self, speed: Speed):
         self.speed = speed
+        self._fast = speed.is_fast
         self.wall = 0.0
         self.sim = 0.0
         self.rate = self.rate_for(busy=False)
@@ -154,7 +155,7 @@ class Pacer:
     def rate_for(self, *, busy: bool) -> float:
         """Fast mode runs flat out while busy and 1:1 while idle; a factor
         always runs at that factor."""
-        if self.speed.is_fast:
+        if self._fast:
             return math.inf if busy else 1.0
         return self.speed.factor
 
@@ -268,6 +269,8 @@ class _Loop:
             if ev & select.POLLOUT:
                 port.flush()
             if ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                if not ev & (select.POLLHUP | select.POLLERR):
+                    port.open_turn = twin.turn  # the host has it open, as of this poll
                 data = port.read_available()
                 if data is None:
                     twin.remove_port(port)
@@ -308,6 +311,7 @@ class Twin:
     def __init__(self, speed: "Speed | str | float" = "fast"):
         self.env = _Env()
         self.speed = Speed.parse(speed)
+        self._fast = self.speed.is_fast
         self.ports: dict[int, HostPort] = {}
         self._fdless: list[HostPort] = []  # in-process ports (no fd to poll)
         #: true while a device may finish host-triggered work at once
@@ -347,13 +351,13 @@ class Twin:
 
     def _begin_busy(self) -> None:
         self._busy += 1
-        if self._busy == 1 and self.speed.is_fast:
+        if self._busy == 1 and self._fast:
             self._reanchor()
 
     def _end_busy(self) -> None:
         self._busy -= 1
         assert self._busy >= 0
-        if self._busy == 0 and self.speed.is_fast:
+        if self._busy == 0 and self._fast:
             self._reanchor()
 
     def jump(self, t: int) -> None:
@@ -449,10 +453,11 @@ class Twin:
         handler = port.on_host_bytes
         if handler is None:
             return
-        if at <= now or env.peek() > at:
+        queue = env._queue
+        if at <= now or not queue or queue[0][0] > at:
             if at > now:
                 env.jump(at)
-            direct = self.allow_direct and not env._queue and self.speed.is_fast
+            direct = self._fast and not queue and self.allow_direct
             self.direct = direct
             try:
                 handler(data)
@@ -551,6 +556,8 @@ class Twin:
         """Process the simulated events that are due; a device bug is logged
         and kept in :attr:`errors`, and does not kill the bench."""
         pacer = self.pacer
+        if not self.env._queue:
+            return
         try:
             if pacer.unbounded:
                 env = self.env

@@ -120,6 +120,11 @@ class Results:
 
 Action = Print | Timestamp | LoadTensor | Infer | Results | Hang
 
+#: the actions every command ends with / a completed download prints (made
+#: once: actions are immutable)
+_PRINT_READY = Print(MSG_READY)
+_PRINT_LOAD_DONE = Print(b"m-load-done\r\n")
+
 
 class Profile(Protocol):  # what the core needs of an I/O profile
     name: str
@@ -234,6 +239,8 @@ class DutCore:
         copied at once; the special bytes are handled one by one, exactly as
         the firmware does for each character."""
         data = self.rx
+        if not data:
+            return None
         cmd = self.cmd
         pos = 0
         n = len(data)
@@ -306,7 +313,7 @@ class DutCore:
             ops.append(Timestamp())
         elif not self._profile_parse(word, toks, ops):
             ops.append(Print(b"e-[Unknown command: " + crlf(word) + b"]\r\n"))
-        ops.append(Print(MSG_READY))
+        ops.append(_PRINT_READY)
         return ops
 
     def _profile_parse(self, word: bytes, toks: _Tokens, ops: list[Action]) -> bool:
@@ -403,7 +410,7 @@ class DutCore:
                     self.lost_writes += 1
                 self.buff_pos = (self.buff_pos + 1) & 0xFFFFFFFF
                 if self.buff_pos == self.buff_size:
-                    ops.append(Print(b"m-load-done\r\n"))
+                    ops.append(_PRINT_LOAD_DONE)
                     return
 
     def _load_hex_fast(self, digits: bytes, ops: list[Action]) -> bool:
@@ -422,7 +429,7 @@ class DutCore:
         self.buff[pos : pos + count] = bytes.fromhex(digits[: 2 * count].decode("ascii"))
         self.buff_pos = pos + count
         if done:
-            ops.append(Print(b"m-load-done\r\n"))
+            ops.append(_PRINT_LOAD_DONE)
         return True
 
     def _print_buffer(self, ops: list[Action]) -> None:

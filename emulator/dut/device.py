@@ -189,30 +189,35 @@ class Dut:
             return False
         if peer is None or not peer.instant_receiver:
             return False
-        return not any(isinstance(op, Infer) for script in self._pending for op in script)
+        for script in self._pending:
+            for op in script:
+                if op.__class__ is Infer:
+                    return False
+        return True
 
     def _run_now(self) -> None:
         """:meth:`_execute_pending` on the direct path: the same steps at the
         same simulated times, without events."""
-        twin = self.twin
         env = self.env
+        jump = env.jump
         send_now = self.uart.send_now
         epoch = self._epoch
+        pending = self._pending
         self._cpu_busy = True
         try:
-            while self._pending:
-                script = self._pending.pop(0)
+            while pending:
+                script = pending.pop(0)
                 self.commands += 1
                 self._set_state(DutState.BUSY)
-                twin.jump(env._now + int(self.timing.command_ns))
+                jump(env._now + int(self.timing.command_ns))
                 for step in self._steps(script, epoch):
                     if step.__class__ is int:
-                        twin.jump(env._now + step)
+                        jump(env._now + step)
                     else:
                         end = send_now(step)
                         if end is None:  # cannot happen: _can_run_now checked the receiver
                             raise RuntimeError("the DUT's direct path lost the clock")
-                        twin.jump(end)
+                        jump(end)
                 if self.hung:
                     return
         finally:

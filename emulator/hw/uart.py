@@ -213,43 +213,66 @@ class SerialEndpoint:
         peer = self.peer
         if not twin.direct or peer is None:
             return None
-        data = bytes(data)
-        now = twin.env._now
-        if not data:
+        env = twin.env
+        now = env._now
+        n = len(data)
+        if not n:
             return now
         if peer.before_rx is not None:
             peer.before_rx()
-        start = max(now, self._tx_free_at)
-        ct = self.bits_per_char * S / self.baud
-        done = start + len(data) * ct
+        free = self._tx_free_at
+        start = free if free > now else now
+        baud = self.baud
+        ct = self.bits_per_char * S / baud
+        done = start + n * ct
         done_ns = int(round(done))
-        if abs(self.baud - peer.baud) > BAUD_TOLERANCE * peer.baud:
+        rx_baud = peer.baud
+        if baud != rx_baud and abs(baud - rx_baud) > BAUD_TOLERANCE * rx_baud:
             deliveries = [
                 (now + max(0, int(round(start + at_s * S - now))), seg, None)
                 for at_s, seg in self._garbled_segments(data, peer)
             ]
         else:
-            segments = self._segments(data, peer)
-            deliveries = [(now + max(0, int(round(start + end * ct - now))), seg, self.baud) for end, seg in segments[:-1]]
-            deliveries.append((now + max(0, int(round(done - now))), segments[-1][1], self.baud))
+            split = peer._split_re
+            if self.per_byte or peer.per_byte or (split is not None and (m := split.search(data)) is not None and m.end() != n):
+                segments = self._segments(data, peer)
+                deliveries = [(now + max(0, int(round(start + e * ct - now))), seg, baud) for e, seg in segments[:-1]]
+                deliveries.append((now + max(0, int(round(done - now))), segments[-1][1], baud))
+            else:
+                # the usual case, one command or one line: one segment, at the end
+                self._tx_free_at = done_ns
+                self.tx_bytes += n
+                if self.tap:
+                    self.tap("tx", bytes(data), now)
+                env.jump(now + int(round(done - now)))
+                # (the receiver's before_rx ran above, in this same instant)
+                peer._receive(data, baud, synced=True)
+                if env._now < done_ns:
+                    self._busy_until(done_ns)
+                return done_ns
         if len(deliveries) > 1 and not peer.instant_receiver:
             return None
         self._tx_free_at = done_ns
-        self.tx_bytes += len(data)
+        self.tx_bytes += n
         if self.tap:
-            self.tap("tx", data, now)
-        for at, seg, baud in deliveries:
-            twin.jump(at)
-            peer._receive(seg, baud)
-        env = twin.env
+            self.tap("tx", bytes(data), now)
+        jump = env.jump
+        for at, seg, seg_baud in deliveries:
+            jump(at)
+            peer._receive(seg, seg_baud)
         if env._now < done_ns:
-            # the line stays busy until the last stop bit (a garbled
-            # reception ends earlier), as the stepped path's busy period does
-            if env._queue:
-                twin.busy_until(env.timeout(done_ns - env._now))
-            else:
-                twin.jump(done_ns)
+            self._busy_until(done_ns)
         return done_ns
+
+    def _busy_until(self, t: int) -> None:
+        """On the direct path, after the receiver has its bytes: the line
+        stays busy until the last stop bit at ``t`` (a garbled reception, or a
+        rounding tie, ends earlier), as the stepped path's busy period does."""
+        env = self.twin.env
+        if env._queue:
+            self.twin.busy_until(env.timeout(t - env._now))
+        else:
+            env.jump(t)
 
     def _segments(self, data: bytes, peer: "SerialEndpoint") -> list[tuple[int, bytes]]:
         n = len(data)
@@ -284,12 +307,14 @@ class SerialEndpoint:
                 seg.clear()
         return out
 
-    def _receive(self, data: bytes, tx_baud: int | None) -> None:
-        """Bytes from the peer; ``tx_baud=None``: already as this UART decodes them."""
-        if tx_baud is not None and self.before_rx is not None:
-            self.before_rx()
-        if tx_baud is not None and abs(tx_baud - self.baud) > BAUD_TOLERANCE * self.baud:
-            data = resample(data, tx_baud, self.baud)
+    def _receive(self, data: bytes, tx_baud: int | None, synced: bool = False) -> None:
+        """Bytes from the peer; ``tx_baud=None``: already as this UART decodes
+        them; ``synced``: :attr:`before_rx` has just run."""
+        if tx_baud is not None:
+            if self.before_rx is not None and not synced:
+                self.before_rx()
+            if tx_baud != self.baud and abs(tx_baud - self.baud) > BAUD_TOLERANCE * self.baud:
+                data = resample(data, tx_baud, self.baud)
         if not data:
             return
         self.rx_bytes += len(data)

@@ -37,8 +37,9 @@ class HostBridge:
         return port
 
     def _sync_baud(self, port: HostPort) -> None:
-        baud = port.host_baud() if self.honour_host_baud else None
-        baud = baud or self.device.baud
+        baud = (port.host_baud() if self.honour_host_baud else None) or self.device.baud
+        if baud == self.endpoint.baud == self.device.baud:
+            return
         if baud != self.endpoint.baud:
             self.endpoint.baud = baud
         if baud != self.device.baud and self._warned_baud != baud:
@@ -50,7 +51,11 @@ class HostBridge:
 
     def _sync_rx_baud(self) -> None:
         # the most recently attached host end that is still there
-        for p in reversed(self.ports):
+        ports = self.ports
+        if ports and not ports[-1].closed:
+            self._sync_baud(ports[-1])
+            return
+        for p in reversed(ports):
             if not p.closed:
                 self._sync_baud(p)
                 return
@@ -62,6 +67,9 @@ class HostBridge:
 
     def _to_host(self, data: bytes) -> None:
         ports = self.ports
+        if len(ports) == 1 and not ports[0].closed:
+            ports[0].write_to_host(data)
+            return
         for p in ports:
             if p.closed:
                 ports = self.ports = [p for p in ports if not p.closed]
