@@ -480,8 +480,10 @@ class Twin:
         computing in fast mode): the run loop's step, for a host in this
         process that drives the twin itself."""
         self.turn += 1
-        self._drain_calls()
-        self._advance()
+        if self._calls:
+            self._drain_calls()
+        if self.env._queue:
+            self._advance()
 
     def wait_s(self) -> float:
         """Wall seconds until the next simulated event is due (0: now or

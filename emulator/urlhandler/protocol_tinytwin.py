@@ -55,7 +55,9 @@ class _Instance:
 
     def __init__(self, bench):
         self.bench = bench
-        self.driving = threading.Condition()
+        self.lock = threading.Lock()
+        self.driving = threading.Condition(self.lock)
+        self.waiting = 0  # readers waiting on `driving`
         #: not fast: the twin's own loop runs in a thread (started by the
         #: first opener, once its port is attached)
         self.threaded = not bench.twin.speed.is_fast
@@ -105,11 +107,12 @@ class Serial(SerialBase):
         bench = self._bench = inst.bench
         twin = self._twin = bench.twin
         self._driving = inst.driving
+        self._lock = inst.lock
         self._host = MemoryPort("url", self._baudrate, arrived=inst.driving if inst.threaded else None)
         # a new board's first opener is there from power-on and sees the boot
         # banner; a later one finds the board as it is now
         if not inst.threaded:
-            with self._driving:
+            with self._lock:
                 twin.pump()
                 bench.bridge.attach(self._host)
         elif twin._thread is None:
@@ -129,14 +132,14 @@ class Serial(SerialBase):
             if self._inst.threaded:
                 self._twin.call_soon(lambda host=self._host: self._twin.remove_port(host))
             else:
-                with self._driving:
+                with self._lock:
                     self._twin.remove_port(self._host)
 
     def from_url(self, url: str) -> str:
         return url
 
     def _pump(self) -> None:
-        """Process what is due by now (holding ``_driving``; in a threaded
+        """Process what is due by now (holding ``_lock``; in a threaded
         twin its loop does it)."""
         if not self._inst.threaded:
             self._twin.pump()
@@ -145,7 +148,7 @@ class Serial(SerialBase):
     def in_waiting(self) -> int:
         if not self.is_open:
             raise PortNotOpenError()
-        with self._driving:
+        with self._lock:
             self._pump()
             return len(self._host.received)
 
@@ -155,8 +158,12 @@ class Serial(SerialBase):
         host = self._host
         twin = self._twin
         threaded = self._inst.threaded
-        timeout = Timeout(self._timeout)
-        with self._driving:
+        with self._lock:
+            if not threaded:
+                twin.pump()
+            if len(host.received) >= size:  # the usual case: no waiting
+                return host.take(size)
+            timeout = Timeout(self._timeout)
             while True:
                 if not threaded:
                     twin.pump()
@@ -166,7 +173,11 @@ class Serial(SerialBase):
                 if self._timeout is not None:
                     wait = min(wait, timeout.time_left())
                 if wait > 0:
-                    self._driving.wait(None if math.isinf(wait) else wait)
+                    self._inst.waiting += 1
+                    try:
+                        self._driving.wait(None if math.isinf(wait) else wait)
+                    finally:
+                        self._inst.waiting -= 1
             return host.take(size)
 
     def write(self, data) -> int:
@@ -176,16 +187,17 @@ class Serial(SerialBase):
         if self._inst.threaded:
             self._twin.call_soon(lambda: self._twin.host_input(self._host, data))
             return len(data)
-        with self._driving:
+        with self._lock:
             self._twin.pump()  # what was due before now happens first
             self._twin.host_input(self._host, data)
-            self._driving.notify_all()
+            if self._inst.waiting:
+                self._driving.notify_all()
         return len(data)
 
     def reset_input_buffer(self) -> None:
         if not self.is_open:
             raise PortNotOpenError()
-        with self._driving:
+        with self._lock:
             self._pump()
             self._host.received.clear()
 
