@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import urllib.parse
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -20,7 +20,7 @@ MODE_HELP = (
 
 
 def run_command(
-    port: Optional[str] = typer.Option(None, "--port", "-p", help="performance/accuracy: serial device (/dev/ttyACM0, COM3) or pyserial URL (socket://, tinytwin://kws01?...)"),
+    port: Optional[List[str]] = typer.Option(None, "--port", "-p", help="performance/accuracy: serial device (/dev/ttyACM0, COM3) or pyserial URL (socket://, tinytwin://kws01?...); accuracy with --jobs N: once per job (or one tinytwin:// URL)"),
     mode: str = typer.Option(..., "--mode", "-m", help=MODE_HELP),
     dataset: Path = typer.Option(..., "--dataset", "-d", help="datasets root in the EEMBC layout: DIR/<model>/y_labels.csv beside the inputs"),
     out: Path = typer.Option(..., "--out", "-o", help="result folder to write: log.txt, results.txt, results.json"),
@@ -36,6 +36,7 @@ def run_command(
     voltage: float = typer.Option(1.8, "--voltage", help="energy: DUT supply voltage from the EMON, V (1.8-3.3; default 1.8, the v0.5 reference results' supply)"),
     windows: int = typer.Option(5, "--windows", help="energy: windows to measure (the rules: 5; fewer makes the run invalid)"),
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="with --port tinytwin://...: where the twin finds its models (passed into the URL as models_dir=)"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="accuracy: share the inputs out among N DUTs, each driven by its own process (one --port per job, or one tinytwin:// URL: N in-process twins); results.txt/results.json as a serial run's (default: 1, or the number of ports given)"),
 ) -> None:
     """Run the MLPerf Tiny performance, accuracy or energy procedure against a DUT."""
     from .errors import RunnerError
@@ -43,8 +44,11 @@ def run_command(
     from .session import MODES, RunOptions, run
 
     mode = mode.strip().lower()
+    ports = list(port or [])
     if models_dir is not None:
-        port = with_models_dir(port, models_dir)
+        ports = [with_models_dir(p, models_dir) for p in ports] or [with_models_dir(None, models_dir)]
+    if jobs is None:
+        jobs = max(1, len(ports))
     if mode == "energy":
         from .energy import energy_options_from_cli, run_energy
 
@@ -59,14 +63,17 @@ def run_command(
         if mode not in MODES:
             typer.echo(f"tinytwin run: --mode must be performance or accuracy (or energy), got {mode!r}", err=True)
             raise typer.Exit(EXIT_ERROR)
-        if not port:
+        if not ports:
             typer.echo(f"tinytwin run: --port is required in {mode} mode (the DUT's serial port)", err=True)
+            raise typer.Exit(EXIT_ERROR)
+        if len(ports) > 1 and jobs == 1:
+            typer.echo(f"tinytwin run: {len(ports)} ports given for one job: give --jobs {len(ports)}, or one --port", err=True)
             raise typer.Exit(EXIT_ERROR)
 
         def start():
             return run(
                 RunOptions(
-                    port=port,
+                    port=",".join(ports),
                     mode=mode,
                     dataset=dataset,
                     out=out,
@@ -76,6 +83,7 @@ def run_command(
                     timeout=timeout,
                     verbose=verbose,
                     progress=not no_progress,
+                    jobs=jobs,
                 )
             )
 

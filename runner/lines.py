@@ -162,11 +162,11 @@ class SerialLines:
         """The next non-empty line (without line end, CR or NUL), or ``None``
         at ``deadline`` (monotonic)."""
         buf = self._buf
-        last_wait = time.monotonic()
+        last_wait = None
         while True:
             nl = buf.find(b"\n")
             if nl >= 0:
-                raw = bytes(buf[:nl])
+                raw = buf[:nl]
                 del buf[: nl + 1]
                 line = raw.replace(b"\r", b"").replace(b"\0", b"").decode("ascii", "backslashreplace").strip()
                 if not line:
@@ -174,6 +174,8 @@ class SerialLines:
                 self._log_line(line)
                 return line
             now = time.monotonic()
+            if last_wait is None:
+                last_wait = now
             if now >= deadline:
                 return None
             if self.on_wait is not None and now - last_wait > WAIT_TICK_S:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -83,12 +84,35 @@ class WireLog:
 
     def write(self, who: str, text: str) -> None:
         now = time.monotonic()
-        line = f"{self._stamp_at(now)} {who}: {text}"
-        self._put(line + "\n", now)
+        ms = int((now - self.t0) * 1000 + 0.5)
+        if ms != self._ms:
+            self._ms = ms
+            self._stamp = f"{ms // 1000:05d}.{ms % 1000:03d}"
+        line = f"{self._stamp} {who}: {text}"
+        fh = self._fh
+        if fh is not None:
+            fh.write(line + "\n")
+            if now - self._flushed > self.FLUSH_S:
+                self._flushed = now
+                fh.flush()
         if self.echo is not None and who in ("host", "dut"):
             if self.before_echo is not None:
                 self.before_echo()
             print(line, file=self.echo, flush=True)
+
+    def flush(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+            self._flushed = time.monotonic()
+
+    def append_file(self, path: Path) -> None:
+        """Copy another log (a shard's) into this one as it is."""
+        if self._fh is None:
+            return
+        self._fh.flush()
+        with open(path, "rb") as src:
+            shutil.copyfileobj(src, self._fh.buffer, 1 << 20)
+        self._fh.buffer.flush()
 
     def close(self) -> None:
         if self._fh is not None:

@@ -241,6 +241,10 @@ class DutCore:
         data = self.rx
         if not data:
             return None
+        if data[:3] == b"db " and not self.cmd and data[-1] == EE_CMD_TERMINATOR:
+            script = self._db_chunk_at_once(data)
+            if script is not None:
+                return script
         cmd = self.cmd
         pos = 0
         n = len(data)
@@ -279,6 +283,24 @@ class DutCore:
             return None
         finally:
             del data[:pos]
+
+    def _db_chunk_at_once(self, data: bytearray) -> list[Action] | None:
+        """The common case of the loop below: exactly one ``db HH..%`` line,
+        hex digits only, whole, at the start of a command, taken at once (the
+        same script and state as byte by byte); ``None``, having done
+        nothing, otherwise."""
+        digits = bytes(data[3:-1])
+        if not self.parser_enabled or len(data) > EE_CMD_SIZE + 1 or not digits or len(digits) & 1:
+            return None
+        if digits.translate(None, _HEX_DIGITS):
+            return None  # anything else (a space, a line end, NUL, ...): the loop
+        ops: list[Action] = []
+        if not self._load_hex_fast(digits, ops):
+            return None
+        ops.append(_PRINT_READY)
+        self.stdin_prev = EE_CMD_TERMINATOR
+        data.clear()
+        return ops
 
     def receive(self, data: bytes) -> list[list[Action]]:
         """:meth:`feed`, then every script :meth:`step` returns (for tests and

@@ -210,6 +210,16 @@ class Dut:
                 self.commands += 1
                 self._set_state(DutState.BUSY)
                 jump(env._now + int(self.timing.command_ns))
+                for op in script:
+                    if op.__class__ is not Print:
+                        break
+                else:
+                    # only prints (most commands): as _steps does them; the
+                    # BUSY/TX changes in between have no listener to see them
+                    for op in script:
+                        if op.text:
+                            jump(send_now(op.text))
+                    continue
                 for step in self._steps(script, epoch):
                     if step.__class__ is int:
                         jump(env._now + step)
