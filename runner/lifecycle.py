@@ -147,15 +147,19 @@ class RunSession:
     JSON_SHARE = 0.05
 
     def write_json(self, force: bool = False) -> None:
-        """``results.json`` now (``force``), or if the last one is old enough:
-        2 s, and 20 times as long as writing it took."""
+        """``results.json`` now (``force``: indented), or if the last one is
+        old enough: 2 s, and 20 times as long as writing it took (a snapshot
+        while the run goes on, compact: C-speed encoding)."""
         now = time.monotonic()
         if not force and now - self._json_written < max(self.JSON_EVERY_S, self._json_cost / self.JSON_SHARE):
             return
         path = self.out / "results.json"
         tmp = path.with_name(".results.json.tmp")
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(self.record, fh, indent=1)
+            if force:
+                json.dump(self.record, fh, indent=1)
+            else:
+                json.dump(self.record, fh, separators=(",", ":"))
             fh.write("\n")
         os.replace(tmp, path)
         self._json_written = time.monotonic()

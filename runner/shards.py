@@ -127,17 +127,21 @@ def with_instance(url: str, k: int) -> str:
 
 def plan_slices(inputs_per_file: list[int], jobs: int) -> list[tuple[int, int]]:
     """Contiguous slices ``[start, stop)`` of the files, at most ``jobs`` and
-    none empty, with about equal numbers of inputs (pure)."""
+    none empty, with about equal numbers of inputs (pure): slice ``k`` ends at
+    the first file where the inputs so far reach ``k/jobs`` of all, kept
+    within reach of one file for each slice still to come."""
     n = len(inputs_per_file)
     jobs = max(1, min(jobs, n))
     total = sum(inputs_per_file)
+    cum = [0]
+    for k in inputs_per_file:
+        cum.append(cum[-1] + k)
     bounds = [0]
-    done = 0
-    for i, k in enumerate(inputs_per_file):
-        done += k
-        # close a slice once it reaches its share, leaving a file for each slice still to come
-        if len(bounds) < jobs and done * jobs >= total * len(bounds) and n - (i + 1) >= jobs - len(bounds):
-            bounds.append(i + 1)
+    for k in range(1, jobs):
+        i = bounds[-1] + 1
+        while i < n and cum[i] * jobs < total * k:
+            i += 1
+        bounds.append(min(i, n - (jobs - k)))
     bounds.append(n)
     return list(zip(bounds[:-1], bounds[1:]))
 
@@ -314,14 +318,15 @@ def run_sharded(opts) -> RunOutcome:
                 results = run_local(specs, progress)
             finally:
                 self.progress.finish()
-            infs, failed = merge_shards(results)
+            infs, incomplete = merge_shards(results)
             acc["inferences"] = infs
             self._merge_logs(specs, results)
-            if failed is not None:
-                spec = specs[failed.index]
-                if failed.status == "interrupted":
+            # the shard that stopped the run (the others were interrupted then)
+            cause = next((r for r in results if r.status in ("stopped", "failed")), incomplete)
+            if cause is not None:
+                if cause.status == "interrupted":
                     raise KeyboardInterrupt
-                raise DeviceError(f"{spec.describe()}: {failed.message or failed.status}")
+                raise DeviceError(f"{specs[cause.index].describe()}: {cause.message or cause.status}")
             self.summary = accuracy_summary(ds.model, ds.entries, acc, self.text, opts.port)
             return EXIT_OK
 
