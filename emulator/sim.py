@@ -184,6 +184,8 @@ class Pacer:
 
 
 _POLL_IN_OUT = select.POLLIN | select.POLLOUT
+_POLL_GONE = select.POLLHUP | select.POLLERR
+_POLL_READ = select.POLLIN | _POLL_GONE
 
 
 class _Call:
@@ -216,12 +218,12 @@ class _Loop:
         """(Re)register the ports; a hung-up port (a pty nobody has open) is
         left out for a while instead of waking poll() in a loop. Returns
         whether one is left out."""
-        ports = self.twin.ports
+        twin = self.twin
+        ports = twin.ports
         registered = self.registered
         poller = self.poller
-        wall_now = time.monotonic()
-        if self.seen != (self.twin._ports_changed, len(ports)):
-            self.seen = (self.twin._ports_changed, len(ports))
+        if self.seen != (twin._ports_changed, len(ports)):
+            self.seen = (twin._ports_changed, len(ports))
             self.polled = list(ports.values())
             for fd in list(registered):
                 if fd not in ports:
@@ -231,14 +233,18 @@ class _Loop:
                         pass
                     del registered[fd]
         hung = False
+        wall_now = None
         for port in self.polled:
             fd = port.fd
-            if port.hup_until > wall_now:
-                hung = True
-                if fd in registered:
-                    poller.unregister(fd)
-                    del registered[fd]
-                continue
+            if port.hup_until:
+                if wall_now is None:
+                    wall_now = time.monotonic()
+                if port.hup_until > wall_now:
+                    hung = True
+                    if fd in registered:
+                        poller.unregister(fd)
+                        del registered[fd]
+                    continue
             mask = _POLL_IN_OUT if port.wants_write() else select.POLLIN
             if registered.get(fd) != mask:
                 if fd in registered:
@@ -255,28 +261,28 @@ class _Loop:
             return
         twin = self.twin
         wall = time.monotonic()
+        ports = twin.ports
         for fd, ev in events:
-            if fd == twin._wake_r:
-                try:
-                    while os.read(fd, 4096):
-                        pass
-                except BlockingIOError:
-                    pass
-                continue
-            port = twin.ports.get(fd)
+            port = ports.get(fd)
             if port is None:
+                if fd == twin._wake_r:
+                    try:
+                        while os.read(fd, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
                 continue
             if ev & select.POLLOUT:
                 port.flush()
-            if ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
-                if not ev & (select.POLLHUP | select.POLLERR):
+            if ev & _POLL_READ:
+                if not ev & _POLL_GONE:
                     port.open_turn = twin.turn  # the host has it open, as of this poll
                 data = port.read_available()
                 if data is None:
                     twin.remove_port(port)
                 elif data:
                     twin._inject(port, data, wall)
-                elif ev & (select.POLLHUP | select.POLLERR) and not ev & select.POLLIN:
+                elif ev & _POLL_GONE and not ev & select.POLLIN:
                     port.hup_until = wall + HUP_RECHECK_S
 
 
@@ -454,17 +460,23 @@ class Twin:
         if handler is None:
             return
         queue = env._queue
-        if at <= now or not queue or queue[0][0] > at:
+        if not queue:  # nothing else scheduled: at once, on the direct path in fast mode
             if at > now:
-                env.jump(at)
-            direct = self._fast and not queue and self.allow_direct
-            self.direct = direct
+                env._now = now = at
+            direct = self.direct = self._fast and self.allow_direct
             try:
                 handler(data)
             finally:
                 self.direct = False
-            if direct and self._busy == 0 and env._now != max(at, now):
-                self._reanchor()  # idle again, now: as a busy period's end does
+            if direct and env._now != now and self._busy == 0:
+                # idle again, now: as a busy period's end does
+                pacer = self.pacer
+                pacer.wall = time.monotonic()
+                pacer.sim = env._now
+        elif at <= now or queue[0][0] > at:  # nothing due before: at once
+            if at > now:
+                env.jump(at)
+            handler(data)
         else:
             ev = env.timeout(at - now)
             ev.callbacks.append(_Call(handler, data))
@@ -519,13 +531,20 @@ class Twin:
         stop = stop or self._stop
         loop = _Loop(self)
         self._reanchor()
+        calls = self._calls
+        queue = self.env._queue
+        poll = loop.poller.poll
         while not stop.is_set():
-            self._drain_calls()
+            if calls:
+                self._drain_calls()
             hung = loop.sync_ports()
-            events = loop.poller.poll(self._timeout_ms(hung))
+            # idle with nothing scheduled: wake up now and then to notice stop
+            events = poll(self._timeout_ms(hung) if queue or hung else 200)
             self.turn += 1
-            loop.service(events)
-            self._advance()
+            if events:
+                loop.service(events)
+            if queue:
+                self._advance()
 
     def _drain_calls(self) -> None:
         calls = self._calls

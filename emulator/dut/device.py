@@ -218,7 +218,9 @@ class Dut:
                     # BUSY/TX changes in between have no listener to see them
                     for op in script:
                         if op.text:
-                            jump(send_now(op.text))
+                            end = send_now(op.text)
+                            if end != env._now:
+                                jump(end)
                     continue
                 for step in self._steps(script, epoch):
                     if step.__class__ is int:

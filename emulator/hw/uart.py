@@ -223,33 +223,36 @@ class SerialEndpoint:
         free = self._tx_free_at
         start = free if free > now else now
         baud = self.baud
-        ct = self.bits_per_char * S / baud
-        done = start + n * ct
+        done = start + n * (self.bits_per_char * S / baud)
         done_ns = int(round(done))
         rx_baud = peer.baud
+        if baud == rx_baud and not (self.per_byte or peer.per_byte):
+            split = peer._split_re
+            if split is None or (m := split.search(data)) is None or m.end() == n:
+                # the usual case, one command or one line: one segment, at the end
+                self._tx_free_at = done_ns
+                self.tx_bytes += n
+                if self.tap:
+                    self.tap("tx", bytes(data), now)
+                at = now + int(round(done - now))
+                if env._queue:
+                    env.jump(at)
+                else:
+                    env._now = at
+                peer._receive(data, baud, synced=True)  # (its before_rx ran above, at this instant)
+                if env._now < done_ns:
+                    self._busy_until(done_ns)
+                return done_ns
+        ct = self.bits_per_char * S / baud
         if baud != rx_baud and abs(baud - rx_baud) > BAUD_TOLERANCE * rx_baud:
             deliveries = [
                 (now + max(0, int(round(start + at_s * S - now))), seg, None)
                 for at_s, seg in self._garbled_segments(data, peer)
             ]
         else:
-            split = peer._split_re
-            if self.per_byte or peer.per_byte or (split is not None and (m := split.search(data)) is not None and m.end() != n):
-                segments = self._segments(data, peer)
-                deliveries = [(now + max(0, int(round(start + e * ct - now))), seg, baud) for e, seg in segments[:-1]]
-                deliveries.append((now + max(0, int(round(done - now))), segments[-1][1], baud))
-            else:
-                # the usual case, one command or one line: one segment, at the end
-                self._tx_free_at = done_ns
-                self.tx_bytes += n
-                if self.tap:
-                    self.tap("tx", bytes(data), now)
-                env.jump(now + int(round(done - now)))
-                # (the receiver's before_rx ran above, in this same instant)
-                peer._receive(data, baud, synced=True)
-                if env._now < done_ns:
-                    self._busy_until(done_ns)
-                return done_ns
+            segments = self._segments(data, peer)
+            deliveries = [(now + max(0, int(round(start + e * ct - now))), seg, baud) for e, seg in segments[:-1]]
+            deliveries.append((now + max(0, int(round(done - now))), segments[-1][1], baud))
         if len(deliveries) > 1 and not peer.instant_receiver:
             return None
         self._tx_free_at = done_ns
