@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -50,32 +51,39 @@ def command_sequence(dataset: Path) -> list[bytes]:
     return cmds
 
 
-def raw_client(path: str, cmds: list[bytes]) -> float:
-    """Seconds a raw-fd client needs for ``cmds`` (one at a time, each up to
-    its ``m-ready``)."""
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def raw_client(path: str, cmds: list[bytes]) -> tuple[float, float]:
+    """(wall s, CPU s) a raw-fd client needs for ``cmds`` (one at a time,
+    each up to its ``m-ready``)."""
     fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
     try:
         tty.setraw(fd)
+        c = cpu_s()
         t = time.perf_counter()
         for cmd in cmds:
             os.write(fd, cmd)
             buf = b""
             while not buf.endswith(READY):
                 buf += os.read(fd, 65536)
-        return time.perf_counter() - t
+        return time.perf_counter() - t, cpu_s() - c
     finally:
         os.close(fd)
 
 
-def our_runner(path: str, dataset: Path, out: Path) -> float:
+def our_runner(path: str, dataset: Path, out: Path) -> tuple[float, float]:
     from runner.session import RunOptions, run
 
+    c = cpu_s()
     t = time.perf_counter()
     res = run(RunOptions(port=path, mode="accuracy", dataset=dataset, out=out, baud=921600, progress=False))
     wall = time.perf_counter() - t
     if res.exit_code != 0:
         raise SystemExit(f"the runner failed: {res.message}")
-    return wall
+    return wall, cpu_s() - c
 
 
 def main() -> int:
@@ -98,12 +106,14 @@ def main() -> int:
     load_before = os.getloadavg()
     twin = subprocess.Popen(twin_cmd, stdout=subprocess.PIPE, text=True)
     times: dict[str, list[float]] = {"raw": [], "runner": []}
+    cpus: dict[str, list[float]] = {"raw": [], "runner": []}
     try:
         twin.stdout.readline()
         path = str(work / "dut")
         for i in range(args.rounds):
-            times["raw"].append(raw_client(path, cmds))
-            times["runner"].append(our_runner(path, work / "ds", work / f"out{i}"))
+            for k, (wall, cpu) in (("raw", raw_client(path, cmds)), ("runner", our_runner(path, work / "ds", work / f"out{i}"))):
+                times[k].append(wall)
+                cpus[k].append(cpu)
         log_mb = (work / "out0" / "log.txt").stat().st_size / 1e6
     finally:
         twin.terminate()
@@ -116,13 +126,14 @@ def main() -> int:
         f"Python {platform.python_version()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after"
     )
     print(f"ad01 accuracy, {args.files} generated files, {len(cmds):,} commands over a pty (twin in its own process)")
-    print("| client | s, each round | median s | commands/s |")
-    print("|---|---|---:|---:|")
+    print("| client | s, each round | median s | commands/s | client CPU µs / command (median) |")
+    print("|---|---|---:|---:|---:|")
     for k, label in (("raw", "raw fd client (same commands)"), ("runner", "our runner (`runner.session.run`)")):
-        print(f"| {label} | {', '.join(f'{t:.2f}' for t in times[k])} | {med[k]:.2f} | {len(cmds) / med[k]:,.0f} |")
+        cpu = statistics.median(cpus[k]) / len(cmds) * 1e6
+        print(f"| {label} | {', '.join(f'{t:.2f}' for t in times[k])} | {med[k]:.2f} | {len(cmds) / med[k]:,.0f} | {cpu:.1f} |")
     print(f"runner / raw (medians): {ratio:.2f}; the runner's log.txt: {log_mb:.1f} MB")
     if args.json:
-        args.json.write_text(json.dumps({"times": times, "median": med, "ratio": ratio, "commands": len(cmds),
+        args.json.write_text(json.dumps({"times": times, "cpu_s": cpus, "median": med, "ratio": ratio, "commands": len(cmds),
                                          "log_mb": log_mb, "load": [load_before, load_after]}, indent=1) + "\n")
     return 0
 
