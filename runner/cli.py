@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import urllib.parse
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -21,7 +21,7 @@ MODE_HELP = (
 
 
 def run_command(
-    port: Optional[str] = typer.Option(None, "--port", "-p", help="performance/accuracy: serial device (/dev/ttyACM0, COM3) or pyserial URL (socket://, tinytwin://kws01?...)"),
+    port: Optional[List[str]] = typer.Option(None, "--port", "-p", help="performance/accuracy: serial device (/dev/ttyACM0, COM3) or pyserial URL (socket://, tinytwin://kws01?...); accuracy with --jobs N: once per job (or one tinytwin:// URL)"),
     mode: str = typer.Option(..., "--mode", "-m", help=MODE_HELP),
     dataset: Path = typer.Option(..., "--dataset", "-d", help="datasets root in the EEMBC layout: DIR/<model>/y_labels.csv beside the inputs"),
     out: Path = typer.Option(..., "--out", "-o", help="result folder to write: log.txt, results.txt, results.json"),
@@ -39,6 +39,7 @@ def run_command(
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="with --port tinytwin://...: where the twin finds its models (passed into the URL as models_dir=)"),
     truth: Optional[str] = typer.Option(None, "--truth", help="sww01 (streaming wakeword): the truth JSON in DATASET/sww01/ (default sww_long_test.json, the submission test); it also says the DUT is sww01"),
     dut_baud: Optional[int] = typer.Option(None, "--dut-baud", help="energy/sww01 with the H573: the DUT-side baud (setbaud); default 9600 (EEMBC energy firmware), 115200 for sww01"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="accuracy: share the inputs out among N DUTs, each driven by its own process (one --port per job, or one tinytwin:// URL: N in-process twins); results.txt/results.json as a serial run's (default: 1, or the number of ports given)"),
 ) -> None:
     """Run the MLPerf Tiny performance, accuracy or energy procedure against a DUT."""
     from .errors import RunnerError
@@ -46,9 +47,12 @@ def run_command(
     from .session import MODES, RunOptions, run
 
     mode = mode.strip().lower()
+    ports = list(port or [])
     if models_dir is not None:
-        port = with_models_dir(port, models_dir)
-    if mode == "energy" or (mode == "performance" and io_port and not port):
+        ports = [with_models_dir(p, models_dir) for p in ports] or [with_models_dir(None, models_dir)]
+    if jobs is None:
+        jobs = max(1, len(ports))
+    if mode == "energy" or (mode == "performance" and io_port and not ports):
         # energy; or performance through the interface board: the streaming-wakeword procedure
         from .energy import energy_options_from_cli, run_energy
 
@@ -63,15 +67,18 @@ def run_command(
         if mode not in MODES:
             typer.echo(f"tinytwin run: --mode must be performance or accuracy (or energy), got {mode!r}", err=True)
             raise typer.Exit(EXIT_ERROR)
-        if not port:
+        if not ports:
             typer.echo(f"tinytwin run: --port is required in {mode} mode (the DUT's serial port; for sww01, "
                        "--io-port: the interface board)", err=True)
+            raise typer.Exit(EXIT_ERROR)
+        if len(ports) > 1 and jobs == 1:
+            typer.echo(f"tinytwin run: {len(ports)} ports given for one job: give --jobs {len(ports)}, or one --port", err=True)
             raise typer.Exit(EXIT_ERROR)
 
         def start():
             return run(
                 RunOptions(
-                    port=port,
+                    port=",".join(ports),
                     mode=mode,
                     dataset=dataset,
                     out=out,
@@ -81,6 +88,7 @@ def run_command(
                     timeout=timeout,
                     verbose=verbose,
                     progress=not no_progress,
+                    jobs=jobs,
                 )
             )
 

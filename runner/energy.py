@@ -80,11 +80,9 @@ from .protocol import (
     check_db_chunk,
     check_db_load,
     db_commands,
-    error_lines,
-    parse_lap,
+    parse_energy_infer,
     parse_name,
     parse_profile,
-    parse_results,
 )
 from .report import SEP, ResultsText
 from .sww import SWW_PLOT_FILE, SWW_VOLTAGE_V, StreamRun, plot_stream
@@ -174,9 +172,9 @@ class _Log(WireLog):
         if not lines:
             return
         with self._lock:
-            prefix = f"{self.stamp()} {who}: "
-            if self._fh is not None:
-                self._fh.write(prefix + ("\n" + prefix).join(lines) + "\n")
+            now = time.monotonic()
+            prefix = f"{self._stamp_at(now)} {who}: "
+            self._put(prefix + ("\n" + prefix).join(lines) + "\n", now)
             if self._echo_to is not None and who != "runner":
                 shown = [ln for ln in lines if not (who == "emon" and ln[:1].isdigit())]
                 if shown:
@@ -219,37 +217,6 @@ class _Window:
 
     def runtime_s(self, rate: float) -> float:
         return (self.end.sample - self.start.sample) / rate
-
-
-def parse_energy_infer(lines: list[str], iterations: int, warmups: int) -> tuple[list[float], list[str]]:
-    """Check the energy-mode answer to ``infer N W``: ``m-warmup-start-W``,
-    ``m-warmup-done``, ``m-infer-start-N``, ``m-infer-done``,
-    ``m-results-[...]``. Returns the results and notes (lap lines: a
-    performance-mode firmware)."""
-    errs = error_lines(lines)
-    if errs:
-        raise ProtocolError(f"the DUT reported an error: {errs[0]}", transient=False)
-    pos = 0
-    for want in (f"m-warmup-start-{warmups}", "m-warmup-done", f"m-infer-start-{iterations}", "m-infer-done"):
-        while pos < len(lines) and lines[pos] != want:
-            pos += 1
-        if pos == len(lines):
-            raise ProtocolError(f"missing {want!r} in the DUT's answer to 'infer {iterations} {warmups}': {lines!r}")
-        pos += 1
-    results = None
-    for ln in lines[pos:]:
-        r = parse_results(ln)
-        if r is not None:
-            results = r
-    if results is None:
-        raise ProtocolError(f"missing 'm-results-[...]' in the DUT's answer to 'infer {iterations} {warmups}'")
-    notes = []
-    if any(parse_lap(ln) is not None for ln in lines):
-        notes.append(
-            "the DUT printed m-lap-us- lines: it runs the performance-mode firmware; energy mode needs the "
-            "energy-mode build (timestamps on the GPIO)"
-        )
-    return results, notes
 
 
 class _EnergyRun(RunSession):

@@ -22,7 +22,7 @@ from emulator.emon.lpm01a.stream import (
     timestamp_record,
 )
 from runner.emon_lpm01a import AsciiStream, EmonError, Lpm01aClient, decode_sample
-from runner.energy import parse_energy_infer
+from runner.protocol import parse_energy_infer
 from runner.errors import DeviceTimeout
 from runner.protocol import ProtocolError
 

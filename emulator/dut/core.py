@@ -157,6 +157,11 @@ class Results:
 
 Action = Print | Timestamp | LoadTensor | Infer | Results | Hang
 
+#: the actions every command ends with / a completed download prints (made
+#: once: actions are immutable)
+_PRINT_READY = Print(MSG_READY)
+_PRINT_LOAD_DONE = Print(b"m-load-done\r\n")
+
 
 class Profile(Protocol):  # what the core needs of an I/O profile
     name: str
@@ -276,6 +281,12 @@ class DutCore:
         copied at once; the special bytes are handled one by one, exactly as
         the firmware does for each character."""
         data = self.rx
+        if not data:
+            return None
+        if data[:3] == b"db " and not self.cmd and data[-1] == EE_CMD_TERMINATOR:
+            script = self._db_chunk_at_once(data)
+            if script is not None:
+                return script
         cmd = self.cmd
         pos = 0
         n = len(data)
@@ -315,6 +326,24 @@ class DutCore:
         finally:
             del data[:pos]
 
+    def _db_chunk_at_once(self, data: bytearray) -> list[Action] | None:
+        """The common case of the loop below: exactly one ``db HH..%`` line,
+        hex digits only, whole, at the start of a command, taken at once (the
+        same script and state as byte by byte); ``None``, having done
+        nothing, otherwise."""
+        digits = bytes(data[3:-1])
+        if not self.parser_enabled or len(data) > self.cmd_size + 1 or not digits or len(digits) & 1:
+            return None
+        if digits.translate(None, _HEX_DIGITS):
+            return None  # anything else (a space, a line end, NUL, ...): the loop
+        ops: list[Action] = []
+        if not self._load_hex_fast(digits, ops):
+            return None
+        ops.append(_PRINT_READY)
+        self.stdin_prev = EE_CMD_TERMINATOR
+        data.clear()
+        return ops
+
     def receive(self, data: bytes) -> list[list[Action]]:
         """:meth:`feed`, then every script :meth:`step` returns (for tests and
         tools that drive the firmware without a clock)."""
@@ -352,7 +381,7 @@ class DutCore:
             isinstance(op, Print) and op.text.startswith(b"e-[") for op in ops
         ):
             return ops
-        ops.append(Print(MSG_READY))
+        ops.append(_PRINT_READY)
         return ops
 
     def _profile_parse(self, word: bytes, toks: _Tokens, ops: list[Action]) -> bool:
@@ -450,7 +479,7 @@ class DutCore:
                     self.lost_writes += 1
                 self.buff_pos = (self.buff_pos + 1) & 0xFFFFFFFF
                 if self.buff_pos == self.buff_size:
-                    ops.append(Print(b"m-load-done\r\n"))
+                    ops.append(_PRINT_LOAD_DONE)
                     return
 
     def _load_hex_fast(self, digits: bytes, ops: list[Action]) -> bool:
@@ -469,7 +498,7 @@ class DutCore:
         self.buff[pos : pos + count] = bytes.fromhex(digits[: 2 * count].decode("ascii"))
         self.buff_pos = pos + count
         if done:
-            ops.append(Print(b"m-load-done\r\n"))
+            ops.append(_PRINT_LOAD_DONE)
         return True
 
     def _print_buffer(self, ops: list[Action]) -> None:

@@ -3,11 +3,13 @@
 They are thin: each moves bytes between a file descriptor and the board part
 attached to it, nothing else. :class:`HostPort` (``base``) is what they share;
 :class:`PtyPort` (``pty``), :class:`TcpListener` and :class:`SocketPort`
-(``tcp``) are the kinds. The in-process ``tinytwin://`` pyserial URL lives in
-:mod:`emulator.urlhandler`.
+(``tcp``) are the kinds; :class:`MemoryPort` (``memory``) has no file
+descriptor, for a host in the twin's own process (the ``tinytwin://`` pyserial
+URL, which lives in :mod:`emulator.urlhandler`).
 """
 from .base import HostPort, TransportError
+from .memory import MemoryPort
 from .pty import PtyPort, make_link, set_tty_baud, tty_baud
 from .tcp import SocketPort, TcpListener
 
-__all__ = ["HostPort", "TransportError", "PtyPort", "make_link", "set_tty_baud", "tty_baud", "SocketPort", "TcpListener"]
+__all__ = ["HostPort", "TransportError", "MemoryPort", "PtyPort", "make_link", "set_tty_baud", "tty_baud", "SocketPort", "TcpListener"]

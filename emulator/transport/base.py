@@ -31,10 +31,12 @@ class HostPort:
 
     Subclasses (see :mod:`emulator.transport`) deal with the specifics: what
     a read error means (host closed the pty, client disconnected), what baud
-    rate the host configured.
+    rate the host configured. A port without fd (``fd = None``,
+    :class:`~emulator.transport.memory.MemoryPort`) is not polled: its host is
+    in this process and hands its bytes over itself.
     """
 
-    def __init__(self, name: str, fd: int):
+    def __init__(self, name: str, fd: int | None):
         self.name = name
         self.fd = fd
         self.on_host_bytes: Callable[[bytes], None] | None = None
@@ -44,6 +46,8 @@ class HostPort:
         self.rx_count = 0
         self.tx_count = 0
         self.hup_until = 0.0  # wall time until which a hung-up fd is not polled
+        #: the twin's turn in which its poll last saw the host end open
+        self.open_turn = -1
 
     # -- called by the twin loop -------------------------------------------
     def read_available(self) -> bytes | None:
@@ -94,6 +98,17 @@ class HostPort:
     def write_to_host(self, data: bytes) -> None:
         if not data or self.closed:
             return
+        if not self._out:  # the usual case: the fd takes it all at once
+            try:
+                n = self._send(data)
+            except BlockingIOError:
+                n = 0
+            except OSError:
+                return  # the host end is not there: lost, as in flush()
+            self.tx_count += n
+            if n == len(data):
+                return
+            data = data[n:]
         self._out += data
         self.flush()
         if len(self._out) > self.max_pending:
