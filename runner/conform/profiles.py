@@ -270,6 +270,12 @@ class Sww01Driver(DutDriver):
         Driver.prepare(self, wire, case)
         # idle state: no stream, no capture (the answer may be an error: already idle)
         wire.exchange("prepare", b"stop%", self.prep_shape(), note="stop any stream or capture")
+        touches = any("db" in str(item) for item in case.setup) or b"db" in case.send
+        if touches and self.db_dirty:
+            # power-on db state: no transfer announced (the bytes themselves are not
+            # cleared: every db case writes the bytes it reads back)
+            wire.exchange("prepare", b"db load 0%", self.prep_shape(), note="end any db transfer (power-on state)")
+            self.db_dirty = False
 
 
 class ArduinoDriver(Driver):
