@@ -175,6 +175,7 @@ def main() -> int:
     ap.add_argument("--modes", default="accuracy,performance,energy")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    args.shared = args.shared.resolve()  # the kws01 set is linked into --work
     models_dir = args.shared / "models"
     golden = args.shared / "golden" / "l4r5zi-tflm-v0.5"
     board = board_seconds(golden)
