@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from ..errors import ConfigError
 from . import cycles as C
@@ -129,6 +128,8 @@ class _MapProblem:
         return np.vstack([j_data, j_prior])
 
     def solve(self) -> np.ndarray:
+        from scipy.optimize import least_squares  # here: scipy costs 0.5 s of every tinytwin start
+
         res = least_squares(self.residuals, self.start(), jac=self.jacobian, method="lm",
                             xtol=FIT_XTOL, ftol=FIT_XTOL, gtol=FIT_XTOL)
         if not res.success:
