@@ -9,7 +9,13 @@ its own, start-up included):
   48,608 windows) generated with `tinytwin dataset synth` (kept in --work);
 * performance, all four (the runner's calibrated N for ~11 s windows);
 * energy, kws01 and ad01 (the rig: DUT in energy mode, Arduino IO manager,
-  LPM01A), reference N.
+  LPM01A), reference N (the golden scripts' `infer 100 1` and `infer 10 1`;
+  ad01's 0.1 s windows are under today's 10 s minimum, so our runner completes
+  that run and flags it: exit 1).
+
+It also counts the round trips (commands) of the pty runs from their logs and
+measures a bare pty echo server's rate in the same run: those round trips at
+that rate are the floor over a pty for one client, whatever either side does.
 
 Transports: `pty` (each twin its own process, `tinytwin dut --speed fast`, the
 runner on its pty; `--jobs 2` runs two twins and gives both ports) and
@@ -150,7 +156,39 @@ def run(model: str, mode: str, transport: str, jobs: int, ds: Path, out: Path, m
             twins.close()
     figure = r.stdout.strip().splitlines()[0] if r.stdout.strip() else r.stderr.strip()[-200:]
     return {"model": model, "mode": mode, "transport": transport, "jobs": jobs, "wall_s": wall,
-            "exit": r.returncode, "result": figure}
+            "exit": r.returncode, "result": figure, "commands": commands_sent(out)}
+
+
+def commands_sent(out: Path) -> int:
+    """The commands the runner sent (its log's ``host:`` lines), each one round trip."""
+    n = 0
+    for log in out.glob("log*.txt"):
+        with open(log, "rb") as f:
+            tail = b""
+            while chunk := f.read(1 << 24):
+                data = tail + chunk
+                n += data.count(b" host: ")
+                tail = data[-7:]
+                n -= tail.count(b" host: ")
+    return n
+
+
+def echo_rate(n: int = 20000, rounds: int = 3) -> float:
+    """The machine's floor: round trips/s through a pty to a bare echo server
+    (benchmarks/pty_roundtrip.py's), median of ``rounds``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import statistics
+
+    from pty_roundtrip import echo_server, open_raw, roundtrips
+
+    pid, path = echo_server()
+    fd = open_raw(path)
+    try:
+        return statistics.median(roundtrips(fd, n) for _ in range(rounds))
+    finally:
+        os.close(fd)
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
 
 
 def same_results(a: Path, b: Path) -> bool:
@@ -238,6 +276,18 @@ def main() -> int:
             est = " (est.)" if (model, mode) == ("ad01", "accuracy") else ""
             print(f"| {model} {mode} | {b:,.0f}{est} | " + " | ".join(cells) + " |")
     print(f"| **suite** | {board_total:,.0f} | " + " | ".join(f"**{totals[c]:.1f}**" for c in cols) + " |")
+    # the floor over ptys: the same number of round trips, one client, at the
+    # rate of a server that does nothing but answer m-ready (measured now)
+    floor_rate = echo_rate() if "pty" in args.transports else None
+    trips = {}
+    for r in rows:
+        if r["transport"] == "pty" and r["jobs"] == jobs_list[0]:
+            trips[(r["model"], r["mode"])] = r["commands"]
+    total_trips = sum(trips.values())
+    if floor_rate:
+        print(f"round trips in the pty --jobs {jobs_list[0]} runs: {total_trips:,}; a bare pty echo server "
+              f"answers {floor_rate:,.0f}/s here: {total_trips / floor_rate:.0f} s for those round trips "
+              "with nothing computed on either side (one client)")
     bad = [r for r in rows if r["exit"] not in (0, 1)]
     for r in bad:
         print(f"FAILED: {r['transport']} jobs {r['jobs']} {r['mode']} {r['model']}: {r['result']}")
@@ -247,7 +297,8 @@ def main() -> int:
                   f"{jobs_list[0]}: {'yes' if r['same_as_jobs1'] else 'NO'}")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "totals": {f"{t} {j}": v for (t, j), v in totals.items()},
-                                         "board_total": board_total, "load": [load_before, load_after]},
+                                         "board_total": board_total, "load": [load_before, load_after],
+                                         "pty_round_trips": total_trips, "echo_round_trips_per_s": floor_rate},
                                         indent=1) + "\n")
     return 1 if bad else 0
 
