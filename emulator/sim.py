@@ -353,6 +353,32 @@ class Twin:
             self._calls.append(fn)
         self.wake()
 
+    def call(self, fn: Callable[[], object], timeout: float = 10.0) -> object:
+        """Run ``fn`` in the simulation thread, at the simulated time the loop
+        gets to it, and return its result (or raise its exception); directly
+        when the loop is not running or this is its thread. Thread-safe."""
+        thread = self._thread
+        if thread is None or not thread.is_alive() or thread is threading.current_thread():
+            return fn()
+        done = threading.Event()
+        box: list = []
+
+        def run() -> None:
+            try:
+                box.append((True, fn()))
+            except BaseException as exc:  # handed to the caller
+                box.append((False, exc))
+            finally:
+                done.set()
+
+        self.call_soon(run)
+        if not done.wait(timeout):
+            raise TimeoutError(f"the simulation did not run the call within {timeout:g} s")
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+
     def wake(self) -> None:
         """Wake the run loop (thread-safe), e.g. to notice a stop request."""
         try:

@@ -3,11 +3,14 @@
 They are thin: each moves bytes between a file descriptor and the board part
 attached to it, nothing else. :class:`HostPort` (``base``) is what they share;
 :class:`PtyPort` (``pty``), :class:`TcpListener` and :class:`SocketPort`
-(``tcp``) are the kinds. The in-process ``tinytwin://`` pyserial URL lives in
+(``tcp``) and :class:`UnixListener` (``unix``: reachable through the file
+system only) are the kinds. The in-process ``tinytwin://`` pyserial URL lives in
 :mod:`emulator.urlhandler`.
 """
 from .base import HostPort, TransportError
 from .pty import PtyPort, make_link, set_tty_baud, tty_baud
 from .tcp import SocketPort, TcpListener
+from .unix import UnixListener
 
-__all__ = ["HostPort", "TransportError", "PtyPort", "make_link", "set_tty_baud", "tty_baud", "SocketPort", "TcpListener"]
+__all__ = ["HostPort", "TransportError", "PtyPort", "make_link", "set_tty_baud", "tty_baud", "SocketPort", "TcpListener",
+           "UnixListener"]
