@@ -343,9 +343,25 @@ class Lpm01aClient:
             raise EmonError(f"writing {text!r} to the EMON port {self.port} failed: {exc}") from None
 
     # -- commands ---------------------------------------------------------------
+    #: commands that may be sent again when their answer is lost (sending them
+    #: twice does what sending them once does)
+    RESENDABLE = ("htc", "hrc", "powershield", "version", "status", "volt", "freq", "output", "format", "acqtime",
+                  "acqmode", "trigsrc", "trigdelay", "eventsrc", "pwr", "lcd", "temp")
+
     def command(self, cmd: str, timeout: float | None = None) -> str:
         """Send ``cmd``; return the data after ``ack <cmd>`` (may be empty).
-        An ``error`` answer raises :class:`EmonError` with the board's detail."""
+        An ``error`` answer raises :class:`EmonError` with the board's detail.
+        A command whose answer was lost (no ``ack`` within ``timeout``) is sent
+        once more when sending it again does no harm (:data:`RESENDABLE`)."""
+        try:
+            return self._command(cmd, timeout)
+        except DeviceTimeout as exc:
+            if cmd.split(" ", 1)[0] not in self.RESENDABLE or self._failure:
+                raise
+            self._log("runner", [f"no answer to '{cmd}' ({exc}); sending it again"])
+            return self._command(cmd, timeout)
+
+    def _command(self, cmd: str, timeout: float | None = None) -> str:
         limit = self.timeout if timeout is None else timeout
         with self._cond:
             mark = len(self.stream.messages)

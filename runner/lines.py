@@ -46,6 +46,9 @@ class SerialLines:
                 pass
             self._ser = None
 
+    #: what a failed read or write adds to its message: the usual cause
+    GONE_HINT = " (the port went away: was the board unplugged or reset its USB? plug it in and run again)"
+
     def _write(self, text: str) -> None:
         import serial
 
@@ -56,7 +59,13 @@ class SerialLines:
             self._ser.write(text.encode("ascii"))
             self._ser.flush()
         except (serial.SerialException, OSError) as exc:
-            raise self._io_error(f"writing {text!r} to {self._port_label()} failed: {exc}") from None
+            raise self._gone(f"writing {text!r} to {self._port_label()} failed: {exc}{self.GONE_HINT}") from None
+
+    def _gone(self, message: str) -> Exception:
+        """The error for a port that failed under a read or write."""
+        exc = self._io_error(message)
+        exc.port_gone = True
+        return exc
 
     def _read_line(self, deadline: float) -> str | None:
         """The next non-empty line (without line end, CR or NUL), or ``None``
@@ -84,6 +93,6 @@ class SerialLines:
                 waiting = self._ser.in_waiting
                 data = self._ser.read(waiting if waiting > 0 else 1)
             except (serial.SerialException, OSError) as exc:
-                raise self._io_error(f"reading from {self._port_label()} failed: {exc}") from None
+                raise self._gone(f"reading from {self._port_label()} failed: {exc}{self.GONE_HINT}") from None
             if data:
                 self._buf += data

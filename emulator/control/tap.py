@@ -172,19 +172,17 @@ class PortTap:
     # -- the hook ------------------------------------------------------------------------
     def from_host(self, port, data: bytes) -> bytes:
         self.host_spoke = True
-        data = self._through(port, TO_BOARD, data)
-        if data and self.trace is not None:
-            self.trace.write(port.twin, self.name, ">", data)
-        if data and self.wires[TO_BOARD].delay_ns:
-            return self._delay(port, TO_BOARD, data)
-        return data
+        return self._pass(port, TO_BOARD, self._through(port, TO_BOARD, data))
 
     def to_host(self, port, data: bytes) -> bytes:
-        data = self._through(port, TO_HOST, data)
+        return self._pass(port, TO_HOST, self._through(port, TO_HOST, data))
+
+    def _pass(self, port, dir_: str, data: bytes) -> bytes:
+        """Bytes that go on now (traced as they cross), or later (delayed)."""
+        if data and self.wires[dir_].delay_ns:
+            return self._delay(port, dir_, data)
         if data and self.trace is not None:
-            self.trace.write(port.twin, self.name, "<", data)
-        if data and self.wires[TO_HOST].delay_ns:
-            return self._delay(port, TO_HOST, data)
+            self.trace.write(port.twin, self.name, "<" if dir_ == TO_HOST else ">", data)
         return data
 
     # -- the work --------------------------------------------------------------------------
@@ -297,7 +295,13 @@ class PortTap:
         due = max(twin.now + w.delay_ns, w.due)
         w.due = due
         hand_on = port.emit if dir_ == TO_HOST else port.deliver
-        twin.schedule(due - twin.now, lambda: hand_on(data))
+
+        def cross() -> None:
+            if self.trace is not None:
+                self.trace.write(twin, self.name, "<" if dir_ == TO_HOST else ">", data)
+            hand_on(data)
+
+        twin.schedule(due - twin.now, cross)
         return b""
 
     def _note(self, port, dir_: str, what: str) -> None:
