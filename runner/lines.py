@@ -4,6 +4,12 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+try:
+    from termios import error as _TtyError  # a tty that went away mid-flush (tcdrain: EIO)
+except ImportError:  # pragma: no cover - not POSIX
+    class _TtyError(Exception):
+        pass
+
 
 class SerialLines:
     """Writing commands and reading lines on ``self._ser``.
@@ -58,7 +64,7 @@ class SerialLines:
         try:
             self._ser.write(text.encode("ascii"))
             self._ser.flush()
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, _TtyError) as exc:
             raise self._gone(f"writing {text!r} to {self._port_label()} failed: {exc}{self.GONE_HINT}") from None
 
     def _gone(self, message: str) -> Exception:
@@ -92,7 +98,7 @@ class SerialLines:
             try:
                 waiting = self._ser.in_waiting
                 data = self._ser.read(waiting if waiting > 0 else 1)
-            except (serial.SerialException, OSError) as exc:
+            except (serial.SerialException, OSError, _TtyError) as exc:
                 raise self._gone(f"reading from {self._port_label()} failed: {exc}{self.GONE_HINT}") from None
             if data:
                 self._buf += data
