@@ -234,7 +234,7 @@ def test_tinytwin_ctl_command(dut):
     r = CliRunner().invoke(app, ["ctl", "--socket", str(bench.control_path), "hang", "io"])
     assert r.exit_code == 2 and "this bench has no interface board" in r.stderr
     r = CliRunner().invoke(app, ["ctl", "ops"])
-    assert r.exit_code == 0 and "stream-emon" in r.output and "js220-loss ms" in r.output
+    assert r.exit_code == 0 and "stream-emon" in r.output and "js220-loss ms [in_ms=0.0]" in r.output
 
 
 # -- fault plans -------------------------------------------------------------------------------

@@ -254,12 +254,14 @@ class BenchControl:
         lpm.replay(STALE_STREAM)
         return {"done": True, "acquiring": lpm.acquiring}
 
-    def op_js220_loss(self, ms: float) -> dict:
-        """The JS220 loses the next ``ms`` of its stream (USB frames dropped:
-        the host's stream buffer fills the gap with NaN)."""
+    def op_js220_loss(self, ms: float, in_ms: float = 0.0) -> dict:
+        """The JS220 loses ``ms`` of its stream (USB frames dropped: the
+        host's stream buffer fills the gap with NaN), ``in_ms`` from now."""
         if self.js220 is None:
             raise ControlError("this bench has no JS220")
-        self.js220.lose(float(ms))
+        if not float(ms) > 0 or float(in_ms) < 0:
+            raise ControlError("js220-loss: ms must be > 0 and in_ms >= 0")
+        self.js220.lose(float(ms), float(in_ms))
         return {"done": True}
 
     # -- state -------------------------------------------------------------------------------------

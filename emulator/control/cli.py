@@ -3,7 +3,6 @@ external``) through its control socket."""
 from __future__ import annotations
 
 import json
-import os
 from typing import Optional
 
 import typer
@@ -163,9 +162,10 @@ def stream_emon(ctx: typer.Context) -> None:
 
 
 @app.command("js220-loss")
-def js220_loss(ctx: typer.Context, ms: float = typer.Argument(..., help="milliseconds of stream lost")) -> None:
-    """The JS220 loses the next MS of its stream (NaN samples on the host)."""
-    _do(ctx, "js220-loss", ms=ms)
+def js220_loss(ctx: typer.Context, ms: float = typer.Argument(..., help="milliseconds of stream lost"),
+               in_ms: float = typer.Option(0.0, "--in-ms", help="start that long from now")) -> None:
+    """The JS220 loses MS of its stream (NaN samples on the host)."""
+    _do(ctx, "js220-loss", ms=ms, in_ms=in_ms)
 
 
 @app.command()

@@ -239,8 +239,12 @@ class Js220:
         self.streaming = False
 
     # -- faults and power -------------------------------------------------------------------
-    def lose(self, ms: float) -> None:
-        """Lose the next ``ms`` of the stream (USB frames dropped)."""
+    def lose(self, ms: float, in_ms: float = 0.0) -> None:
+        """Lose ``ms`` of the stream (USB frames dropped), from the next frame
+        on, or from the first frame ``in_ms`` from now."""
+        if in_ms > 0:
+            self.twin.schedule(in_ms * MS, lambda: self.lose(ms))
+            return
         self._lose_ids += int(round(ms * SAMPLE_ID_RATE / 1000))
 
     def power_off(self) -> None:

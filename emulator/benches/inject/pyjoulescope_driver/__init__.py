@@ -365,6 +365,8 @@ class Driver:
         raise RuntimeError(f"publish {topic}: device not open")
 
     def publish(self, topic, value, timeout=None):
+        if timeout == 0 and not any(topic.startswith(p + "/") for p in self._sessions):
+            return None  # asynchronous: a device that is gone answers nothing, nobody waits
         session, sub = self._split(topic)
         if sub.startswith("h/"):  # host-side topics of the driver
             if sub == "h/fs":
