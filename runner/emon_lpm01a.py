@@ -475,6 +475,10 @@ class Lpm01aClient:
                     raise EmonError(self._failure)
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    if self.stream.ended:  # its 'end' and summary came: only the last line was lost
+                        self._log("runner", ["no 'Acquisition completed' after 'stop', but the acquisition's "
+                                             "'end' record came: it is over"])
+                        break
                     raise DeviceTimeout(
                         f"the EMON on {self.port} did not end its acquisition within {limit:g} s of 'stop' "
                         "(no 'Acquisition completed')"

@@ -40,6 +40,14 @@ the v0.5 reference results) and the mlcommons/tiny runner:
    the edges / rate.
 7. ``stop`` (``Acquisition completed``), ``pwr off``, ``hrc``.
 
+Faults (``firmware_api_spec/faults.md``): a window whose exchange was garbled
+or lost, or whose timestamp edge went missing, is repeated after resyncing
+the IO manager (once); one the DUT's reset cut short is repeated after
+emptying the H573's stale queue (``setbaud``) and identifying the DUT again;
+an LPM01A still streaming from an earlier run is stopped before it is
+configured, and a setting whose answer was lost is sent again. Each recovery
+is logged and listed under ``recoveries`` in ``results.json``.
+
 Output folder: ``log.txt`` (every line on both ports, samples included,
 with seconds since the start), ``results.txt`` (per window ``Energy data
 for window i at time T for D sec.:`` with Energy / Power / Energy/Inf. as

@@ -16,6 +16,14 @@ about one second) so that a window lasts about 11 s: at least the rules'
 
 Accuracy mode: ``infer 1 0`` on every input (ad01: every sliding window of
 every file), then Top-1 / AUC as in :mod:`runner.metrics`.
+
+Faults (``firmware_api_spec/faults.md``): a garbled or lost exchange is
+repeated after a resync (``retries``); a step the DUT's reset cut short (its
+boot banner in an answer) is repeated after identifying the DUT again
+(``resets``); a port that went away is waited for at the same path
+(``reconnect_s``) and reopened. A DUT that stops answering ends the run with
+a message saying it hung. Each recovery is logged and listed under
+``recoveries`` in ``results.json``.
 """
 from __future__ import annotations
 

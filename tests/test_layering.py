@@ -77,7 +77,7 @@ DEVICES = [
     or m in {"emulator.ioman", "emulator.emon", "emulator.emon.lpm01a", "emulator.emon.js220"}
 ]
 TRANSPORTS = [m for m in EMULATOR if m.startswith("emulator.transport")]
-FRONT_ENDS = ("emulator.cli", "emulator.urlhandler", "emulator.models.cli", "emulator.cpu.cli")
+FRONT_ENDS = ("emulator.cli", "emulator.urlhandler", "emulator.models.cli", "emulator.cpu.cli", "emulator.control.cli")
 IMPURE = ("emulator.sim", "emulator.benches", "emulator.config", "emulator.control", *FRONT_ENDS)
 #: every other module is a pure part: a new module is held to rule 1 unless it
 #: is placed in one of the layers above it

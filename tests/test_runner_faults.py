@@ -214,6 +214,15 @@ def test_energy_stale_emon_stream_at_start(kws_dataset, tmp_path):
     assert "host>emon: htc" in log and log.index("host>emon: stop") < log.index("host>emon: volt 1800m")
 
 
+def test_energy_lost_acquisition_completed(kws_dataset, tmp_path):
+    outcome, out, _ = energy_run(
+        tmp_path, kws_dataset,
+        "faults: [{do: drop-line, port: emon, direction: to-host,"
+        " when: {after_line: 'summary end', port: emon}}]")
+    assert outcome.exit_code == EXIT_INVALID, outcome.message  # complete (short windows)
+    assert "but the acquisition's 'end' record came" in (out / "log.txt").read_text()
+
+
 def test_energy_emon_unplugged_stops_with_a_clear_message(kws_dataset, tmp_path):
     outcome, out, _ = energy_run(tmp_path, kws_dataset,
                                  "faults: [{do: unplug, port: emon, when: {after_command: 90, port: io}}]")

@@ -28,8 +28,8 @@ A plan is a YAML (or JSON) file::
 
 ``port`` in ``when`` defaults to the fault's own ``port``. Each fault fires
 once, in the simulation thread; what it did is logged and kept in the
-control's ``history``. A fault armed by a trigger applies from the next chunk
-of bytes on (a line fault: from the next line).
+control's ``history``. A fault armed by a trigger applies from the next line
+(or command) on.
 """
 from __future__ import annotations
 

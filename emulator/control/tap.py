@@ -13,7 +13,8 @@ drop or garble the next N bytes, drop or garble the next line, delay every
 byte by a USB latency; and, for ``tinytwin external``, the ``--drop-line
 TEXT:N`` rules (the N-th line TEXT to the host is lost) and the ``--trace``
 wire log. It counts the host's commands and the board's lines, so that a
-fault plan can fire "after the 100th command".
+fault plan can fire "after the 100th command" (a fault armed that way applies
+from the next line or command on, also within the same chunk of bytes).
 
 A garbled byte has one bit flipped (as a bit error on the wire does), chosen
 by a generator seeded per port, so a run can be repeated.
@@ -187,6 +188,18 @@ class PortTap:
 
     # -- the work --------------------------------------------------------------------------
     def _through(self, port, dir_: str, data: bytes) -> bytes:
+        """Count and apply the faults; with triggers waiting, line by line (a
+        fault a line triggers applies from the next line, in the same chunk)."""
+        if not (self.on_line if dir_ == TO_HOST else self.on_command):
+            return self._through_piece(port, dir_, data)
+        end = b"\n" if dir_ == TO_HOST else self.terminator
+        pieces = data.split(end)
+        out = [self._through_piece(port, dir_, piece + end) for piece in pieces[:-1]]
+        if pieces[-1]:
+            out.append(self._through_piece(port, dir_, pieces[-1]))
+        return b"".join(out)
+
+    def _through_piece(self, port, dir_: str, data: bytes) -> bytes:
         w = self.wires[dir_]
         self._count(dir_, w, data)
         if w.drop:
