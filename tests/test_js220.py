@@ -13,7 +13,6 @@ import importlib.util
 import json
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest

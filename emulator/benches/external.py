@@ -53,7 +53,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -64,7 +63,7 @@ from ..control.server import CONTROL_ENV
 from ..control.tap import LineDrop, Trace
 from ..errors import ConfigError, TinytwinError
 from .inject import JOULESCOPE_DRIVER, PORTS_ENV, SITECUSTOMIZE
-from .rig import EMON_BAUD, INTERFACE_BOARDS as INTERFACES
+from .rig import EMON_BAUD, INTERFACE_BOARDS as INTERFACES  # noqa: F401 (re-exported: the launcher's names)
 from .setups import HELP, BenchSetup
 
 #: speed factor ``--speed auto`` picks for the runner's performance mode. The

@@ -33,7 +33,6 @@ control's ``history``. A fault armed by a trigger applies from the next line
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from .base import HostPort, TransportError
-from .tcp import SocketPort
+from .tcp import SocketListener
 
 
 def bind_unix(path: str | os.PathLike, what: str) -> socket.socket:
@@ -45,37 +45,19 @@ def bind_unix(path: str | os.PathLike, what: str) -> socket.socket:
     return sock
 
 
-class UnixListener(HostPort):
+class UnixListener(SocketListener):
     """A listening Unix socket; accepted connections are attached with
-    ``attach(port)`` (which adds them to the twin)."""
+    ``attach(port)`` (which adds them to the twin). Closing it removes the
+    socket file."""
 
     def __init__(self, name: str, path: str | os.PathLike, attach: Callable[[HostPort], object]):
         self.path = Path(path).expanduser()
-        self.sock = bind_unix(self.path, name)
-        self.sock.setblocking(False)
-        self.attach = attach
-        self.accepted = 0
-        super().__init__(name, self.sock.fileno())
-
-    def read_available(self) -> bytes | None:
-        try:
-            conn, _ = self.sock.accept()
-        except BlockingIOError:
-            return b""
-        except OSError:
-            return None
-        self.accepted += 1
-        self.attach(SocketPort(f"{self.name}#{self.accepted}", conn))
-        return b""
-
-    def wants_write(self) -> bool:
-        return False
+        super().__init__(name, bind_unix(self.path, name), attach)
 
     def close(self) -> None:
         if self.closed:
             return
-        self.closed = True
-        self.sock.close()
+        super().close()
         try:
             self.path.unlink()
         except OSError:
