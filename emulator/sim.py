@@ -280,6 +280,7 @@ class Twin:
         os.set_blocking(self._wake_w, False)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._loop_thread: threading.Thread | None = None  # the thread running run(), if any
         self.pacer = Pacer(self.speed)
         self._reanchor()
         self.errors: list[BaseException] = []
@@ -357,7 +358,7 @@ class Twin:
         """Run ``fn`` in the simulation thread, at the simulated time the loop
         gets to it, and return its result (or raise its exception); directly
         when the loop is not running or this is its thread. Thread-safe."""
-        thread = self._thread
+        thread = self._loop_thread  # the thread in run(): start()'s, or a caller's (tinytwin rig)
         if thread is None or not thread.is_alive() or thread is threading.current_thread():
             return fn()
         done = threading.Event()
@@ -434,11 +435,15 @@ class Twin:
         stop = stop or self._stop
         loop = _Loop(self)
         self._reanchor()
-        while not stop.is_set():
-            self._drain_calls()
-            hung = loop.sync_ports()
-            loop.service(loop.poller.poll(self._timeout_ms(hung)))
-            self._advance()
+        self._loop_thread = threading.current_thread()
+        try:
+            while not stop.is_set():
+                self._drain_calls()
+                hung = loop.sync_ports()
+                loop.service(loop.poller.poll(self._timeout_ms(hung)))
+                self._advance()
+        finally:
+            self._loop_thread = None
 
     def _drain_calls(self) -> None:
         calls = self._calls

@@ -368,3 +368,51 @@ def test_control_tcp_only_when_asked(bench_factory):
     assert ControlClient(tcp=(host, port)).call("state")["dut"]["powered"] in (True, False)
     plain = bench_factory()
     assert all(s.family == socket.AF_UNIX for s in plain.server.socks)
+
+
+def test_calls_run_in_the_thread_that_runs_the_loop():
+    import threading
+
+    from emulator.sim import Twin
+
+    twin = Twin("fast")
+    stop = threading.Event()
+    t = threading.Thread(target=twin.run, args=(stop,))  # as `tinytwin rig` runs it: not start()
+    t.start()
+    try:
+        wait_for(lambda: twin._loop_thread is t)
+        assert twin.call(threading.current_thread) is t
+    finally:
+        stop.set()
+        twin.wake()
+        t.join(5)
+        twin.close()
+    assert twin.call(threading.current_thread) is threading.current_thread()  # no loop: here
+
+
+def test_tinytwin_rig_serves_its_control_socket(models_dir, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emulator.cli", "rig", "--model", "kws01", "--models-dir", str(models_dir),
+         "--dir", str(tmp_path), "--interface", "h573", "--emon", "js220", "--dut-usb", "--speed", "fast"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (tmp_path / "ctl").exists() or proc.poll() is not None, timeout=60)
+        st = ControlClient(tmp_path / "ctl").call("state")
+        assert set(st["ports"]) == {"io", "js220", "dut"} and st["js220"]["powered"]
+        assert st["dut"]["supply"] == "supply" and st["dut"]["powered"]  # the bench supply: on from the start
+        assert (tmp_path / "io").is_symlink() and (tmp_path / "dut").is_symlink() and (tmp_path / "js220").exists()
+        client = ControlClient(tmp_path / "ctl")
+        client.call("unplug", port="dut")
+        assert not (tmp_path / "dut").exists()
+        client.call("replug", port="dut")
+        assert (tmp_path / "dut").is_symlink()  # the same path, to the new pty
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "control: tinytwin ctl --socket" in out and "js220: driver link" in out
+    assert not (tmp_path / "ctl").exists()

@@ -15,24 +15,33 @@ NUCLEO-L4R5ZI      0483:374B    the DUT (its ST-LINK/V2-1 virtual COM port)
 STM32H573I-DK      0483:374E    the interface board (its STLINK-V3E VCP)
 Arduino Uno        2341:0043    the older interface board
 LPM01A             0483:5740    the energy monitor
+JS220              16D0:10BA    the other energy monitor (USB only: pyusb finds it)
 =================  ===========  ================================================
 
 The launcher
 
-1. builds the twin: the DUT alone (performance/accuracy firmware) or, with
-   ``--energy``, the energy rig (LPM01A, interface board, DUT with the
-   energy-mode firmware), and gives each board the host can reach a real
-   pseudo-terminal (:class:`emulator.transport.PtyPort`);
-2. writes ``ports.json`` and a copy of
-   :mod:`emulator.benches.inject`'s ``sitecustomize.py`` into a fresh
-   temporary directory, and prepends that directory to the child's
-   ``PYTHONPATH`` (``$TINYTWIN_EXTERNAL_PORTS`` names the JSON file): the
-   child's ``comports()`` then lists the ptys first, with the VID/PID and
-   descriptions above. Nothing else is injected, and no file of the program
-   is read, copied or changed;
-3. runs the command in the caller's working directory with the caller's
+1. builds the twin for a :class:`~emulator.benches.setups.BenchSetup`: the
+   DUT alone (performance/accuracy firmware) or, with ``--energy``, the
+   energy rig (LPM01A, interface board, DUT with the energy-mode firmware),
+   or another set-up (``--interface``, ``--firmware``, ``--emon``,
+   ``--dut-usb``, ``--dut-stlink``), and gives each board the host can reach
+   a real pseudo-terminal (:class:`emulator.transport.PtyPort`; a JS220 a
+   Unix socket for its driver), each with its tap
+   (:class:`emulator.control.tap.PortTap`: ``--trace``, ``--drop-line``,
+   faults);
+2. writes ``ports.json`` and a copy of :mod:`emulator.benches.inject`'s
+   ``sitecustomize.py`` (and, with a JS220, its stand-in
+   ``pyjoulescope_driver``) into a fresh temporary directory, and prepends
+   that directory to the child's ``PYTHONPATH`` (``$TINYTWIN_EXTERNAL_PORTS``
+   names the JSON file): the child's ``comports()`` then lists the ptys
+   first, with the VID/PID and descriptions above (pyusb's ``find`` the
+   JS220). Nothing else is injected, and no file of the program is read,
+   copied or changed;
+3. serves the control channel (``tinytwin ctl``, ``$TINYTWIN_CONTROL``) and
+   installs the fault plan (``--faults``);
+4. runs the command in the caller's working directory with the caller's
    stdin/stdout/stderr and returns its exit code;
-4. tears the twin down and removes the temporary directory.
+5. tears the twin down and removes the temporary directory.
 
 Speed: ``--speed auto`` (the default) runs the twin ``fast`` except when the
 command runs the mlcommons runner in performance or energy mode (``--mode p``
@@ -41,8 +50,9 @@ clock that each performance loop lasted at least 10 s, which a fast twin
 finishes in well under a second: the twin then runs
 :data:`PERFORMANCE_SPEED` times faster than real time, which keeps every
 official performance script above 10 s. In energy mode the runner must read
-the LPM01A's sample stream as fast as it comes: :data:`ENERGY_SPEED`. See
-``firmware_api_spec/external_runner.md``.
+the LPM01A's sample stream as fast as it comes: :data:`ENERGY_SPEED`; with a
+JS220 alone, its per-sample loop must keep up with 1 Msps: :data:`JS220_SPEED`.
+See ``firmware_api_spec/external_runner.md``.
 """
 from __future__ import annotations
 
