@@ -78,8 +78,10 @@ def launch(runner: Path, cwd: Path, *, model: str, mode: str, devices: str | Pat
         "--device_list", str(runner / devices),
         "--mode", mode,
     ]
+    # unbuffered: what a run killed at the timeout printed is still read
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+                            stdin=subprocess.DEVNULL, start_new_session=True, env=env)
     try:
         out, err = proc.communicate(timeout=timeout)
         rc = proc.returncode
@@ -243,7 +245,7 @@ def test_dut_with_the_stlink_v3_identity(runner, shared, models_dir, tmp_path):
     (tmp_path / "a").mkdir()
     rc, out, err = launch(runner, tmp_path / "a", model="kws01", mode="p", devices="devices_kws_ic_vww.yaml",
                           tests="tests_performance.yaml", dataset=shared / "datasets", models_dir=models_dir,
-                          launcher_args=["--dut-stlink", "v3"], timeout=45)
+                          launcher_args=["--dut-stlink", "v3"], timeout=60)
     assert rc is None, (out[-2000:], err[-2000:])  # still waiting when killed
     assert "Retrieving name from DUT" in out and "Device name retrieved" not in out
     own = tmp_path / "devices_stlink_v3.yaml"
