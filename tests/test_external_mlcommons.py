@@ -203,7 +203,7 @@ def test_kws01_energy_with_the_js220(runner, shared, models_dir, tmp_path, lpm01
     results, out = run_runner(runner, tmp_path, model="kws01", mode="e", devices="devices_kws_ic_vww.yaml",
                               tests="tests_energy.yaml", dataset=shared / "datasets", models_dir=models_dir,
                               launcher_args=["--energy", "--interface", "h573", "--emon", "js220"], timeout=2400)
-    assert "JS220 on a 1.8 V supply" in out and "speed 0.25x (auto)" in out
+    assert "JS220 on a 1.8 V supply" in out and "speed 0.5x (auto)" in out
     assert "[JS220] Stream reading started" in out and "Sample fetch failed" not in out
     assert results.count("Energy/Inf") == 5, results
     lpm_results, _ = lpm01a_kws01

@@ -94,11 +94,12 @@ ENERGY_SPEED = 2.0
 
 #: speed factor ``--speed auto`` picks for the runner's energy mode with a
 #: JS220: the runner adds up the JS220's 1 MHz samples one at a time in
-#: Python (power_manager_js220.py), about 2.7 µs a sample on the development
-#: machine (0.37x real time, research A.2 item 8): faster than that, it falls
-#: behind, the 30 s stream buffer overruns and the window's closing edge comes
-#: after the runner has taken the window. 0.25x keeps it up with margin.
-JS220_SPEED = 0.25
+#: Python (power_manager_js220.py). On the development machine it kept up at
+#: 1x and fell behind at 2x (edges counted in the wrong window, "Sample fetch
+#: failed" as the 30 s stream buffer overran, IndexError); a replica of its
+#: loop measured 0.37x real time on a loaded host (research A.2 item 8).
+#: 0.5x leaves it margin on a busy host.
+JS220_SPEED = 0.5
 
 
 @dataclass(frozen=True)
