@@ -1,123 +1,164 @@
-"""Command round trips per second over the twin's pseudo-terminal.
+"""Command round trips per second over the twin's pseudo-terminal, against a
+bare pty echo server in the same run.
 
 One round trip = send one `db` chunk (31 bytes as 62 hex digits, as the
-mlcommons runner sends them) and wait for `m-ready`. The twin runs as its own
-process (`tinytwin dut --speed fast`), as a user runs it. For context the
-script also measures the machine's floor: a trivial echo server on a bare pty.
-It also prints the CPU time the twin process spends per round trip (user +
-system, from /proc), which varies much less from run to run than the rate:
-the rate also depends on how the kernel schedules the two processes.
+mlcommons runner sends them) and wait for `m-ready` (every 15th command is a
+`db load 490`, so the twin's buffer never overflows). The twin runs as its own
+process (`tinytwin dut --speed fast`), as a user runs it; the echo server (a
+forked process answering `m-ready` to every `%`) is the machine's floor for a
+round trip through a pty between two processes. The client reads the raw fd.
 
-    python benchmarks/pty_roundtrip.py --models-dir ../shared/models
+The two servers are measured in turns (echo, twin, echo, twin, ...; three
+rounds by default) and the medians compared, so that a change of machine load
+during the run affects both. The script also prints the CPU time (user +
+system, from /proc) each server spends per round trip, which varies much less
+from run to run than the rates, the machine's load average, and a pyserial
+`read_until` client's rate against the twin for context.
+
+    python benchmarks/pty_roundtrip.py --models-dir ../shared/models [-n 10000] [--rounds 3] [--json out.json]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import tty
-
-import serial
+from pathlib import Path
 
 CHUNK = b"db " + bytes(range(31)).hex().encode() + b"%"
+LOAD = b"db load 490%"
+READY = b"m-ready\r\n"
 
 
 def roundtrips(fd: int, n: int) -> float:
+    """Round trips per second over ``fd`` (raw reads)."""
+
     def rt(cmd: bytes) -> None:
         os.write(fd, cmd)
         buf = b""
-        while not buf.endswith(b"m-ready\r\n"):
+        while not buf.endswith(READY):
             buf += os.read(fd, 4096)
 
-    rt(b"db load 490%")
+    rt(LOAD)
     t = time.perf_counter()
     for i in range(n):
         rt(CHUNK)
         if i % 15 == 14:
-            rt(b"db load 490%")
-    return n / (time.perf_counter() - t)
+            rt(LOAD)
+    return (n + n // 15) / (time.perf_counter() - t)
 
 
-def pyserial_roundtrips(port: serial.Serial, n: int) -> float:
+def pyserial_roundtrips(port, n: int) -> float:
     t = time.perf_counter()
     for i in range(n):
         port.write(CHUNK)
-        port.read_until(b"m-ready\r\n")
+        port.read_until(READY)
         if i % 15 == 14:
-            port.write(b"db load 490%")
-            port.read_until(b"m-ready\r\n")
-    return n / (time.perf_counter() - t)
+            port.write(LOAD)
+            port.read_until(READY)
+    return (n + n // 15) / (time.perf_counter() - t)
 
 
-def bare_pty_floor(n: int) -> float:
+def echo_server() -> tuple[int, str]:
+    """Fork a bare pty echo server; returns its pid and the pty's path."""
     master, slave = os.openpty()
     tty.setraw(master)
     tty.setraw(slave)
     name = os.ttyname(slave)
     pid = os.fork()
-    if pid == 0:  # echo server: answer m-ready to every '%'
+    if pid == 0:  # answer m-ready to every '%'
         try:
             while True:
                 if os.read(master, 4096).endswith(b"%"):
-                    os.write(master, b"m-ready\r\n")
+                    os.write(master, READY)
         finally:
             os._exit(0)
-    fd = os.open(name, os.O_RDWR | os.O_NOCTTY)
-    tty.setraw(fd)
-    try:
-        return roundtrips(fd, n)
-    finally:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
+    os.close(master)
+    return pid, name
 
 
-def cpu_seconds(pid: int) -> float | None:
+def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def main() -> None:
+def open_raw(path: str) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    tty.setraw(fd)
+    return fd
+
+
+def measure(pid: int, fd: int, n: int) -> tuple[float, float]:
+    """(round trips/s, server CPU µs per round trip)."""
+    c0 = cpu_seconds(pid)
+    rate = roundtrips(fd, n)
+    per = (cpu_seconds(pid) - c0) / (n + n // 15) * 1e6
+    return rate, per
+
+
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models-dir", default=None)
-    ap.add_argument("-n", type=int, default=10000)
+    ap.add_argument("-n", type=int, default=10000, help="db chunks per measurement")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    import serial
+
+    load_before = os.getloadavg()
     link = os.path.join(tempfile.mkdtemp(prefix="tinytwin-bench-"), "dut")
     cmd = [sys.executable, "-m", "emulator.cli", "dut", "--model", "kws01", "--link", link, "--speed", "fast"]
     if args.models_dir:
-        cmd += ["--models-dir", args.models_dir]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        cmd += ["--models-dir", str(args.models_dir)]
+    twin = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    echo_pid, echo_path = echo_server()
+    rows = {"echo": [], "twin": []}
     try:
-        proc.stdout.readline()
+        twin.stdout.readline()
         with serial.Serial(link, 115200, timeout=5) as port:
             port.write(b"%")
-            port.read_until(b"m-ready\r\n")
-            cpu0 = cpu_seconds(proc.pid)
-            raw = roundtrips(port.fileno(), args.n)
-            cpu1 = cpu_seconds(proc.pid)
+            port.read_until(READY)
+            twin_fd = port.fileno()
+            echo_fd = open_raw(echo_path)
+            for _ in range(args.rounds):
+                rows["echo"].append(measure(echo_pid, echo_fd, args.n))
+                rows["twin"].append(measure(twin.pid, twin_fd, args.n))
+            os.close(echo_fd)
             ps = pyserial_roundtrips(port, max(1000, args.n // 4))
     finally:
-        proc.terminate()
-        proc.wait()
-    floor = bare_pty_floor(args.n)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}")
-    print("| client | round trips/s |")
-    print("|---|---|")
-    print(f"| raw fd reads (twin) | {raw:,.0f} |")
-    print(f"| pyserial read_until (twin) | {ps:,.0f} |")
-    print(f"| raw fd reads, bare pty echo server (machine floor) | {floor:,.0f} |")
-    if cpu0 is not None and cpu1 is not None:
-        commands = args.n + args.n // 15 + 1  # the chunks and the `db load`s
-        print(f"twin CPU time per command (raw fd run): {(cpu1 - cpu0) / commands * 1e6:.0f} µs")
+        twin.terminate()
+        twin.wait()
+        os.kill(echo_pid, 9)
+        os.waitpid(echo_pid, 0)
+    load_after = os.getloadavg()
+    med = {k: statistics.median(r for r, _ in v) for k, v in rows.items()}
+    cpu = {k: statistics.median(c for _, c in v) for k, v in rows.items()}
+    ratio = med["twin"] / med["echo"]
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}, "
+        f"Python {platform.python_version()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after"
+    )
+    print("| server | round trips/s, each round | median | server CPU µs / round trip (median) |")
+    print("|---|---|---:|---:|")
+    for k, label in (("echo", "bare pty echo server (machine floor)"), ("twin", "twin (`tinytwin dut --speed fast`)")):
+        each = ", ".join(f"{r:,.0f}" for r, _ in rows[k])
+        print(f"| {label} | {each} | {med[k]:,.0f} | {cpu[k]:.1f} |")
+    print(f"twin / echo (medians): {ratio:.2f}; pyserial read_until client against the twin: {ps:,.0f} /s")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "rows": rows, "median": med, "cpu_us": cpu, "ratio": ratio, "pyserial": ps,
+            "load": [load_before, load_after],
+        }, indent=1) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -20,19 +20,24 @@ are checked by ``tests/test_layering.py``):
 3. **Board parts and devices**: ``hw`` (UART, GPIO, the USB-serial bridge),
    ``dut.device``, ``dut.timing``, ``ioman.device``, ``emon.lpm01a.device``,
    ``emon.js220.device``,
-   ``power.model`` (and the package ``__init__`` files that re-export them).
+   ``power.model`` (and the package ``__init__`` files that re-export them),
+   ``whatif`` (board descriptions, stack profiles, energy and battery
+   what-ifs, sweep plans: computations on top of ``power.model``).
    They run on the clock and carry out what the cores decide. Rule 3: they
    never import a transport implementation (``transport.pty``/``tcp``), a
    bench or a front end; ``transport.base`` (what a host port is) is allowed.
-4. **Transports**: ``transport`` (host ports: pty, TCP, socket pairs). Rule 4:
+4. **Transports**: ``transport`` (host ports: pty, TCP, Unix sockets, the
+   in-process memory port). Rule 4:
    thin; they import no device, no core, no bench.
 5. **Benches**: ``config`` (the one configuration of a twin, ``TwinConfig``)
    and ``benches`` (a DUT bench, the energy rig and its set-ups, the
-   external-runner launcher) assemble parts, devices and transports;
-   ``control`` acts on a running bench (the one tap on each host port, faults,
-   the control socket, fault plans).
+   external-runner launcher, an accuracy run through the twin) assemble parts,
+   devices and transports; ``control`` acts on a running bench (the one tap on
+   each host port, faults, the control socket, fault plans).
 6. **Front ends**: ``cli``, ``urlhandler`` (the ``tinytwin://`` pyserial URL),
-   ``models.cli``, ``cpu.cli``, ``control.cli`` (``tinytwin ctl``).
+   ``models.cli``, ``cpu.cli``, ``control.cli`` (``tinytwin ctl``),
+   ``whatif.cli`` (``whatif``, ``sweep``: it runs accuracy checks on
+   ``benches.accuracy``).
 
 The host runner (top-level ``runner``) works the same against a board and a
 twin. Rule 5: it imports from ``emulator`` only ``errors``, ``power.trace``

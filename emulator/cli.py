@@ -84,6 +84,7 @@ def dut(
     tcp: Optional[str] = typer.Option(None, "--tcp", help="also serve on TCP HOST:PORT (pyserial socket://HOST:PORT)"),
     baud: Optional[int] = typer.Option(None, "--baud", help="the DUT's UART baud (default: the firmware's, 115200; ad01 921600; energy mode 9600)"),
     energy: bool = typer.Option(False, "--energy", help="the firmware built for energy mode (9600 baud, GPIO timestamps); normally used inside `tinytwin rig`"),
+    firmware_variant: str = typer.Option("reference", "--firmware-variant", help="reference (default), or a firmware with one porting mistake, to see what `tinytwin conform` reports: results-format, no-ready-after-error, cmd-buffer-64, lost-lap-line"),
 ) -> None:
     """Serve one DUT (performance-mode firmware by default) on a pseudo-terminal."""
     from .benches.dut import build_dut_bench
@@ -91,7 +92,7 @@ def dut(
 
     hostport = parse_hostport(tcp) if tcp else None
     try:
-        bench = build_dut_bench(cfg.replace(baud=baud, energy_mode=energy))
+        bench = build_dut_bench(cfg.replace(baud=baud, energy_mode=energy, firmware_variant=firmware_variant))
     except TinytwinError as exc:  # a model, a profile: the message names the fix
         fail(str(exc))
     lines = []
@@ -121,6 +122,7 @@ def _mount() -> None:
     from .benches.rig import register as register_rig
     from .cpu.cli import register as register_cpu
     from .models.cli import app as models_app
+    from .whatif.cli import register as register_whatif
 
     app.add_typer(models_app, name="models", help="Download, verify and inspect the official models.")
     register_cpu(app)
@@ -128,6 +130,7 @@ def _mount() -> None:
     register_rig(app)
     register_external(app)
     register_ctl(app)
+    register_whatif(app)
 
 
 _mount()

@@ -46,6 +46,7 @@ URL_OPTIONS: dict[str, str] = {
     "profile": "timing_profile",
     "clock_mhz": "clock_mhz",
     "ignore_host_baud": "honour_host_baud",
+    "firmware_variant": "firmware_variant",
 }
 URL_HANDLER_OPTIONS = ("instance",)
 
@@ -86,6 +87,12 @@ class TwinConfig:
     power_profile: Optional[Path] = None
     #: garble bytes when the host's baud differs from the device's, as a UART does
     honour_host_baud: bool = True
+    #: the DUT firmware: "reference", or one of the variants with a porting
+    #: mistake (:data:`emulator.dut.core.VARIANTS`), opt-in, for tinytwin conform
+    firmware_variant: str = "reference"
+    #: sww01: the directory the H573 interface board's SD card holds (the WAV
+    #: files ``play`` plays; ``ls`` lists it)
+    sd_card: Optional[Path] = None
 
     def __post_init__(self) -> None:
         set_ = functools.partial(object.__setattr__, self)
@@ -97,7 +104,7 @@ class TwinConfig:
             set_("speed", Speed.parse(self.speed))
         except ValueError as exc:
             raise _bad("speed", str(exc)) from None
-        for name in ("models_dir", "timing_profile", "power_profile"):
+        for name in ("models_dir", "timing_profile", "power_profile", "sd_card"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 set_(name, Path(os.fspath(value)).expanduser() if str(value) else None)
@@ -107,6 +114,11 @@ class TwinConfig:
             raise _bad("timer_start_us", f"timer_start_us must be within 0..4294967295 (a 32-bit µs timer), got {self.timer_start_us}")
         if self.clock_mhz is not None and not (math.isfinite(self.clock_mhz) and self.clock_mhz > 0):
             raise _bad("clock_mhz", f"clock_mhz must be a positive number of MHz, got {self.clock_mhz}")
+        from .dut.core import VARIANTS
+
+        if self.firmware_variant not in VARIANTS:
+            raise _bad("firmware_variant", f"unknown firmware variant {self.firmware_variant!r}: choose one of "
+                                           f"{', '.join(VARIANTS)}")
 
     # -- what the benches build from it ------------------------------------------------------
     def replace(self, **changes: Any) -> "TwinConfig":
@@ -224,7 +236,7 @@ SPEED_HELP = (
 #: the command-line option each TwinConfig check names
 CLI_NAMES = {
     "model": "--model", "speed": "--speed", "baud": "--baud", "timer_start_us": "--timer-start-us",
-    "clock_mhz": "--clock-mhz", "power_profile": "--power-profile",
+    "clock_mhz": "--clock-mhz", "power_profile": "--power-profile", "firmware_variant": "--firmware-variant",
 }
 
 
@@ -248,6 +260,8 @@ def _option_specs(speed_default: str, speed_help: str, model_help: str) -> list[
          {"help": "the DUT's 32-bit µs timer at reset (4294967296 - N: it wraps after N µs)"}),
         ("ignore_host_baud", bool, False, ("--ignore-host-baud",),
          {"help": "convenience: accept any baud the host sets instead of garbling bytes as a UART does"}),
+        ("sd_card", Optional[Path], None, ("--sd-card",),
+         {"help": "sww01: the directory the H573 interface board's SD card holds (the WAV files `play` plays)"}),
     ]
 
 
@@ -303,6 +317,7 @@ def twin_options(
                     power_profile=values.get("power_profile"),
                     timer_start_us=values["timer_start_us"],
                     honour_host_baud=not values["ignore_host_baud"],
+                    sd_card=values["sd_card"],
                 )
             except ConfigError as exc:
                 raise typer.BadParameter(str(exc), param_hint=CLI_NAMES.get(getattr(exc, "option", ""))) from None

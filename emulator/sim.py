@@ -29,6 +29,28 @@ a number ``k``
 Devices declare busy periods so that they cannot be left open: :meth:`Twin.busy`
 (a context manager for a block of a SimPy process), :meth:`Twin.busy_until`
 (until an event) and :meth:`Twin.schedule` with ``busy=True``.
+
+The direct path (fast mode)
+---------------------------
+When host bytes arrive while nothing at all is scheduled, the run loop hands
+them to the device at once and :attr:`Twin.direct` is true during that call:
+a device may then carry out what follows (the UART transfer, the firmware's
+answer) without SimPy events, moving the clock forward itself with
+:meth:`Twin.jump` to the exact times the stepped path would reach. Nothing
+else can happen in between (nothing is scheduled, and in fast mode a busy
+stretch costs no wall time), so the bytes out and every simulated timestamp
+are the stepped path's; ``tests/test_direct_path.py`` checks this against the
+stepped path (``Twin.allow_direct = False``) on random command streams.
+Whatever a device cannot finish that way (an inference) it schedules as
+usual. The direct path steps aside while a port's hook (a
+:class:`~emulator.control.tap.PortTap`) is not passive: a fault armed on a
+wire, a delay, a fault plan's trigger waiting; the stepped path then carries
+the bytes through the hook at their exact times.
+
+A host in the same process drives the twin without the run loop and without
+a thread: :meth:`Twin.host_input` hands its bytes over at the simulated time of
+now, :meth:`Twin.pump` processes what is due, :meth:`Twin.wait_s` says how
+long nothing is due (the ``tinytwin://`` URL handler).
 """
 from __future__ import annotations
 
@@ -100,6 +122,21 @@ class Speed:
         return f"{self.factor:g}x"
 
 
+class _Env(simpy.Environment):
+    """SimPy's environment, plus the clock step of the direct path."""
+
+    def jump(self, t: int) -> None:
+        """Move simulated time to ``t`` (ns); only while nothing is scheduled
+        at or before ``t`` (so no event is skipped or reordered)."""
+        queue = self._queue
+        if t < self._now or (queue and queue[0][0] <= t):
+            raise RuntimeError(
+                f"the clock cannot jump from {self._now} to {t} ns"
+                + (f" past an event due at {queue[0][0]} ns" if queue else "")
+            )
+        self._now = t
+
+
 class Pacer:
     """How simulated time follows wall time, as a pure function of an anchor.
 
@@ -109,10 +146,11 @@ class Pacer:
     busy or idle). Nothing here reads a clock: the caller passes wall times.
     """
 
-    __slots__ = ("speed", "wall", "sim", "rate")
+    __slots__ = ("speed", "wall", "sim", "rate", "_fast")
 
     def __init__(self, speed: Speed):
         self.speed = speed
+        self._fast = speed.is_fast
         self.wall = 0.0
         self.sim = 0.0
         self.rate = self.rate_for(busy=False)
@@ -120,7 +158,7 @@ class Pacer:
     def rate_for(self, *, busy: bool) -> float:
         """Fast mode runs flat out while busy and 1:1 while idle; a factor
         always runs at that factor."""
-        if self.speed.is_fast:
+        if self._fast:
             return math.inf if busy else 1.0
         return self.speed.factor
 
@@ -149,6 +187,8 @@ class Pacer:
 
 
 _POLL_IN_OUT = select.POLLIN | select.POLLOUT
+_POLL_GONE = select.POLLHUP | select.POLLERR
+_POLL_READ = select.POLLIN | _POLL_GONE
 
 
 class _Call:
@@ -181,12 +221,12 @@ class _Loop:
         """(Re)register the ports; a hung-up port (a pty nobody has open) is
         left out for a while instead of waking poll() in a loop. Returns
         whether one is left out."""
-        ports = self.twin.ports
+        twin = self.twin
+        ports = twin.ports
         registered = self.registered
         poller = self.poller
-        wall_now = time.monotonic()
-        if self.seen != (self.twin._ports_changed, len(ports)):
-            self.seen = (self.twin._ports_changed, len(ports))
+        if self.seen != (twin._ports_changed, len(ports)):
+            self.seen = (twin._ports_changed, len(ports))
             self.polled = list(ports.values())
             for fd in list(registered):
                 if fd not in ports:
@@ -196,14 +236,18 @@ class _Loop:
                         pass
                     del registered[fd]
         hung = False
+        wall_now = None
         for port in self.polled:
             fd = port.fd
-            if port.hup_until > wall_now:
-                hung = True
-                if fd in registered:
-                    poller.unregister(fd)
-                    del registered[fd]
-                continue
+            if port.hup_until:
+                if wall_now is None:
+                    wall_now = time.monotonic()
+                if port.hup_until > wall_now:
+                    hung = True
+                    if fd in registered:
+                        poller.unregister(fd)
+                        del registered[fd]
+                    continue
             mask = _POLL_IN_OUT if port.wants_write() else select.POLLIN
             if registered.get(fd) != mask:
                 if fd in registered:
@@ -220,26 +264,28 @@ class _Loop:
             return
         twin = self.twin
         wall = time.monotonic()
+        ports = twin.ports
         for fd, ev in events:
-            if fd == twin._wake_r:
-                try:
-                    while os.read(fd, 4096):
-                        pass
-                except BlockingIOError:
-                    pass
-                continue
-            port = twin.ports.get(fd)
+            port = ports.get(fd)
             if port is None:
+                if fd == twin._wake_r:
+                    try:
+                        while os.read(fd, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
                 continue
             if ev & select.POLLOUT:
                 port.flush()
-            if ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
+            if ev & _POLL_READ:
+                if not ev & _POLL_GONE:
+                    port.open_turn = twin.turn  # the host has it open, as of this poll
                 data = port.read_available()
                 if data is None:
                     twin.remove_port(port)
                 elif data:
                     twin._inject(port, data, wall)
-                elif ev & (select.POLLHUP | select.POLLERR) and not ev & select.POLLIN:
+                elif ev & _POLL_GONE and not ev & select.POLLIN:
                     port.hup_until = wall + HUP_RECHECK_S
 
 
@@ -267,10 +313,22 @@ class Twin:
     environment against wall time and services the host ports.
     """
 
+    #: whether the direct path may be taken (see the module docstring); the
+    #: oracle test turns it off to compare with the stepped path
+    allow_direct = True
+
     def __init__(self, speed: "Speed | str | float" = "fast"):
-        self.env = simpy.Environment()
+        self.env = _Env()
         self.speed = Speed.parse(speed)
+        self._fast = self.speed.is_fast
         self.ports: dict[int, HostPort] = {}
+        self._fdless: list[HostPort] = []  # in-process ports (no fd to poll)
+        #: true while a device may finish host-triggered work at once
+        #: (see :meth:`jump`)
+        self.direct = False
+        #: bumped each time the run loop looks at the host ports (a port may
+        #: keep what it asked the OS for during one turn)
+        self.turn = 0
         self._ports_changed = 0  # bumped whenever a port is added or removed
         self._busy = 0
         self._calls: deque[Callable[[], None]] = deque()
@@ -303,14 +361,20 @@ class Twin:
 
     def _begin_busy(self) -> None:
         self._busy += 1
-        if self._busy == 1 and self.speed.is_fast:
+        if self._busy == 1 and self._fast:
             self._reanchor()
 
     def _end_busy(self) -> None:
         self._busy -= 1
         assert self._busy >= 0
-        if self._busy == 0 and self.speed.is_fast:
+        if self._busy == 0 and self._fast:
             self._reanchor()
+
+    def jump(self, t: int) -> None:
+        """Move simulated time to ``t`` (ns) on the direct path (only while
+        :attr:`direct`: nothing is scheduled and the host's bytes were handed
+        over directly)."""
+        self.env.jump(t)
 
     def _end_busy_cb(self, _event: object) -> None:
         self._end_busy()
@@ -333,16 +397,23 @@ class Twin:
 
     # -- wiring ----------------------------------------------------------------
     def add_port(self, port: HostPort) -> None:
-        os.set_blocking(port.fd, False)
         port.twin = self
+        if port.fd is None:  # in-process: its host calls host_input()
+            self._fdless.append(port)
+            return
+        os.set_blocking(port.fd, False)
         self.ports[port.fd] = port
         self._ports_changed += 1
         self.wake()
 
     def remove_port(self, port: HostPort) -> None:
         """Forget a port whose host end is gone for good (and close it)."""
-        self.ports.pop(port.fd, None)
-        self._ports_changed += 1
+        if port.fd is None:
+            if port in self._fdless:
+                self._fdless.remove(port)
+        else:
+            self.ports.pop(port.fd, None)
+            self._ports_changed += 1
         port.close()
 
     def on_close(self, fn: Callable[[], None]) -> None:
@@ -399,17 +470,86 @@ class Twin:
 
     # -- the loop --------------------------------------------------------------
     def _inject(self, port: HostPort, data: bytes, wall: float) -> None:
+        """Hand what the host sent at ``wall`` to the port's device, at the
+        simulated time of that moment."""
+        now = self.env._now
         target = self.pacer.sim_target(wall)
-        delay = 0 if math.isinf(target) else max(0.0, target - self.env.now)
+        delay = 0 if math.isinf(target) else max(0.0, target - now)
+        self.inject_at(port, data, now if delay < 1 else now + int(round(delay)))
+
+    def inject_at(self, port: HostPort, data: bytes, at: int) -> None:
+        """Hand host bytes to the port's device at simulated time ``at`` (ns,
+        not before now): at once when nothing is due before it (on the direct
+        path when nothing is scheduled at all, in fast mode), else as an
+        event. The run loop calls it with the time the bytes arrived; tests
+        call it with times of their choosing."""
+        env = self.env
+        now = env._now
         port.rx_count += len(data)
         handler = port.on_host_bytes
         if handler is None:
             return
-        if delay < 1:
+        queue = env._queue
+        if not queue:  # nothing else scheduled: at once, on the direct path in fast mode
+            if at > now:
+                env._now = now = at
+            direct = self.direct = self._fast and self.allow_direct and self._hooks_passive()
+            try:
+                handler(data)
+            finally:
+                self.direct = False
+            if direct and env._now != now and self._busy == 0:
+                # idle again, now: as a busy period's end does
+                pacer = self.pacer
+                pacer.wall = time.monotonic()
+                pacer.sim = env._now
+        elif at <= now or queue[0][0] > at:  # nothing due before: at once
+            if at > now:
+                env.jump(at)
             handler(data)
         else:
-            ev = self.env.timeout(max(0, int(round(delay))))
+            ev = env.timeout(at - now)
             ev.callbacks.append(_Call(handler, data))
+
+    def _hooks_passive(self) -> bool:
+        """Whether no port's hook has a fault armed or a trigger waiting (the
+        direct path steps aside while one has: a delay or a fault plan's
+        action schedules work of its own)."""
+        for port in self.ports.values():
+            hook = port.hook
+            if hook is not None and not hook.passive():
+                return False
+        for port in self._fdless:
+            hook = port.hook
+            if hook is not None and not hook.passive():
+                return False
+        return True
+
+    # -- a host in this process (no run loop, no thread) ---------------------------
+    def host_input(self, port: HostPort, data: bytes) -> None:
+        """What an in-process host (a port without fd) sends now; call
+        :meth:`pump` first so that what was due before now has happened."""
+        self._inject(port, data, time.monotonic())
+
+    def pump(self) -> None:
+        """Process what is due by now (at most :attr:`FAST_BUDGET_S` of
+        computing in fast mode): the run loop's step, for a host in this
+        process that drives the twin itself."""
+        self.turn += 1
+        if self._calls:
+            self._drain_calls()
+        if self.env._queue:
+            self._advance()
+
+    def wait_s(self) -> float:
+        """Wall seconds until the next simulated event is due (0: now or
+        overdue; ``math.inf``: nothing is scheduled)."""
+        nxt = self.env.peek()
+        if nxt == math.inf:
+            return math.inf
+        if self.pacer.unbounded:
+            return 0.0
+        return max(0.0, self.pacer.wall_deadline(nxt) - time.monotonic())
 
     def step_until(self, sim_t: float) -> None:
         """Process every simulated event up to ``sim_t`` (ns)."""
@@ -435,13 +575,22 @@ class Twin:
         stop = stop or self._stop
         loop = _Loop(self)
         self._reanchor()
+        calls = self._calls
+        queue = self.env._queue
+        poll = loop.poller.poll
         self._loop_thread = threading.current_thread()
         try:
             while not stop.is_set():
-                self._drain_calls()
+                if calls:
+                    self._drain_calls()
                 hung = loop.sync_ports()
-                loop.service(loop.poller.poll(self._timeout_ms(hung)))
-                self._advance()
+                # idle with nothing scheduled: wake up now and then to notice stop
+                events = poll(self._timeout_ms(hung) if queue or hung else 200)
+                self.turn += 1
+                if events:
+                    loop.service(events)
+                if queue:
+                    self._advance()
         finally:
             self._loop_thread = None
 
@@ -476,6 +625,8 @@ class Twin:
         """Process the simulated events that are due; a device bug is logged
         and kept in :attr:`errors`, and does not kill the bench."""
         pacer = self.pacer
+        if not self.env._queue:
+            return
         try:
             if pacer.unbounded:
                 env = self.env
@@ -509,9 +660,10 @@ class Twin:
 
     def close(self) -> None:
         self.stop()
-        for port in list(self.ports.values()):
+        for port in [*self.ports.values(), *self._fdless]:
             port.close()
         self.ports.clear()
+        self._fdless.clear()
         for fn in self._closers:
             try:
                 fn()

@@ -1,4 +1,4 @@
-"""``tinytwin run`` and ``tinytwin dataset``: the host runner's commands.
+"""``tinytwin run``, ``tinytwin dataset`` and ``tinytwin conform``: the host runner's commands.
 
 The lead's console command mounts them with :func:`register`; on its own::
 
@@ -9,18 +9,19 @@ from __future__ import annotations
 import sys
 import urllib.parse
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 MODE_HELP = (
     "performance (5 timed windows, median throughput), accuracy (every input once: Top-1 / AUC) or "
-    "energy (5 windows measured by an LPM01A through an IO manager: --io-port, --emon-port)"
+    "energy (5 windows measured by an LPM01A through an IO manager: --io-port, --emon-port); "
+    "sww01: energy or performance with --io-port (the H573 plays the truth file's WAV)"
 )
 
 
 def run_command(
-    port: Optional[str] = typer.Option(None, "--port", "-p", help="performance/accuracy: serial device (/dev/ttyACM0, COM3) or pyserial URL (socket://, tinytwin://kws01?...)"),
+    port: Optional[List[str]] = typer.Option(None, "--port", "-p", help="performance/accuracy: serial device (/dev/ttyACM0, COM3) or pyserial URL (socket://, tinytwin://kws01?...); accuracy with --jobs N: once per job (or one tinytwin:// URL)"),
     mode: str = typer.Option(..., "--mode", "-m", help=MODE_HELP),
     dataset: Path = typer.Option(..., "--dataset", "-d", help="datasets root in the EEMBC layout: DIR/<model>/y_labels.csv beside the inputs"),
     out: Path = typer.Option(..., "--out", "-o", help="result folder to write: log.txt, results.txt, results.json"),
@@ -33,9 +34,12 @@ def run_command(
     io_port: Optional[str] = typer.Option(None, "--io-port", help="energy: the IO manager's serial port (Arduino io-manager or H573 interface board)"),
     emon_port: Optional[str] = typer.Option(None, "--emon-port", help="energy: the LPM01A PowerShield's serial port"),
     interface: Optional[str] = typer.Option(None, "--interface", help="energy: arduino or h573 (default: whichever answers on --io-port)"),
-    voltage: float = typer.Option(1.8, "--voltage", help="energy: DUT supply voltage from the EMON, V (1.8-3.3; default 1.8, the v0.5 reference results' supply)"),
+    voltage: Optional[float] = typer.Option(None, "--voltage", help="energy: DUT supply voltage from the EMON, V (1.8-3.3; default 1.8, the v0.5 reference results' supply; 3.3 for sww01 as devices_sww.yaml)"),
     windows: int = typer.Option(5, "--windows", help="energy: windows to measure (the rules: 5; fewer makes the run invalid)"),
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="with --port tinytwin://...: where the twin finds its models (passed into the URL as models_dir=)"),
+    truth: Optional[str] = typer.Option(None, "--truth", help="sww01 (streaming wakeword): the truth JSON in DATASET/sww01/ (default sww_long_test.json, the submission test); it also says the DUT is sww01"),
+    dut_baud: Optional[int] = typer.Option(None, "--dut-baud", help="energy/sww01 with the H573: the DUT-side baud (setbaud); default 9600 (EEMBC energy firmware), 115200 for sww01"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="accuracy: share the inputs out among N DUTs, each driven by its own process (one --port per job, or one tinytwin:// URL: N in-process twins); results.txt/results.json as a serial run's (default: 1, or the number of ports given)"),
 ) -> None:
     """Run the MLPerf Tiny performance, accuracy or energy procedure against a DUT."""
     from .errors import RunnerError
@@ -43,30 +47,38 @@ def run_command(
     from .session import MODES, RunOptions, run
 
     mode = mode.strip().lower()
+    ports = list(port or [])
     if models_dir is not None:
-        port = with_models_dir(port, models_dir)
-    if mode == "energy":
+        ports = [with_models_dir(p, models_dir) for p in ports] or [with_models_dir(None, models_dir)]
+    if jobs is None:
+        jobs = max(1, len(ports))
+    if mode == "energy" or (mode == "performance" and io_port and not ports):
+        # energy; or performance through the interface board: the streaming-wakeword procedure
         from .energy import energy_options_from_cli, run_energy
 
         def start():
             return run_energy(
                 energy_options_from_cli(
                     io_port, emon_port, dataset, out, interface, voltage, iterations, warmup, windows, timeout,
-                    verbose, no_progress,
+                    verbose, no_progress, mode=mode, truth=truth, dut_baud=dut_baud,
                 )
             )
     else:
         if mode not in MODES:
             typer.echo(f"tinytwin run: --mode must be performance or accuracy (or energy), got {mode!r}", err=True)
             raise typer.Exit(EXIT_ERROR)
-        if not port:
-            typer.echo(f"tinytwin run: --port is required in {mode} mode (the DUT's serial port)", err=True)
+        if not ports:
+            typer.echo(f"tinytwin run: --port is required in {mode} mode (the DUT's serial port; for sww01, "
+                       "--io-port: the interface board)", err=True)
+            raise typer.Exit(EXIT_ERROR)
+        if len(ports) > 1 and jobs == 1:
+            typer.echo(f"tinytwin run: {len(ports)} ports given for one job: give --jobs {len(ports)}, or one --port", err=True)
             raise typer.Exit(EXIT_ERROR)
 
         def start():
             return run(
                 RunOptions(
-                    port=port,
+                    port=",".join(ports),
                     mode=mode,
                     dataset=dataset,
                     out=out,
@@ -76,6 +88,7 @@ def run_command(
                     timeout=timeout,
                     verbose=verbose,
                     progress=not no_progress,
+                    jobs=jobs,
                 )
             )
 
@@ -133,6 +146,9 @@ def register(app: typer.Typer) -> None:
     """Add ``run`` and ``dataset`` to the ``tinytwin`` command."""
     app.command("run")(run_command)
     app.add_typer(dataset_app, name="dataset", help="Make datasets in the EEMBC layout.")
+    from .conform.cli import conform_command
+
+    app.command("conform")(conform_command)
 
 
 def main() -> None:  # pragma: no cover - convenience entry point

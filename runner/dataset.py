@@ -13,6 +13,8 @@ input 900 for a missing file: each problem names the file and the line.
 from __future__ import annotations
 
 import csv
+import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,8 @@ from .errors import DatasetError
 from .protocol import ModelInfo, sliding_windows
 
 LABELS_FILE = "y_labels.csv"
+#: the streaming-wakeword truth file mlcommons/tiny's tests_*.yaml name (the submission test)
+SWW_DEFAULT_TRUTH = "sww_long_test.json"
 
 
 @dataclass(frozen=True)
@@ -157,3 +161,110 @@ def load_dataset(root: Path, model: ModelInfo) -> Dataset:
     if not entries:
         raise DatasetError(f"{labels_path} lists no inputs")
     return Dataset(folder, labels_path, model, entries)
+
+
+# ---------------------------------------------------------------------------
+# streaming wakeword: DIR/sww01/<truth>.json (mlcommons/tiny runner layout)
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    """One file of a streaming test: what the interface board plays and where
+    the wakewords are (s from the start of the file)."""
+
+    wav_file: str
+    length_sec: float
+    windows: tuple[tuple[float, float], ...]
+    sample_rate: int | None = None
+
+
+@dataclass
+class StreamTruth:
+    folder: Path
+    labels_path: Path  # the truth JSON (named like the EEMBC labels file for the run record)
+    model: ModelInfo
+    entries: list[StreamEntry]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def total_inputs(self) -> int:
+        return len(self.entries)
+
+
+def truth_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("sww_*_test.json"))
+
+
+def load_truth(root: Path, model: ModelInfo, truth: str | None = None) -> StreamTruth:
+    """The truth JSON of a streaming test: ``root/<model>/<truth>`` (``truth``
+    may also be a path). Without ``truth``: ``sww_long_test.json`` (the file
+    mlcommons/tiny's tests_*.yaml name) if present, else the only
+    ``sww_*_test.json``. Each entry needs ``wav_file``, ``length_sec`` and
+    ``detection_windows`` (``[[t_start, t_stop], ...]`` in s)."""
+    root = Path(root)
+    folder = root / model.name if (root / model.name).is_dir() else root
+    if not folder.is_dir():
+        raise DatasetError(f"dataset directory {root} does not exist")
+    if truth is not None:
+        path = Path(truth) if (Path(truth).is_absolute() or os.sep in truth) else folder / truth
+        if not path.is_file():
+            have = ", ".join(p.name for p in truth_files(folder)) or "none"
+            raise DatasetError(f"truth file {path} does not exist (sww_*_test.json in {folder}: {have})")
+    else:
+        found = truth_files(folder)
+        if (folder / SWW_DEFAULT_TRUTH).is_file():
+            path = folder / SWW_DEFAULT_TRUTH
+        elif len(found) == 1:
+            path = found[0]
+        elif not found:
+            raise DatasetError(
+                f"no truth file in {folder}: expected sww_*_test.json (mlcommons/tiny benchmark/runner/sww_data_dir)"
+            )
+        else:
+            raise DatasetError(
+                f"{folder} holds several truth files ({', '.join(p.name for p in found)}) and no {SWW_DEFAULT_TRUTH}: "
+                "pick one with --truth"
+            )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise DatasetError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, list) or not data:
+        raise DatasetError(f"{path}: a truth file is a non-empty JSON list of dicts (wav_file, length_sec, detection_windows)")
+    entries = []
+    for i, e in enumerate(data):
+        where = f"{path}, entry {i}"
+        if not isinstance(e, dict):
+            raise DatasetError(f"{where}: not a JSON object")
+        if "detection_windows" not in e:
+            raise DatasetError(
+                f"{where} has no 'detection_windows': list where the wakewords are, as [[t_start, t_stop], ...] in "
+                "seconds from the start of the file; without them no detection can be scored"
+            )
+        name = e.get("wav_file")
+        if not isinstance(name, str) or not name.strip():
+            raise DatasetError(f"{where}: 'wav_file' must name the file on the interface board's SD card")
+        try:
+            length = float(e.get("length_sec"))
+        except (TypeError, ValueError):
+            raise DatasetError(f"{where}: 'length_sec' (the file's length in s) is missing or not a number") from None
+        if not length > 0 or not math.isfinite(length):
+            raise DatasetError(f"{where}: 'length_sec' must be > 0, got {e.get('length_sec')!r}")
+        wins = []
+        raw = e["detection_windows"]
+        if not isinstance(raw, list):
+            raise DatasetError(f"{where}: 'detection_windows' must be a list of [t_start, t_stop] pairs")
+        for w in raw:
+            try:
+                a, b = (float(x) for x in w)
+            except (TypeError, ValueError):
+                raise DatasetError(f"{where}: detection window {w!r} is not a [t_start, t_stop] pair of numbers") from None
+            if not a <= b:
+                raise DatasetError(f"{where}: detection window {w!r} ends before it starts")
+            wins.append((a, b))
+        rate = e.get("sample_rate")
+        entries.append(StreamEntry(name, length, tuple(wins), int(rate) if isinstance(rate, (int, float)) else None))
+    return StreamTruth(folder, path, model, entries)

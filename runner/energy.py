@@ -73,27 +73,27 @@ from pathlib import Path
 from typing import TextIO
 
 from . import metrics
-from .dataset import Dataset, Entry
+from .dataset import Dataset, Entry, StreamTruth, load_truth, truth_files
 from .emon_lpm01a import SAMPLE_RATE_HZ, EmonError, Event, Lpm01aClient
 from .errors import DeviceError, DeviceTimeout, RunnerError
-from .ioman_client import DB_CHUNK_BYTES, INTERFACES, IoManagerClient
+from .ioman_client import DB_CHUNK_BYTES, DUT_ENERGY_BAUD, INTERFACES, IoManagerClient
 from .lifecycle import EXIT_ERROR, EXIT_INVALID, EXIT_OK, RunOutcome, RunSession, report_outcome
 from .link import FIRST_INFERENCE_LIMIT_S, WireLog
 from .progress import Progress
 from .protocol import (
     MODELS,
+    STREAMING_MODELS,
     ModelInfo,
     ProtocolError,
     check_db_chunk,
     check_db_load,
     db_commands,
-    error_lines,
-    parse_lap,
+    parse_energy_infer,
     parse_name,
     parse_profile,
-    parse_results,
 )
 from .report import SEP, ResultsText
+from .sww import SWW_PLOT_FILE, SWW_VOLTAGE_V, StreamRun, plot_stream
 
 #: after the EMON's marker, how much more of the stream may pass before an
 #: edge counts as missing (s of samples)
@@ -101,21 +101,24 @@ EDGE_GRACE_S = 2.0
 TRACE_FILE = "trace1-energy.bin"
 TIMESTAMPS_FILE = "trace1-timestamps.json"
 PLOT_FILE = "trace1-energy.png"
-OUTPUT_FILES = ("log.txt", "results.txt", "results.json", TRACE_FILE, TIMESTAMPS_FILE, PLOT_FILE)
+OUTPUT_FILES = ("log.txt", "results.txt", "results.json", TRACE_FILE, TIMESTAMPS_FILE, PLOT_FILE, SWW_PLOT_FILE)
 #: the DUT supply the runner sets on the EMON unless told otherwise (V): the
 #: reference results' (their logs' m-voltage-mv[1800]) and mlcommons/tiny's
 #: devices YAMLs'
 DEFAULT_VOLTAGE_V = 1.8
+#: the DUT-side baud of the H573 for the streaming firmware (devices_sww.yaml: 115200 in every mode)
+SWW_DUT_BAUD = 115200
 
 
 @dataclass
 class EnergyOptions:
     io_port: str
-    emon_port: str
+    emon_port: str | None
     dataset: Path
     out: Path
     interface: str | None = None  # arduino | h573 | None: whichever answers
-    voltage: float = DEFAULT_VOLTAGE_V
+    #: the DUT supply; None: 1.8 V (the v0.5 reference's), 3.3 V for a streaming run (devices_sww.yaml)
+    voltage: float | None = None
     iterations: int | None = None
     warmup: int = 1
     windows: int = metrics.WINDOWS
@@ -126,6 +129,35 @@ class EnergyOptions:
     plot: bool = True
     #: the EMON counts as stopped after this long without a byte while acquiring
     emon_stall_s: float = 10.0
+    #: "energy", or "performance": the streaming-wakeword procedure through the
+    #: interface board without energy (the EMON, if given, only supplies the DUT)
+    mode: str = "energy"
+    #: streaming wakeword: the truth JSON in DATASET/sww01/ (default: sww_long_test.json)
+    truth: str | None = None
+    #: the DUT-side baud set on the H573 (setbaud); None: 115200 for a streaming run, else 9600
+    dut_baud: int | None = None
+
+    def supply_v(self) -> float:
+        """The DUT supply the EMON is set to: ``voltage``, else 1.8 V (the v0.5
+        reference runs' m-voltage-mv[1800], mlcommons/tiny's kws/ic/vww/ad
+        YAMLs), or 3.3 V for a streaming run (its devices_sww.yaml)."""
+        if self.voltage is not None:
+            return self.voltage
+        return SWW_VOLTAGE_V if self.streaming() else DEFAULT_VOLTAGE_V
+
+    def streaming(self) -> bool:
+        """Is this the streaming-wakeword procedure? (It must be known before the
+        DUT is reached: its firmware talks at 115200 baud, the EEMBC energy
+        firmware at 9600.) Yes in performance mode through the interface board,
+        with --truth, or when the dataset is a sww01 folder (sww_*_test.json) or
+        holds one and no folder of another model (a root with kws01/ and
+        sww01/ side by side needs --truth to say which)."""
+        if self.mode == "performance" or self.truth is not None:
+            return True
+        root = Path(self.dataset)
+        if truth_files(root) and not (root / "y_labels.csv").is_file():
+            return True
+        return bool(truth_files(root / "sww01")) and not any((root / m).is_dir() for m in MODELS)
 
 
 class EdgeError(RunnerError):
@@ -161,9 +193,9 @@ class _Log(WireLog):
         if not lines:
             return
         with self._lock:
-            prefix = f"{self.stamp()} {who}: "
-            if self._fh is not None:
-                self._fh.write(prefix + ("\n" + prefix).join(lines) + "\n")
+            now = time.monotonic()
+            prefix = f"{self._stamp_at(now)} {who}: "
+            self._put(prefix + ("\n" + prefix).join(lines) + "\n", now)
             if self._echo_to is not None and who != "runner":
                 shown = [ln for ln in lines if not (who == "emon" and ln[:1].isdigit())]
                 if shown:
@@ -208,60 +240,34 @@ class _Window:
         return (self.end.sample - self.start.sample) / rate
 
 
-def parse_energy_infer(lines: list[str], iterations: int, warmups: int) -> tuple[list[float], list[str]]:
-    """Check the energy-mode answer to ``infer N W``: ``m-warmup-start-W``,
-    ``m-warmup-done``, ``m-infer-start-N``, ``m-infer-done``,
-    ``m-results-[...]``. Returns the results and notes (lap lines: a
-    performance-mode firmware)."""
-    errs = error_lines(lines)
-    if errs:
-        raise ProtocolError(f"the DUT reported an error: {errs[0]}", transient=False)
-    pos = 0
-    for want in (f"m-warmup-start-{warmups}", "m-warmup-done", f"m-infer-start-{iterations}", "m-infer-done"):
-        while pos < len(lines) and lines[pos] != want:
-            pos += 1
-        if pos == len(lines):
-            raise ProtocolError(f"missing {want!r} in the DUT's answer to 'infer {iterations} {warmups}': {lines!r}")
-        pos += 1
-    results = None
-    for ln in lines[pos:]:
-        r = parse_results(ln)
-        if r is not None:
-            results = r
-    if results is None:
-        raise ProtocolError(f"missing 'm-results-[...]' in the DUT's answer to 'infer {iterations} {warmups}'")
-    notes = []
-    if any(parse_lap(ln) is not None for ln in lines):
-        notes.append(
-            "the DUT printed m-lap-us- lines: it runs the performance-mode firmware; energy mode needs the "
-            "energy-mode build (timestamps on the GPIO)"
-        )
-    return results, notes
-
-
 class _EnergyRun(RunSession):
     log_class = _Log
     text_class = _Text
     output_files = OUTPUT_FILES
 
     def __init__(self, opts: EnergyOptions):
+        self.streaming = opts.streaming()
+        self.voltage = opts.supply_v()
+        emon_note = f"EMON {opts.emon_port}" if opts.emon_port else "no EMON"
         super().__init__(
-            opts, mode="energy", dut_port=f"{opts.io_port} (EMON {opts.emon_port})",
-            log_ports=f"; IO manager on {opts.io_port}, EMON on {opts.emon_port}",
+            opts, mode=opts.mode, dut_port=f"{opts.io_port} ({emon_note})",
+            log_ports=f"; IO manager on {opts.io_port}, {emon_note.replace('EMON ', 'EMON on ')}",
             record_ports={
                 "io_port": opts.io_port,
                 "emon_port": opts.emon_port,
                 "interface": None,
                 "io_manager": {},
-                "emon": {"kind": "lpm01a", "voltage_v": opts.voltage, "rate_hz": SAMPLE_RATE_HZ},
+                "emon": {"kind": "lpm01a", "voltage_v": self.voltage, "rate_hz": SAMPLE_RATE_HZ}
+                if opts.emon_port else None,
             },
         )
-        for name in (TRACE_FILE, TIMESTAMPS_FILE, PLOT_FILE):
+        for name in (TRACE_FILE, TIMESTAMPS_FILE, PLOT_FILE, SWW_PLOT_FILE):
             try:
                 (self.out / name).unlink()  # a previous run's trace must not pass for this one's
             except FileNotFoundError:
                 pass
-        self.emon = Lpm01aClient(opts.emon_port, self.log.lines, timeout=opts.timeout, stall_s=opts.emon_stall_s)
+        self.emon = (Lpm01aClient(opts.emon_port, self.log.lines, timeout=opts.timeout, stall_s=opts.emon_stall_s)
+                     if opts.emon_port else None)
         self.io = IoManagerClient(
             opts.io_port, self.log.lines, interface=opts.interface, timeout=opts.timeout, on_wait=self._waiting
         )
@@ -269,34 +275,68 @@ class _EnergyRun(RunSession):
         self._loaded: bytes | None = None  # the input downloaded last (a repeated window downloads it again)
         self.windows: list[_Window] = []  # the measured windows
         self.other_windows: list[_Window] = []  # calibration / probe inferences
+        self.stream_truth: StreamTruth | None = None
+
+    @property
+    def emon_acquires(self) -> bool:
+        """The EMON measures energy (energy mode); in the streaming performance
+        mode it only supplies the DUT, if it is there at all."""
+        return self.emon is not None and self.opts.mode == "energy"
 
     def check_options(self, opts: EnergyOptions) -> None:
         super().check_options(opts)
+        if opts.mode not in ("energy", "performance"):
+            raise RunnerError(f"mode must be energy or performance (streaming), got {opts.mode!r}")
+        if opts.mode == "energy" and not opts.emon_port:
+            raise RunnerError("energy mode needs --emon-port (the LPM01A)")
         if opts.windows <= 0:
             raise RunnerError("--windows must be > 0")
         if opts.interface is not None and opts.interface not in INTERFACES:
             raise RunnerError(f"--interface must be one of {', '.join(INTERFACES)}, got {opts.interface!r}")
+        if opts.dut_baud is not None and opts.dut_baud <= 0:
+            raise RunnerError("--dut-baud must be > 0")
         lo, hi = 1.8, 3.3
-        if not lo <= opts.voltage <= hi:
+        if opts.voltage is not None and not lo <= opts.voltage <= hi:
             raise RunnerError(f"--voltage must be within {lo:g}-{hi:g} V (the LPM01A's range), got {opts.voltage:g}")
 
     def _waiting(self) -> None:
         self._tick()
-        self.emon.check()  # raises when the EMON went silent
+        if self.emon_acquires:
+            self.emon.check()  # raises when the EMON went silent
 
     def dataset_note(self, ds: Dataset) -> str:
+        if isinstance(ds, StreamTruth):
+            return f"truth file {ds.labels_path}: {len(ds.entries)} file(s), first {ds.entries[0].wav_file}"
         return f"dataset {ds.labels_path}: {len(ds.entries)} files"
+
+    def load_dataset(self, model: ModelInfo):
+        if model.name in STREAMING_MODELS:
+            self.stream_truth = load_truth(Path(self.opts.dataset), model, self.opts.truth)
+            return self.stream_truth
+        if self.opts.mode != "energy":
+            raise DeviceError(
+                f"the DUT behind the interface board reports {model.name}: performance mode through the interface "
+                f"board is the streaming-wakeword procedure (sww01); run {model.name} with --port on its own port"
+            )
+        if self.opts.truth is not None:
+            raise RunnerError(f"--truth is for the streaming-wakeword DUT (sww01); this one is {model.name}")
+        return super().load_dataset(model)
 
     def close_devices(self) -> None:
         try:
-            self.emon.release()
+            if self.emon is not None:
+                self.emon.release()
         finally:
             self.io.close()
-            self.emon.close()
+            if self.emon is not None:
+                self.emon.close()
 
     def finish(self) -> None:
         try:
-            self.save_trace()
+            if self.stream_truth is not None:
+                self.save_stream_plot()
+            else:
+                self.save_trace()
         except Exception as exc:
             self.record["energy_trace_error"] = f"{type(exc).__name__}: {exc}"
             self.log.write("runner", f"saving the trace failed: {exc}")
@@ -304,19 +344,26 @@ class _EnergyRun(RunSession):
     # -- bench -------------------------------------------------------------------------
     def setup_bench(self) -> None:
         opts = self.opts
-        self.emon.open()
-        self.emon.connect()
-        self.record["emon"].update({"board_id": self.emon.board_id, "firmware": self.emon.version})
-        self.emon.configure(opts.voltage, SAMPLE_RATE_HZ)
-        self.log.write("runner", f"EMON: LPM01A {self.emon.board_id} (firmware {self.emon.version}), {opts.voltage:g} V, "
-                       f"{SAMPLE_RATE_HZ} Hz energy samples")
+        if self.emon is not None:
+            self.emon.open()
+            self.emon.connect()
+            self.record["emon"].update({"board_id": self.emon.board_id, "firmware": self.emon.version})
+            self.emon.configure(self.voltage, SAMPLE_RATE_HZ)
+            self.log.write("runner", f"EMON: LPM01A {self.emon.board_id} (firmware {self.emon.version}), {self.voltage:g} V, "
+                           f"{SAMPLE_RATE_HZ} Hz energy samples")
         self.io.open()
         self.io.sync()
         kind = self.io.identify()
         self.record["interface"] = kind
         self.record["io_manager"] = {"name": self.io.name, "version": self.io.version}
         self.log.write("runner", f"IO manager: {kind} ({self.io.name!r}{', version ' + self.io.version if self.io.version else ''})")
-        self.emon.power(True)
+        if self.streaming and kind != "h573":
+            raise DeviceError(
+                f"the streaming-wakeword procedure needs the STM32H573I-DK interface board (it plays the audio); "
+                f"{opts.io_port} is the {kind} IO manager"
+            )
+        if self.emon is not None:
+            self.emon.power(True)
         if kind == "arduino":
             banner = self.io.wait_dut_ready(max(3.0, opts.timeout))
             if banner is None:
@@ -334,7 +381,9 @@ class _EnergyRun(RunSession):
                     )
         else:
             time.sleep(1.0)  # the DUT boots; its banner goes to the H573's queue
-            self.io.reset_dut_side()
+            baud = opts.dut_baud or (SWW_DUT_BAUD if self.streaming else DUT_ENERGY_BAUD)
+            self.record["dut_baud"] = baud
+            self.io.reset_dut_side(baud)
 
     def identify(self) -> ModelInfo:
         self.setup_bench()
@@ -344,8 +393,13 @@ class _EnergyRun(RunSession):
             try:
                 name = parse_name(self.io.dut("name"))
                 profile, model = parse_profile(self.io.dut("profile"))
-            except DeviceError:
+            except DeviceError as exc:
                 if attempt:
+                    if not self.streaming and not self.opts.dut_baud:
+                        raise type(exc)(
+                            f"{exc}. If the DUT runs the streaming-wakeword firmware (sww01, 115200 baud), say so "
+                            "with --truth sww_..._test.json (or --dut-baud 115200)"
+                        ) from None
                     raise
                 continue
             if model is not None:
@@ -358,10 +412,11 @@ class _EnergyRun(RunSession):
                 f"the DUT behind the IO manager on {self.opts.io_port} did not report its model "
                 "(no 'm-model-[...]' line in the answer to 'dut profile')"
             )
-        info = MODELS.get(model)
+        info = MODELS.get(model) or STREAMING_MODELS.get(model)
         if info is None:
             raise DeviceError(
-                f"the DUT reports model {model!r}, which is not an MLPerf Tiny closed-division model ({', '.join(MODELS)})"
+                f"the DUT reports model {model!r}, which is not an MLPerf Tiny closed-division model "
+                f"({', '.join([*MODELS, *STREAMING_MODELS])})"
             )
         return info
 
@@ -495,6 +550,8 @@ class _EnergyRun(RunSession):
 
     # -- the procedure ---------------------------------------------------------------------------
     def measure(self, ds: Dataset) -> int:
+        if isinstance(ds, StreamTruth):
+            return StreamRun(self, ds).measure()
         opts = self.opts
         rate = self.emon.rate_hz
         entries = ds.entries
@@ -623,7 +680,7 @@ class _EnergyRun(RunSession):
         self.text.median(med_thr, problems)
         runtimes = [r["runtime_s"] for r in energy["windows"]]
         self.summary = [
-            f"{ds.model.name} energy on {opts.io_port} + {opts.emon_port} at {opts.voltage:g} V: median "
+            f"{ds.model.name} energy on {opts.io_port} + {opts.emon_port} at {self.voltage:g} V: median "
             f"{med:.3f} uJ/inf. ({opts.windows} windows of {iterations} inferences, "
             f"{min(runtimes):.3f}-{max(runtimes):.3f} s, {med_thr:.3f} inf./sec.)"
         ]
@@ -633,6 +690,26 @@ class _EnergyRun(RunSession):
         return EXIT_OK
 
     # -- the trace -----------------------------------------------------------------------------
+    def save_stream_plot(self) -> None:
+        """Streaming energy run: ``energy_inf_000.png`` (the file the
+        submission checker requires in a sww energy folder; no other trace
+        file may be there)."""
+        if not self.emon_acquires or not self.opts.plot:
+            return
+        samples = self.emon.samples()
+        if not len(samples):
+            return
+        stream = self.record.get("stream", {})
+        rate = float(self.emon.rate_hz)
+        try:
+            plot_stream(self.out / SWW_PLOT_FILE, samples, rate, self.emon.events(), stream,
+                        f"sww01 energy run at {self.voltage:g} V: {stream.get('wav_file', '')}")
+            stream["plot"] = SWW_PLOT_FILE
+        except Exception as exc:  # a plot must never cost the results
+            stream["plot_error"] = f"{type(exc).__name__}: {exc}"
+        self.record["energy_trace"] = {"samples": int(len(samples)), "rate_hz": rate, "duration_s": len(samples) / rate,
+                                       "edges": len(self.emon.events())}
+
     def save_trace(self) -> None:
         """``trace1-energy.bin``, ``trace1-timestamps.json``, the PNG, and the
         trace's levels in ``results.json`` (whatever was acquired)."""
@@ -679,7 +756,7 @@ class _EnergyRun(RunSession):
                     self.out / PLOT_FILE,
                     timestamps=stamps,
                     windows=meas,
-                    title=f"{model} energy run at {self.opts.voltage:g} V: power, {len(meas)} of "
+                    title=f"{model} energy run at {self.voltage:g} V: power, {len(meas)} of "
                     f"{self.opts.windows} windows shaded, energy per inference above each",
                     window_labels=labels if len(labels) == len(meas) else None,
                     note=note,
@@ -707,16 +784,20 @@ def energy_options_from_cli(
     dataset: Path,
     out: Path,
     interface: str | None,
-    voltage: float,
+    voltage: float | None,
     iterations: int | None,
     warmup: int,
     windows: int,
     timeout: float,
     verbose: bool,
     no_progress: bool,
+    *,
+    mode: str = "energy",
+    truth: str | None = None,
+    dut_baud: int | None = None,
 ) -> EnergyOptions:
     missing = [name for name, v in (("--io-port", io_port), ("--emon-port", emon_port)) if not v]
-    if missing:
+    if missing and mode == "energy":
         raise RunnerError(
             f"energy mode needs {' and '.join(missing)}: the IO manager's port and the EMON's (LPM01A) port"
         )
@@ -734,6 +815,9 @@ def energy_options_from_cli(
         timeout=timeout,
         verbose=verbose,
         progress=not no_progress,
+        mode=mode,
+        truth=truth,
+        dut_baud=dut_baud,
     )
 
 
@@ -747,7 +831,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", "-d", type=Path, required=True)
     ap.add_argument("--out", "-o", type=Path, required=True)
     ap.add_argument("--interface", choices=("auto",) + INTERFACES, default="auto")
-    ap.add_argument("--voltage", type=float, default=DEFAULT_VOLTAGE_V)
+    ap.add_argument("--voltage", type=float, default=None)
+    ap.add_argument("--truth", default=None)
+    ap.add_argument("--dut-baud", type=int, default=None)
     ap.add_argument("--iterations", "-n", type=int)
     ap.add_argument("--warmup", "-w", type=int, default=1)
     ap.add_argument("--windows", type=int, default=metrics.WINDOWS)
@@ -758,7 +844,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         opts = energy_options_from_cli(
             a.io_port, a.emon_port, a.dataset, a.out, a.interface, a.voltage, a.iterations, a.warmup,
-            a.windows, a.timeout, a.verbose, a.no_progress,
+            a.windows, a.timeout, a.verbose, a.no_progress, truth=a.truth, dut_baud=a.dut_baud,
         )
         outcome = run_energy(opts)
     except RunnerError as exc:

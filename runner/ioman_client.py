@@ -124,31 +124,15 @@ class IoManagerClient(SerialLines):
         """The next non-empty line, or ``None`` at ``deadline`` (monotonic)."""
         return self._read_line(deadline)
 
-    def drain(self, quiet: float = 0.1, limit: float = 2.0) -> list[str]:
-        """Lines that arrive until the port is quiet for ``quiet`` s; DUT lines
-        among them are kept in :attr:`unsolicited`."""
-        lines = []
-        end = time.monotonic() + limit
-        while time.monotonic() < end:
-            line = self.read_line(min(end, time.monotonic() + quiet))
-            if line is None:
-                break
-            lines.append(line)
-            if line.startswith(DUT_PREFIX):
-                self.unsolicited.append(line[len(DUT_PREFIX):])
-        return lines
+    def _drained(self, line: str) -> None:
+        # DUT lines that arrive outside a command are kept in `unsolicited`
+        if line.startswith(DUT_PREFIX):
+            self.unsolicited.append(line[len(DUT_PREFIX):])
 
     def take_pending(self) -> None:
         """Consume what has already arrived (without waiting): DUT lines go
         to :attr:`unsolicited`, all are logged."""
-        import serial
-
-        try:
-            waiting = self._ser.in_waiting
-            if waiting:
-                self._buf += self._ser.read(waiting)
-        except (serial.SerialException, OSError) as exc:
-            raise IoManagerError(f"reading from the IO manager port {self.port} failed: {exc}") from None
+        self._read_now()
         while b"\n" in self._buf:
             line = self.read_line(0.0)
             if line is None:
@@ -157,9 +141,11 @@ class IoManagerClient(SerialLines):
                 self.unsolicited.append(line[len(DUT_PREFIX):])
 
     # -- the board's own commands ---------------------------------------------------------
-    def command(self, cmd: str, timeout: float | None = None) -> list[str]:
+    def command(self, cmd: str, timeout: float | None = None, ready_at_end: bool = False) -> list[str]:
         """An IO manager command; its lines up to (without) ``m-ready``.
-        DUT lines that arrive meanwhile are set aside."""
+        DUT lines that arrive meanwhile are set aside. ``ready_at_end``: the
+        answer may end with ``m-ready`` appended to its last line (the H573's
+        ``print_dutycycle``); that line is returned without it."""
         limit = self.timeout if timeout is None else timeout
         self._write(cmd + "%")
         lines: list[str] = []
@@ -175,6 +161,9 @@ class IoManagerClient(SerialLines):
                 self.unsolicited.append(line[len(DUT_PREFIX):])
                 continue
             if line == READY:
+                return lines
+            if ready_at_end and line.endswith(READY):
+                lines.append(line[: -len(READY)])
                 return lines
             lines.append(line)
 

@@ -90,6 +90,7 @@ class RunSession:
         }
         self.summary: list[str] = []
         self._json_written = 0.0
+        self._json_cost = 0.0  # s the last results.json took
         self.log.write(
             "runner",
             f"tinytwin runner {RUNNER_VERSION}: {mode} run{log_ports}; output {self.out}; "
@@ -122,6 +123,10 @@ class RunSession:
     def finish(self) -> None:
         """Anything else to save before the final record (whatever happened)."""
 
+    def load_dataset(self, model: ModelInfo):
+        """The dataset ``measure`` runs on (the EEMBC layout by default)."""
+        return load_dataset(Path(self.opts.dataset), model)
+
     def dataset_note(self, ds: Dataset) -> str:
         return f"dataset {ds.labels_path}: {len(ds.entries)} files, {ds.total_inputs()} inputs"
 
@@ -140,18 +145,29 @@ class RunSession:
         print("warning: " + text, file=self.stream, flush=True)
 
     # -- output -------------------------------------------------------------------------
+    #: a periodic results.json is written at most every this many seconds...
+    JSON_EVERY_S = 2.0
+    #: ...and at most this share of the time (a long accuracy run's record grows)
+    JSON_SHARE = 0.05
+
     def write_json(self, force: bool = False) -> None:
-        """``results.json`` now (``force``) or if the last write is 2 s old."""
+        """``results.json`` now (``force``: indented), or if the last one is
+        old enough: 2 s, and 20 times as long as writing it took (a snapshot
+        while the run goes on, compact: C-speed encoding)."""
         now = time.monotonic()
-        if not force and now - self._json_written < 2.0:
+        if not force and now - self._json_written < max(self.JSON_EVERY_S, self._json_cost / self.JSON_SHARE):
             return
-        self._json_written = now
         path = self.out / "results.json"
         tmp = path.with_name(".results.json.tmp")
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(self.record, fh, indent=1)
+            if force:
+                json.dump(self.record, fh, indent=1)
+            else:
+                json.dump(self.record, fh, separators=(",", ":"))
             fh.write("\n")
         os.replace(tmp, path)
+        self._json_written = time.monotonic()
+        self._json_cost = self._json_written - now
 
     # -- the run ------------------------------------------------------------------------
     def execute(self) -> RunOutcome:
@@ -159,7 +175,7 @@ class RunSession:
         try:
             model = self.identify()
             self.text.header(self.mode, self.dut_port, self.record["dut"])
-            ds = load_dataset(Path(self.opts.dataset), model)
+            ds = self.load_dataset(model)
             self.record["dataset"].update(
                 {"folder": str(ds.folder), "labels": str(ds.labels_path), "files": len(ds.entries)}
             )

@@ -1,6 +1,17 @@
-"""Line-oriented I/O on an open pyserial port, shared by the runner's device clients."""
+"""Line-oriented I/O on an open pyserial port, shared by the runner's device clients.
+
+Ports are opened (and configured: baud, exclusive lock) with pyserial. A
+device path (pyserial's POSIX ``Serial``: a board's ``/dev/ttyACM0``, a twin's
+pty) is then read and written through its file descriptor directly: one
+``poll`` and one non-blocking ``read`` of whatever has arrived, lines split
+here, no per-byte calls; writes go to the fd at once. Any other pyserial port
+(``socket://``, ``rfc2217://``, ``tinytwin://`` ...) is used through
+pyserial's ``in_waiting``/``read``/``write``.
+"""
 from __future__ import annotations
 
+import os
+import select
 import time
 from typing import Callable
 
@@ -9,6 +20,21 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     class _TtyError(Exception):
         pass
+
+#: how long one wait may block before ``on_wait`` is called again (s)
+WAIT_TICK_S = 0.2
+
+
+def raw_fd(ser) -> int | None:
+    """The file descriptor of a pyserial POSIX port (non-blocking, as
+    pyserial keeps it), or ``None`` for any other kind of port."""
+    try:
+        from serial.serialposix import Serial as PosixSerial
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    if isinstance(ser, PosixSerial) and getattr(ser, "fd", None) is not None:
+        return ser.fd
+    return None
 
 
 class SerialLines:
@@ -24,6 +50,9 @@ class SerialLines:
     _buf: bytearray
     port: str
     on_wait: Callable[[], None] | None
+    _fd_of: object = None  # the port _fd belongs to
+    _fd: int | None = None
+    _poller: "select.poll | None" = None
 
     # -- hooks ---------------------------------------------------------------------
     def _port_label(self) -> str:
@@ -42,6 +71,13 @@ class SerialLines:
     def _log_line(self, line: str) -> None:
         pass
 
+    def _drained(self, line: str) -> None:
+        """A line read by :meth:`drain` (logged already)."""
+
+    def _after_drain(self) -> None:
+        """What :meth:`drain` does with a partial line left in the buffer
+        (default: keep it)."""
+
     # -- I/O -----------------------------------------------------------------------
     def _close_port(self) -> None:
         """Close the port if open (a port that fails to close is gone anyway)."""
@@ -51,6 +87,19 @@ class SerialLines:
             except Exception:
                 pass
             self._ser = None
+        self._fd_of = self._fd = self._poller = None
+
+    def _port_fd(self) -> int | None:
+        """The raw fd of the open port (``None``: use pyserial's calls)."""
+        ser = self._ser
+        if ser is not self._fd_of:
+            self._fd_of = ser
+            self._fd = raw_fd(ser)
+            self._poller = None
+            if self._fd is not None:
+                self._poller = select.poll()
+                self._poller.register(self._fd, select.POLLIN)
+        return self._fd
 
     #: what a failed read or write adds to its message: the usual cause
     GONE_HINT = " (the port went away: was the board unplugged or reset its USB? plug it in and run again)"
@@ -61,9 +110,14 @@ class SerialLines:
         if self._ser is None:
             raise self._io_error(self._not_open_message())
         self._log_sent(text)
+        data = text.encode("ascii")
+        fd = self._port_fd()
         try:
-            self._ser.write(text.encode("ascii"))
-            self._ser.flush()
+            if fd is not None:
+                self._write_fd(fd, data)
+            else:
+                self._ser.write(data)
+                self._ser.flush()
         except (serial.SerialException, OSError, _TtyError) as exc:
             raise self._gone(f"writing {text!r} to {self._port_label()} failed: {exc}{self.GONE_HINT}") from None
 
@@ -73,32 +127,91 @@ class SerialLines:
         exc.port_gone = True
         return exc
 
+    def _write_fd(self, fd: int, data: bytes) -> None:
+        """All of ``data`` to the non-blocking ``fd``, waiting for room at most
+        the port's write timeout."""
+        import serial
+
+        view = memoryview(data)
+        limit = self._ser.write_timeout
+        deadline = None if limit is None else time.monotonic() + limit
+        while view:
+            try:
+                n = os.write(fd, view)
+            except BlockingIOError:
+                n = 0
+            view = view[n:]
+            if view:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise serial.SerialTimeoutException("write timeout")
+                select.select([], [fd], [], left)
+
+    def _fill(self, wait: float) -> None:
+        """Add what the port has to the buffer, waiting up to ``wait`` s for
+        something to arrive."""
+        import serial
+
+        fd = self._port_fd()
+        try:
+            if fd is None:
+                waiting = self._ser.in_waiting
+                if waiting <= 0 and wait <= 0:
+                    return
+                data = self._ser.read(waiting if waiting > 0 else 1)  # waits up to the port's timeout
+            else:
+                if not self._poller.poll(max(0, int(wait * 1000 + 0.999))):
+                    return
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    return
+                if not data:
+                    raise serial.SerialException("the device reports data ready but returned none (disconnected?)")
+        except (serial.SerialException, OSError, _TtyError) as exc:
+            raise self._gone(f"reading from {self._port_label()} failed: {exc}{self.GONE_HINT}") from None
+        if data:
+            self._buf += data
+
     def _read_line(self, deadline: float) -> str | None:
         """The next non-empty line (without line end, CR or NUL), or ``None``
         at ``deadline`` (monotonic)."""
-        import serial
-
-        last_wait = time.monotonic()
+        buf = self._buf
+        last_wait = None
         while True:
-            nl = self._buf.find(b"\n")
+            nl = buf.find(b"\n")
             if nl >= 0:
-                raw = bytes(self._buf[:nl])
-                del self._buf[: nl + 1]
+                raw = buf[:nl]
+                del buf[: nl + 1]
                 line = raw.replace(b"\r", b"").replace(b"\0", b"").decode("ascii", "backslashreplace").strip()
                 if not line:
                     continue
                 self._log_line(line)
                 return line
             now = time.monotonic()
+            if last_wait is None:
+                last_wait = now
             if now >= deadline:
                 return None
-            if self.on_wait is not None and now - last_wait > 0.2:
+            if self.on_wait is not None and now - last_wait > WAIT_TICK_S:
                 last_wait = now
                 self.on_wait()
-            try:
-                waiting = self._ser.in_waiting
-                data = self._ser.read(waiting if waiting > 0 else 1)
-            except (serial.SerialException, OSError, _TtyError) as exc:
-                raise self._gone(f"reading from {self._port_label()} failed: {exc}{self.GONE_HINT}") from None
-            if data:
-                self._buf += data
+            self._fill(min(deadline - now, WAIT_TICK_S))
+
+    def _read_now(self) -> None:
+        """Add to the buffer what has already arrived (no waiting)."""
+        self._fill(0.0)
+
+    def drain(self, quiet: float = 0.1, limit: float = 2.0) -> list[str]:
+        """Lines that arrive until the port has been quiet for ``quiet`` s (at
+        most ``limit`` s); each also goes to :meth:`_drained`."""
+        lines = []
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            line = self._read_line(min(end, time.monotonic() + quiet))
+            if line is None:
+                break
+            lines.append(line)
+            self._drained(line)
+        self._after_drain()
+        return lines

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -40,11 +41,21 @@ class WireLog:
     Format, one line each (as the EEMBC runner's log): ``SSSSS.mmm who: text``
     with ``who`` = ``host`` (sent to the DUT, with its ``%``), ``dut`` (received),
     ``runner`` (what the runner did or decided).
+
+    The file is written through a large buffer that reaches the disk at least
+    every :attr:`FLUSH_S` seconds and when the log is closed (at the end of
+    every run, whatever happened), so a run of millions of commands does not
+    spend its time in ``write()`` calls.
     """
+
+    FLUSH_S = 1.0
 
     def __init__(self, path: Path | None, echo: TextIO | None = None, before_echo: Callable[[], None] | None = None):
         self.t0 = time.monotonic()
-        self._fh = open(path, "w", encoding="utf-8", buffering=1) if path is not None else None
+        self._fh = open(path, "w", encoding="utf-8", buffering=1 << 20) if path is not None else None
+        self._flushed = self.t0
+        self._ms = -1
+        self._stamp = ""
         self.echo = echo
         self.before_echo = before_echo
 
@@ -52,16 +63,57 @@ class WireLog:
         return time.monotonic() - self.t0
 
     def stamp(self) -> str:
-        return f"{self.elapsed():09.3f}"
+        ms = int((time.monotonic() - self.t0) * 1000 + 0.5)
+        return f"{ms // 1000:05d}.{ms % 1000:03d}"
+
+    def _stamp_at(self, now: float) -> str:
+        """``SSSSS.mmm`` for ``now`` (made once per millisecond)."""
+        ms = int((now - self.t0) * 1000 + 0.5)
+        if ms != self._ms:
+            self._ms = ms
+            self._stamp = f"{ms // 1000:05d}.{ms % 1000:03d}"
+        return self._stamp
+
+    def _put(self, text: str, now: float) -> None:
+        """Append ``text`` (whole lines) to the file."""
+        fh = self._fh
+        if fh is not None:
+            fh.write(text)
+            if now - self._flushed > self.FLUSH_S:
+                self._flushed = now
+                fh.flush()
 
     def write(self, who: str, text: str) -> None:
-        line = f"{self.stamp()} {who}: {text}"
-        if self._fh is not None:
-            self._fh.write(line + "\n")
+        now = time.monotonic()
+        ms = int((now - self.t0) * 1000 + 0.5)
+        if ms != self._ms:
+            self._ms = ms
+            self._stamp = f"{ms // 1000:05d}.{ms % 1000:03d}"
+        line = f"{self._stamp} {who}: {text}"
+        fh = self._fh
+        if fh is not None:
+            fh.write(line + "\n")
+            if now - self._flushed > self.FLUSH_S:
+                self._flushed = now
+                fh.flush()
         if self.echo is not None and who in ("host", "dut"):
             if self.before_echo is not None:
                 self.before_echo()
             print(line, file=self.echo, flush=True)
+
+    def flush(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+            self._flushed = time.monotonic()
+
+    def append_file(self, path: Path) -> None:
+        """Copy another log (a shard's) into this one as it is."""
+        if self._fh is None:
+            return
+        self._fh.flush()
+        with open(path, "rb") as src:
+            shutil.copyfileobj(src, self._fh.buffer, 1 << 20)
+        self._fh.buffer.flush()
 
     def close(self) -> None:
         if self._fh is not None:
@@ -249,19 +301,10 @@ class DutLink(SerialLines):
             time.sleep(0.1)
         return False
 
-    def drain(self, quiet: float = 0.1, limit: float = 2.0) -> list[str]:
-        """Read until the line has been quiet for ``quiet`` s (at most ``limit`` s)."""
-        lines = []
-        end = time.monotonic() + limit
-        while time.monotonic() < end:
-            line = self._read_line(min(end, time.monotonic() + quiet))
-            if line is None:
-                break
-            lines.append(line)
+    def _after_drain(self) -> None:
         if self._buf:
             self.log.write("runner", f"discarding partial line {bytes(self._buf)!r}")
             self._buf.clear()
-        return lines
 
     def sync(self, timeout: float | None = None, attempts: int = 2) -> bool:
         """Resynchronise: ``%`` ends whatever partial command the firmware holds

@@ -46,6 +46,14 @@ MODELS: dict[str, ModelInfo] = {
     "ad01": ModelInfo("ad01", "ad", 5 * 128 * 4, 2, "auc", 0.85, windowed=True),
 }
 
+#: The streaming model (mlcommons/tiny v1.3+): no inputs are downloaded; the
+#: interface board plays a WAV file and the DUT detects the wakeword itself.
+#: "Input" is its 30 x 40 int8 feature window, "classes" its 3 scores; the
+#: checker's limits are FP <= 8 and FN <= 8 (closed division).
+STREAMING_MODELS: dict[str, ModelInfo] = {
+    "sww01": ModelInfo("sww01", "sww", 30 * 40, 3, "tp-fn-fp", 8.0),
+}
+
 
 class ProtocolError(Exception):
     """The DUT's answer is not what the reference firmware sends.
@@ -221,6 +229,36 @@ class InferAnswer:
         return lap_delta_us(self.start_us, self.end_us)
 
 
+def _walk_markers(lines: list[str], wants: list[str], missing, *, strict: bool) -> int:
+    """Find each of ``wants`` in order in ``lines``; returns the position after
+    the last. ``missing(want)`` is the message when one is not there; with
+    ``strict`` another ``m-warmup-start-``/``m-infer-start-`` line on the way
+    is an error (the firmware ran something else)."""
+    pos = 0
+    n = len(lines)
+    for want in wants:
+        while pos < n and lines[pos] != want:
+            if strict and lines[pos].startswith(("m-warmup-start-", "m-infer-start-")):
+                raise ProtocolError(f"expected {want!r}, got {lines[pos]!r}")
+            pos += 1
+        if pos == n:
+            raise ProtocolError(missing(want))
+        pos += 1
+    return pos
+
+
+def _results_tail(lines: list[str], pos: int, missing: str) -> list[float]:
+    """The last ``m-results-[...]`` vector after ``pos``."""
+    results = None
+    for ln in lines[pos:]:
+        r = parse_results(ln)
+        if r is not None:
+            results = r
+    if results is None:
+        raise ProtocolError(missing)
+    return results
+
+
 def parse_infer(lines: list[str], iterations: int, warmups: int) -> InferAnswer:
     """Check the answer to ``infer N W`` against the reference firmware's
     sequence and read it: ``m-warmup-start-W``, ``m-warmup-done``,
@@ -235,26 +273,37 @@ def parse_infer(lines: list[str], iterations: int, warmups: int) -> InferAnswer:
                 transient=False,
             )
         raise ProtocolError(f"the DUT reported an error: {errs[0]}")
-    expected = [f"m-warmup-start-{warmups}", "m-warmup-done", f"m-infer-start-{iterations}"]
-    pos = 0
-    for want in expected:
-        while pos < len(lines) and lines[pos] != want:
-            if lines[pos].startswith(("m-warmup-start-", "m-infer-start-")):
-                raise ProtocolError(f"expected {want!r}, got {lines[pos]!r}")
-            pos += 1
-        if pos == len(lines):
-            raise ProtocolError(f"missing {want!r} in the answer")
-        pos += 1
+    pos = _walk_markers(
+        lines, [f"m-warmup-start-{warmups}", "m-warmup-done", f"m-infer-start-{iterations}"],
+        lambda want: f"missing {want!r} in the answer", strict=True,
+    )
     laps = [v for v in (parse_lap(ln) for ln in lines[pos:]) if v is not None]
     if len(laps) != 2:
         raise ProtocolError(f"expected 2 'm-lap-us-' lines around the timed loop, got {len(laps)}")
     if "m-infer-done" not in lines[pos:]:
         raise ProtocolError("missing 'm-infer-done'")
-    results = None
-    for ln in lines[pos:]:
-        r = parse_results(ln)
-        if r is not None:
-            results = r
-    if results is None:
-        raise ProtocolError("missing 'm-results-[...]'")
+    results = _results_tail(lines, pos, "missing 'm-results-[...]'")
     return InferAnswer(iterations, warmups, laps[0], laps[1], results, list(lines))
+
+
+def parse_energy_infer(lines: list[str], iterations: int, warmups: int) -> tuple[list[float], list[str]]:
+    """Check the energy-mode answer to ``infer N W``: ``m-warmup-start-W``,
+    ``m-warmup-done``, ``m-infer-start-N``, ``m-infer-done``,
+    ``m-results-[...]`` (no lap lines: the timestamps are GPIO edges).
+    Returns the results and notes (lap lines: a performance-mode firmware)."""
+    errs = error_lines(lines)
+    if errs:
+        raise ProtocolError(f"the DUT reported an error: {errs[0]}", transient=False)
+    what = f"the DUT's answer to 'infer {iterations} {warmups}'"
+    pos = _walk_markers(
+        lines, [f"m-warmup-start-{warmups}", "m-warmup-done", f"m-infer-start-{iterations}", "m-infer-done"],
+        lambda want: f"missing {want!r} in {what}: {lines!r}", strict=False,
+    )
+    results = _results_tail(lines, pos, f"missing 'm-results-[...]' in {what}")
+    notes = []
+    if any(parse_lap(ln) is not None for ln in lines):
+        notes.append(
+            "the DUT printed m-lap-us- lines: it runs the performance-mode firmware; energy mode needs the "
+            "energy-mode build (timestamps on the GPIO)"
+        )
+    return results, notes

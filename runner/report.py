@@ -39,6 +39,10 @@ class ResultsText:
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(f"{self.clock.stamp()} {who}: {text}\n")
 
+    def add(self, who: str, text: str) -> None:
+        """One line: ``who`` is ``ulp-mlperf`` for lines the checker reads, ``runner`` for notes."""
+        self._add(who, text)
+
     def header(self, mode: str, port: str, dut: dict) -> None:
         self._add("runner", f"tinytwin runner {RUNNER_VERSION}, {mode} mode; results format: {CHECKER}")
         self._add(

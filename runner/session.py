@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Callable, TextIO
 
 from . import metrics
 from .dataset import Dataset, Entry
@@ -72,6 +72,15 @@ class RunOptions:
     resets: int = 3
     #: how long a port that went away (unplugged) is waited for at the same path
     reconnect_s: float = 10.0
+    #: accuracy: DUTs to share the inputs out among (runner.shards); ``port``
+    #: then names one per job (comma-separated) or is a tinytwin:// URL
+    jobs: int = 1
+    #: a shard of an accuracy run: only these entries of y_labels.csv [start, stop)
+    files: tuple[int, int] | None = None
+    #: a shard: the model the DUT must report (the other shards' model)
+    expect_model: str | None = None
+    #: called after each accuracy inference (a shard's progress)
+    on_inference: Callable[[], None] | None = None
 
 
 class _Run(RunSession):
@@ -87,6 +96,13 @@ class _Run(RunSession):
     def check_options(self, opts: RunOptions) -> None:
         if opts.mode not in MODES:
             raise RunnerError(f"mode must be one of {', '.join(MODES)}, got {opts.mode!r}")
+        if opts.jobs < 1:
+            raise RunnerError("--jobs must be >= 1")
+        if opts.jobs > 1 and opts.mode != "accuracy":
+            raise RunnerError(
+                f"--jobs {opts.jobs} applies to accuracy runs; a {opts.mode} run times its windows one after "
+                "another on one DUT"
+            )
         super().check_options(opts)
 
     def close_devices(self) -> None:
@@ -122,6 +138,11 @@ class _Run(RunSession):
         if model is None:
             raise DeviceError(
                 f"the DUT on {self.opts.port} did not report its model (no 'm-model-[...]' line in the answer to 'profile%')"
+            )
+        if self.opts.expect_model is not None and model != self.opts.expect_model:
+            raise DeviceError(
+                f"the DUT on {self.opts.port} reports model {model!r}, the other jobs' DUT {self.opts.expect_model!r}: "
+                "every job of a run needs a DUT with the same model"
             )
         info = MODELS.get(model)
         if info is None:
@@ -291,19 +312,19 @@ class _Run(RunSession):
         return EXIT_OK
 
     def accuracy(self, ds: Dataset) -> int:
+        """Every input once (a shard: the files of ``opts.files``), then the
+        quality metric over all of them."""
         model = ds.model
-        total = ds.total_inputs()
+        entries = ds.entries if self.opts.files is None else ds.entries[self.opts.files[0] : self.opts.files[1]]
+        total = sum(len(e.windows()) for e in entries)
         acc = self.record.setdefault("accuracy", {})
-        acc.update({"inputs": total, "files": len(ds.entries), "inferences": []})
+        acc.update({"inputs": total, "files": len(entries), "inferences": []})
         infs = acc["inferences"]
         self.progress = Progress(f"{model.name} accuracy", total, self.stream, enabled=self.opts.progress)
         self.progress.draw(force=True)
-        scores: list[list[float]] = []
-        ad_scores: list[float] = []
-        labels: list[int] = []
-        for entry in ds.entries:
+        tick = self.opts.on_inference
+        for entry in entries:
             data = entry.read()
-            win_scores = []
             for offset in entry.windows():
                 what = f"{entry.file}" + (f" window at byte {offset}" if model.windowed else "")
                 per_s = (self.link.inference_us or 0) / 1e6
@@ -319,49 +340,68 @@ class _Run(RunSession):
                 rec = {"file": entry.file, "label": entry.label, "us": ans.elapsed_us, "results": ans.results}
                 if model.windowed:
                     rec["offset"] = offset
-                    win_scores.append(ans.results[0])
                 infs.append(rec)
+                if tick is not None:
+                    tick()
                 self.write_json()
-            labels.append(entry.label)
-            if model.windowed:
-                ad_scores.append(metrics.file_score(win_scores))
-            else:
-                scores.append(ans.results)
         self.progress.finish()
-        if model.windowed:
-            auc = metrics.anomaly_auc(ad_scores, labels)
-            acc["file_scores"] = [
-                {"file": e.file, "label": e.label, "score": s} for e, s in zip(ds.entries, ad_scores)
-            ]
-            top = None
-        else:
-            top = metrics.top1(scores, labels)
-            auc = metrics.classification_auc(scores, labels, model.classes)
-        acc["top1"] = top
-        acc["auc"] = auc
-        value = auc if model.metric == "auc" else top
-        # the checker compares the printed figure with the target
-        meets = value is not None and float(f"{value:.{3 if model.metric == 'auc' else 1}f}") >= model.target
-        acc["metric"] = model.metric
-        acc["target"] = model.target
-        acc["meets_target"] = bool(meets)
-        self.text.accuracy(model, top, auc, meets)
-        figs = []
-        if top is not None:
-            figs.append(f"Top-1 {top:.1f}%")
-        figs.append(f"AUC {auc:.3f}" if auc is not None else "AUC undefined (needs both/all classes)")
-        target = f"{model.target:g}{'%' if model.metric == 'top-1' else ''} {model.metric}"
-        self.summary = [
-            f"{model.name} accuracy on {self.opts.port}: {', '.join(figs)} over {len(ds.entries)} files"
-            + (f" ({total} windows)" if model.windowed else ""),
-            f"quality target {target}: " + ("met" if meets else "NOT met (reported; the run itself is complete)"),
-        ]
+        if self.opts.files is not None:  # a shard: the whole run's metric is the merger's
+            self.summary = [f"{model.name} accuracy shard: {len(infs)} inputs of {len(entries)} files"]
+            return EXIT_OK
+        self.summary = accuracy_summary(model, entries, acc, self.text, self.opts.port)
         return EXIT_OK
 
     def measure(self, ds: Dataset) -> int:
         return self.performance(ds) if self.opts.mode == "performance" else self.accuracy(ds)
 
 
+def accuracy_summary(model: ModelInfo, entries: list[Entry], acc: dict, text, port: str) -> list[str]:
+    """The quality metric of an accuracy run from its inference records
+    (``acc['inferences']``, in the order of ``entries``): fills ``acc``,
+    writes the results.txt lines, returns the summary. A serial run and the
+    merger of a sharded one (:mod:`runner.shards`) both end here."""
+    infs = acc["inferences"]
+    labels = [e.label for e in entries]
+    if model.windowed:
+        by_file: dict[str, list[float]] = {}
+        for rec in infs:
+            by_file.setdefault(rec["file"], []).append(rec["results"][0])
+        ad_scores = [metrics.file_score(by_file[e.file]) for e in entries]
+        auc = metrics.anomaly_auc(ad_scores, labels)
+        acc["file_scores"] = [{"file": e.file, "label": e.label, "score": sc} for e, sc in zip(entries, ad_scores)]
+        top = None
+    else:
+        scores = [rec["results"] for rec in infs]
+        top = metrics.top1(scores, labels)
+        auc = metrics.classification_auc(scores, labels, model.classes)
+    acc["top1"] = top
+    acc["auc"] = auc
+    value = auc if model.metric == "auc" else top
+    # the checker compares the printed figure with the target
+    meets = value is not None and float(f"{value:.{3 if model.metric == 'auc' else 1}f}") >= model.target
+    acc["metric"] = model.metric
+    acc["target"] = model.target
+    acc["meets_target"] = bool(meets)
+    text.accuracy(model, top, auc, meets)
+    figs = []
+    if top is not None:
+        figs.append(f"Top-1 {top:.1f}%")
+    figs.append(f"AUC {auc:.3f}" if auc is not None else "AUC undefined (needs both/all classes)")
+    target = f"{model.target:g}{'%' if model.metric == 'top-1' else ''} {model.metric}"
+    total = len(infs)
+    return [
+        f"{model.name} accuracy on {port}: {', '.join(figs)} over {len(entries)} files"
+        + (f" ({total} windows)" if model.windowed else ""),
+        f"quality target {target}: " + ("met" if meets else "NOT met (reported; the run itself is complete)"),
+    ]
+
+
 def run(opts: RunOptions) -> RunOutcome:
-    """Run the procedure; never raises :class:`RunnerError` past setup."""
+    """Run the procedure; never raises :class:`RunnerError` past setup. With
+    ``opts.jobs`` > 1 (accuracy) the inputs are shared out among that many
+    DUTs (:mod:`runner.shards`)."""
+    if opts.jobs > 1 and opts.files is None:
+        from .shards import run_sharded
+
+        return run_sharded(opts)
     return _Run(opts).execute()

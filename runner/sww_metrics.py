@@ -55,3 +55,115 @@ def detection_stats(timestamps_ms, windows, suppression_s: float = 1.0, debounce
         rel = [t for t in rel if not (cur < t <= cur + debounce_ms)]
         i += 1
     return DetectionStats(tuple(tp), tuple(fn), tuple(t / 1000 for t in rel))
+
+
+# ---------------------------------------------------------------- the interface board's lists
+
+
+#: one TIM2 tick of the interface board (s): the duty-cycle edges are raw ticks
+TICK_S = 10e-6
+#: the upstream runner warns when the frame period varies by more than this
+PERIOD_SPREAD_WARNING = 0.02
+
+
+@dataclass(frozen=True)
+class DutyCycle:
+    """``process_dutycycle()`` of the upstream runner (``streaming_ww_utils.py``)."""
+
+    duty_cycle: float
+    period_s: float
+    processing_s: float
+    start_times_s: tuple[float, ...]
+    stop_times_s: tuple[float, ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def throughput(self) -> float:
+        """What the upstream runner prints as ``Estimated throughput``: 1 / the
+        mean processing (high) time, not 1 / the period."""
+        return 1.0 / self.processing_s
+
+
+def duty_cycle(start_ticks, stop_ticks) -> DutyCycle:
+    """The duty cycle of the Processing pin from the interface board's first
+    rising and falling edges (TIM2 ticks of 10 us): the lists are cut to the
+    shorter one, on-time = stop - start, period = mean of the start-to-start
+    intervals, duty = mean on-time / period."""
+    starts = [float(t) * TICK_S for t in start_ticks]
+    stops = [float(t) * TICK_S for t in stop_ticks]
+    warnings = []
+    if len(starts) != len(stops):
+        warnings.append(f"Number of start times ({len(starts)}) and number of stop times ({len(stops)}) should be equal")
+        n = min(len(starts), len(stops))
+        starts, stops = starts[:n], stops[:n]
+    if len(starts) < 2:
+        raise ValueError(
+            f"the interface board recorded {len(starts)} processing pulse(s): a period needs at least 2 "
+            "(was the audio played, and is the DUT's Processing pin wired to DUT_DUTY_CYCLE?)"
+        )
+    on = [b - a for a, b in zip(starts, stops)]
+    periods = [b - a for a, b in zip(starts, starts[1:])]
+    mean_period = sum(periods) / len(periods)
+    spread = (max(periods) - min(periods)) / mean_period
+    if spread > PERIOD_SPREAD_WARNING:
+        warnings.append(f"Frame period variation exceeds 2%: min {min(periods) * 1e3:.3f} ms, max {max(periods) * 1e3:.3f} ms")
+    mean_on = sum(on) / len(on)
+    return DutyCycle(mean_on / mean_period, mean_period, mean_on, tuple(starts), tuple(stops), tuple(warnings))
+
+
+def parse_detections(lines: list[str]) -> list[int]:
+    """The lines the interface board answers ``print_detections`` with (its
+    ``m-ready`` excluded): ``Detection Timestamps (ms)`` then ``<ms>,`` lines."""
+    if not lines or lines[0] != "Detection Timestamps (ms)":
+        raise ValueError(f"the answer to print_detections must start with 'Detection Timestamps (ms)', got {lines[:1]!r}")
+    out = []
+    for ln in lines[1:]:
+        text = ln.strip().rstrip(",").strip()
+        if not text.isdigit():
+            raise ValueError(f"print_detections: {ln!r} is not a timestamp in ms")
+        out.append(int(text))
+    return out
+
+
+def parse_dutycycle(lines: list[str]) -> tuple[list[int], list[int]]:
+    """The lines of ``print_dutycycle`` (the last one ends in ``m-ready``):
+    the start ticks and the stop ticks."""
+    if not lines or "Duty cycle start times" not in lines[0]:
+        raise ValueError(f"the answer to print_dutycycle must start with 'Duty cycle start times (s)', got {lines[:1]!r}")
+    starts: list[int] = []
+    stops: list[int] = []
+    target = starts
+    for ln in lines[1:]:
+        if "Duty cycle stop times" in ln:
+            target = stops
+            continue
+        for tok in ln.replace("m-ready", "").split(","):
+            tok = tok.strip()
+            if tok:
+                if not tok.isdigit():
+                    raise ValueError(f"print_dutycycle: {tok!r} in {ln!r} is not a tick count")
+                target.append(int(tok))
+    return starts, stops
+
+
+def parse_activations(lines: list[str]) -> tuple[list[int], int]:
+    """The scores of the DUT's ``stop`` answer (``target activations:`` then
+    ``[v, v, ...]``), joined as the upstream runner joins them. Values the
+    relay garbled (bytes lost on the interface board) are dropped and
+    counted: returns (values, bad)."""
+    text = "".join(lines)
+    at = text.find("target activations:")
+    if at < 0:
+        return [], 0
+    body = text[at + len("target activations:"):]
+    lo, hi = body.find("["), body.rfind("]")
+    if lo < 0 or hi < lo:
+        return [], 0
+    vals, bad = [], 0
+    for tok in body[lo + 1 : hi].split(","):
+        tok = tok.strip()
+        try:
+            vals.append(int(tok))
+        except ValueError:
+            bad += 1
+    return vals, bad

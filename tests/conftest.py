@@ -100,3 +100,21 @@ def downloaded(tmp_path, mirror, monkeypatch) -> Path:
     cache = tmp_path / "cache" / "tinytwin" / "models"
     assert sorted(p.name for p in cache.glob("*.tflite")) == sorted(f"{n}.tflite" for n in store.OFFICIAL)
     return cache
+
+
+@pytest.fixture(scope="session")
+def sww01_engine(models_dir):
+    """The sww01 model through TFLM (the streaming firmware's th_ai_run)."""
+    from emulator.dut.sww01.model import open_sww01
+
+    if not (models_dir / "sww01.tflite").is_file():
+        pytest.skip("sww01.tflite is missing: run `tinytwin models download`")
+    return open_sww01(models_dir)
+
+
+@pytest.fixture(scope="session")
+def sww01_sd_card(shared) -> Path:
+    """The interface board's SD card folder with the runner's short test file."""
+    if not (shared / "sd_card" / "short_wav_easy10s.wav").is_file():
+        pytest.skip("../shared/sd_card/short_wav_easy10s.wav is missing (mlcommons/tiny benchmark/runner/sd_card)")
+    return shared / "sd_card"

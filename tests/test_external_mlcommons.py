@@ -273,3 +273,109 @@ def test_stale_lpm01a_stream(runner, shared, models_dir, tmp_path, lpm01a_kws01)
     assert out.count("Power Manager did not acknowledge") >= 5
     right = median_energy(lpm01a_kws01[0])
     assert median_energy(results) == pytest.approx(right * 3.3 / 1.8, rel=0.01)
+
+
+# ---------------------------------------------------------------- sww01 (streaming wakeword)
+
+SWW_ACCURACY = "Accuracy: 2 True positives, 1 False negatives, 0 False positives"  # the runner README's own figure
+SWW_PLAYED_S = 9.984  # short_wav_easy10s.wav: 156 of its 157 4-KiB blocks are played
+
+
+def sww_tests_yaml(runner: Path, mode: str, tmp: Path) -> Path:
+    """The runner's tests YAML with the one edit its README asks for: the
+    sww01 entry's truth_file set to the short test."""
+    src = (runner / ("tests_energy.yaml" if mode == "e" else "tests_performance.yaml")).read_text()
+    assert src.count("truth_file: sww_long_test.json") == 1, "the runner's YAML changed upstream"
+    out = tmp / f"tests_sww_{mode}.yaml"
+    out.write_text(src.replace("truth_file: sww_long_test.json", "truth_file: sww_short_test.json"))
+    return out
+
+
+def sww_figure(results: str, label: str) -> float:
+    m = re.findall(rf"{label}\s*:\s*([\d.]+)", results)
+    assert m, (label, results)
+    return float(m[-1])
+
+
+@pytest.mark.parametrize("mode", ["e", "p"])
+def test_sww01_stream(runner, shared, models_dir, tmp_path, mode):
+    """devices_sww.yaml unmodified (interface 0483:374E, LPM01A at 3.3 V, DUT at
+    115200), the short test: the README's accuracy line, a 32 ms period, and in
+    energy mode the window from 'start' to 'stop'."""
+    if not (shared / "sd_card" / "short_wav_easy10s.wav").is_file():
+        pytest.skip("../shared/sd_card/short_wav_easy10s.wav is missing")
+    work = tmp_path / "work"
+    work.mkdir()
+    yaml_path = sww_tests_yaml(runner, mode, tmp_path)
+    results, out = run_runner(
+        runner, work, model="sww01", mode=mode, devices="devices_sww.yaml", tests=str(yaml_path),
+        dataset=shared / "datasets", models_dir=models_dir,
+        launcher_args=["--energy", "--interface", "h573", "--sd-card", str(shared / "sd_card")],
+    )
+    assert SWW_ACCURACY in results, results
+    assert sww_figure(results, "Average period") == pytest.approx(0.032, rel=0.005)
+    duty = sww_figure(results, "Average duty cycle")
+    assert 0.5 < duty < 0.65, results
+    assert "Estimated throughput" in results
+    session = sorted((work / "sessions").glob("*/results.txt"))[-1].parent
+    if mode == "e":
+        elapsed = sww_figure(results, "Elapsed time")
+        # the played audio plus what the sequence adds: the rest of 'start', record_detections,
+        # play's start, 'succeeded', the runner's 0.25 s sleep, 'stop' and HAL_SAI_DMAStop's 4 ms
+        assert SWW_PLAYED_S + 0.25 < elapsed < SWW_PLAYED_S + 0.5, results
+        assert re.search(r"Power\s+: ([\d.]+) mW", results), results
+        assert "samples:" in out and "timestamps:2" in out, out[-2000:]
+        assert (session / "energy_inf_000.png").is_file()
+    else:
+        assert "Power Edition" not in results
+
+
+def test_sww01_stream_wav_uart(runner, shared, models_dir, tmp_path):
+    """stream_wav_uart.py straight to the twin's sww01 DUT (0483:374B):
+    db load / db <hex> / extract_uart_stream for every 512-sample frame of the
+    1 s marvin file; its features and scores are the pure chain's.
+
+    The script's byte swap overflows int16 for samples whose low byte is 0x80
+    or more (``(sample & 0xFF) << 8`` on a numpy int16): it sends them as
+    negative hex ("-702"), which the firmware rejects ("number of hex digits
+    ... must be even"), on a board as on the twin. So the file here is the
+    marvin recording with every sample's low byte cleared."""
+    pytest.importorskip("scipy")
+    src = shared / "sd_card" / "marvin_617de221_0.wav"
+    if not src.is_file():
+        pytest.skip(f"{src} is missing")
+    raw = src.read_bytes()
+    samples = np.frombuffer(raw[44:], dtype="<i2") & np.int16(-256)
+    wav = tmp_path / "marvin_msb.wav"
+    wav.write_bytes(raw[:44] + samples.astype("<i2").tobytes())
+    spec = tmp_path / "spec.npz"
+    cmd = [sys.executable, "-m", "emulator.cli", "external", "--model", "sww01", "--models-dir", str(models_dir),
+           "--hide-real-ports", "--", sys.executable, str(runner / "stream_wav_uart.py"), "--wav_file", str(wav),
+           "--specfile", str(spec)]
+    before = tree_digest(runner)
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    assert tree_digest(runner) == before
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    got = np.load(spec)
+    from scipy.io import wavfile
+
+    from emulator.dut.sww01.core import Sww01Core, run_until_idle
+    from emulator.dut.sww01.model import open_sww01
+
+    _, data = wavfile.read(wav)
+    mono = data[:, 0].astype("<i2")
+    core = Sww01Core(engine=open_sww01(models_dir))
+    feats, acts = [], []
+    for i in range(0, len(mono), 512):  # as the script: the last frame may be short (db load of fewer bytes)
+        frame = mono[i : i + 512].tobytes()
+        core.feed(b"db load %d%%" % len(frame))
+        for k in range(0, len(frame), 512):
+            core.feed(b"db " + frame[k : k + 512].hex().encode() + b"%")
+        run_until_idle(core)
+        core.feed(b"extract_uart_stream%")
+        text = run_until_idle(core).decode()
+        feats.append([int(v) for v in re.search(r"m-features-\[([^\]]+)\]", text).group(1).split(",")])
+        acts.append([int(v) for v in re.search(r"m-activations-\[([^\]]+)\]", text).group(1).split(",")])
+    assert got["specgram"].shape == (32, 40)  # 16000 samples: 31 frames and a short one
+    assert np.array_equal(got["specgram"], np.array(feats))
+    assert np.array_equal(got["activations"], np.array(acts))

@@ -73,11 +73,14 @@ DEVICES = [
     if m.startswith("emulator.hw")
     or m.endswith(".device")
     or m in {"emulator.power.model", "emulator.dut.timing"}
+    # what-if computations on the board models (the power model among them)
+    or (m.startswith("emulator.whatif") and m != "emulator.whatif.cli")
     # packages whose __init__ re-exports their devices
     or m in {"emulator.ioman", "emulator.emon", "emulator.emon.lpm01a", "emulator.emon.js220"}
 ]
 TRANSPORTS = [m for m in EMULATOR if m.startswith("emulator.transport")]
-FRONT_ENDS = ("emulator.cli", "emulator.urlhandler", "emulator.models.cli", "emulator.cpu.cli", "emulator.control.cli")
+FRONT_ENDS = ("emulator.cli", "emulator.urlhandler", "emulator.models.cli", "emulator.cpu.cli", "emulator.control.cli",
+              "emulator.whatif.cli")
 IMPURE = ("emulator.sim", "emulator.benches", "emulator.config", "emulator.control", *FRONT_ENDS)
 #: every other module is a pure part: a new module is held to rule 1 unless it
 #: is placed in one of the layers above it

@@ -148,3 +148,21 @@ def test_float32_ops_are_single_rounding():
     assert carith.add(a, b) == float(np.float32(a) + np.float32(b))
     assert carith.mul(a, b) == float(np.float32(a) * np.float32(b))
     assert carith.f32(1e39) == math.inf
+
+
+def test_fma_sum_squares_equals_the_fma_loop():
+    """The fast chain of fma(d, d, acc) (ad01's MSE) against :func:`carith.fma`
+    step by step: random values, values whose squares land on float32 ties,
+    tiny and zero values."""
+    rng = np.random.default_rng(7)
+    sets = [rng.standard_normal(640).astype(np.float32) * s for s in (1e-3, 1.0, 30.0)]
+    sets.append(np.float32(1.0 + 2.0**-12) * np.ones(50, np.float32))  # squares 1 + 2**-11 + 2**-24: ties
+    sets.append(np.array([0.0, 1e-30, 2.0**-70, 1e-20, 0.0, 3.0, 1e-23] * 20, np.float32))
+    sets.append((rng.integers(-2**12, 2**12, 640) * 2.0**-12).astype(np.float32))  # exact sums, many ties
+    for values in sets:
+        ds = [float(v) for v in values]
+        for start in (0.0, float(np.float32(0.1)), float(np.float32(1e6))):
+            acc = start
+            for d in ds:
+                acc = carith.fma(d, d, acc)
+            assert carith.fma_sum_squares(ds, start) == acc

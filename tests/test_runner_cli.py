@@ -20,8 +20,8 @@ TINYTWIN = [sys.executable, "-c", "from emulator.cli import main; main()"]
 def dut_process(models_dir, tmp_path):
     procs = []
 
-    def start(model: str) -> Path:
-        link = tmp_path / f"{model}-dut"
+    def start(model: str, name: str | None = None) -> Path:
+        link = tmp_path / (name or f"{model}-dut")
         p = subprocess.Popen(
             TINYTWIN + ["dut", "--model", model, "--link", str(link), "--models-dir", str(models_dir), "--speed", "fast"],
             stdout=subprocess.PIPE,
@@ -204,3 +204,21 @@ def test_run_models_dir_goes_into_a_tinytwin_url(models_dir, kws_dataset, tmp_pa
     r = tinytwin("run", "--port", tmp_path / "dev", "--mode", "accuracy", "--dataset", kws_dataset,
                  "--out", tmp_path / "c", "--models-dir", models_dir)
     assert r.returncode == 2 and "--models-dir" in r.stderr and "tinytwin://" in r.stderr
+
+
+def test_run_jobs_over_two_twin_processes_and_wrong_port_counts(dut_process, models_dir, tmp_path):
+    """``--jobs 2`` with one ``--port`` per job: two ``tinytwin dut`` processes;
+    a port count that does not match the jobs is one clear error."""
+    from runner.synth import synthesize
+
+    synthesize("ad01", tmp_path / "ds", 3, models_dir=models_dir, seed=5, frames=12)
+    a, b = dut_process("ad01"), dut_process("ad01", "ad01-second")
+    r = tinytwin("run", "--port", a, "--port", b, "--jobs", 2, "--mode", "accuracy", "--dataset", tmp_path / "ds",
+                 "--out", tmp_path / "out", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "AUC 1.000 over 3 files (24 windows)" in r.stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["log.txt", "results.json", "results.txt"]
+    r = tinytwin("run", "--port", a, "--jobs", 2, "--mode", "accuracy", "--dataset", tmp_path / "ds", "--out", tmp_path / "o2")
+    assert r.returncode == 2 and "--jobs 2 needs one DUT per job: give 2 ports" in r.stderr
+    r = tinytwin("run", "--port", a, "--port", b, "--mode", "performance", "--dataset", tmp_path / "ds", "--out", tmp_path / "o3")
+    assert r.returncode == 2 and "--jobs 2 applies to accuracy runs" in r.stderr

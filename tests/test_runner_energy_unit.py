@@ -22,7 +22,7 @@ from emulator.emon.lpm01a.stream import (
     timestamp_record,
 )
 from runner.emon_lpm01a import AsciiStream, EmonError, Lpm01aClient, decode_sample
-from runner.energy import parse_energy_infer
+from runner.protocol import parse_energy_infer
 from runner.errors import DeviceTimeout
 from runner.protocol import ProtocolError
 
@@ -215,14 +215,17 @@ def test_emon_client_events_and_silence():
         c.close()
 
 
-def test_default_supply_is_the_reference_boards():
+def test_default_supply_is_the_reference_boards(tmp_path):
     """1.8 V unless told otherwise, from `tinytwin run` and `python -m
-    runner.energy` alike: the v0.5 reference runs' supply (m-voltage-mv[1800])."""
+    runner.energy` alike: the v0.5 reference runs' supply (m-voltage-mv[1800]);
+    3.3 V for a streaming-wakeword run (mlcommons/tiny's devices_sww.yaml)."""
     import inspect
 
     from runner.cli import run_command
     from runner.energy import DEFAULT_VOLTAGE_V, EnergyOptions
 
     assert DEFAULT_VOLTAGE_V == 1.8
-    assert EnergyOptions("io", "emon", Path("d"), Path("o")).voltage == DEFAULT_VOLTAGE_V
-    assert inspect.signature(run_command).parameters["voltage"].default.default == DEFAULT_VOLTAGE_V
+    assert EnergyOptions("io", "emon", Path("d"), Path("o")).supply_v() == DEFAULT_VOLTAGE_V
+    assert EnergyOptions("io", "emon", Path("d"), Path("o"), voltage=3.0).supply_v() == 3.0
+    assert EnergyOptions("io", "emon", Path("d"), Path("o"), truth="sww_short_test.json").supply_v() == 3.3
+    assert inspect.signature(run_command).parameters["voltage"].default.default is None  # resolved as above

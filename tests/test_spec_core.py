@@ -7,19 +7,16 @@ is in test_spec_pty.py.
 """
 from __future__ import annotations
 
-import sys
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "firmware_api_spec"))
+from firmware_api_spec import MissingData, load_spec
 
-from dut_spec import MissingData, load_spec  # noqa: E402
-
-from emulator.dut import core as dutcore  # noqa: E402
-from emulator.dut.core import DutCore, run_script  # noqa: E402
+from emulator.dut import core as dutcore
+from emulator.dut.core import DutCore, run_script
 
 SPEC = load_spec()
 MODELS = list(SPEC.models)
@@ -51,24 +48,26 @@ def open_engine(model: str, models_dir: Path):
 
 
 def instances(scope: str):
-    """(case, model) pairs: "any" cases for every model."""
+    """(case, model, mode) triples: "any" cases for every model, "any"-mode
+    cases for both firmware builds."""
     out = []
     for case in SPEC.cases:
         if case.scope not in ("both", scope):
             continue
         for model in MODELS if case.model == "any" else [case.model]:
-            out.append(pytest.param(case, model, id=f"{case.id}[{model}]"))
+            for mode in ("performance", "energy") if case.mode == "any" else [case.mode]:
+                out.append(pytest.param(case, model, mode, id=f"{case.id}[{model}-{mode}]"))
     return out
 
 
-def run_on_core(case, model: str, profile, engine, shared: Path | None) -> bytes:
-    core = DutCore(profile, energy_mode=case.mode == "energy")
+def run_on_core(case, model: str, profile, engine, shared: Path | None, mode: str = "performance") -> bytes:
+    core = DutCore(profile, energy_mode=mode == "energy")
     run_script(core, core.boot_script(), engine)
     core.enable_parser()
-    for chunk in case.setup_bytes(shared):
+    for chunk in case.setup_bytes(shared, model):
         for script in core.receive(chunk):
             run_script(core, script, engine)
-    return b"".join(run_script(core, script, engine) for script in core.receive(case.send))
+    return b"".join(run_script(core, script, engine) for script in core.receive(case.send_for(model)))
 
 
 def _shared_or_none() -> Path | None:
@@ -77,8 +76,8 @@ def _shared_or_none() -> Path | None:
     return shared_dir()
 
 
-@pytest.mark.parametrize("case,model", instances("core"))
-def test_case_on_core(case, model, request):
+@pytest.mark.parametrize("case,model,mode", instances("core"))
+def test_case_on_core(case, model, mode, request):
     shared = _shared_or_none()
     if case.needs_model:
         models_dir = request.getfixturevalue("models_dir")
@@ -87,7 +86,7 @@ def test_case_on_core(case, model, request):
     else:
         engine, profile = None, spec_profile(model)
     try:
-        out = run_on_core(case, model, profile, engine, shared)
+        out = run_on_core(case, model, profile, engine, shared, mode)
     except MissingData as exc:
         pytest.skip(str(exc))
     case.check(out, model)
@@ -133,11 +132,34 @@ def test_engine_profile_matches_spec(model, models_dir):
 
 def test_every_case_runs_somewhere():
     # a case no model or scope would pick up is a typo in the YAML
+    ids = [c.id for c in SPEC.cases]
+    assert len(ids) == len(set(ids))
     for case in SPEC.cases:
         assert case.model == "any" or case.model in SPEC.models, case.id
-        assert case.mode in ("performance", "energy"), case.id
+        assert case.mode in ("any", "performance", "energy"), case.id
         assert case.scope in ("both", "device"), case.id
         assert case.why, case.id
+
+
+def test_every_case_is_classified():
+    """Each case says whether the runners depend on it (and how a deviation
+    breaks them) and which section of the prose it checks."""
+    prose = (SPEC.path.parent / "dut_protocol.md").read_text(encoding="utf-8")
+    for case in SPEC.cases:
+        assert case.requirement in ("runner", "reference"), case.id
+        assert (case.requirement == "runner") == bool(case.breaks), case.id
+        assert re.search(rf"^##+ {re.escape(case.section)} ", prose, re.M), (case.id, case.section)
+        assert not case.hangs or case.risky, case.id
+    # hanging cases come last: nothing can run after them
+    hangs = [i for i, c in enumerate(SPEC.cases) if c.hangs]
+    assert hangs == list(range(len(SPEC.cases) - len(hangs), len(SPEC.cases)))
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("mode", ["performance", "energy"])
+def test_boot_cases_are_the_banner(model, mode):
+    case = next(c for c in SPEC.cases if c.boot and c.mode == mode)
+    assert SPEC.expand(case.expect, model) == SPEC.banner(model, mode)
 
 
 def test_matcher_rejects_wrong_output():

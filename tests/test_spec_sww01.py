@@ -3,24 +3,19 @@ pure sww01 protocol core (:mod:`emulator.dut.sww01.core`), instantly, no I/O;
 and drift guards between that YAML and its prose (sww01_protocol.md).
 
 Cases that run the model use the real sww01 model (TFLM) from ``../shared``;
-they skip while it is missing. The pseudo-terminal run comes with the device.
+they skip while it is missing. The same cases over a pseudo-terminal: tests/test_spec_sww01_pty.py.
 """
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SPEC_DIR = REPO / "firmware_api_spec"
-sys.path.insert(0, str(SPEC_DIR))
 
-from dut_spec import SWW01_SPEC_PATH, MissingData, fixed_parts, load_spec  # noqa: E402
+from firmware_api_spec import SPEC_DIR, SWW01_SPEC_PATH, MissingData, fixed_parts, load_spec
 
-from emulator.dut.sww01 import core as swwcore  # noqa: E402
-from emulator.dut.sww01.core import Sww01Core, run_until_idle  # noqa: E402
+from emulator.dut.sww01 import core as swwcore
+from emulator.dut.sww01.core import Sww01Core, run_until_idle
 
 SPEC = load_spec(SWW01_SPEC_PATH)
 PROSE = (SPEC_DIR / "sww01_protocol.md").read_text(encoding="utf-8")

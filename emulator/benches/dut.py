@@ -32,13 +32,21 @@ def build_dut_bench(
     ``cfg`` is a :class:`~emulator.config.TwinConfig`, or a model name with
     TwinConfig's fields as keywords (``build_dut_bench("kws01", speed="fast")``).
     ``engine`` and ``timing`` replace what the configuration would build (a
-    test engine, a fixed timing)."""
+    test engine, a fixed timing). ``sww01`` is the streaming-wakeword firmware
+    (:func:`emulator.benches.sww01.build_dut_bench`)."""
+    from .sww01 import build_dut_bench as build_sww01_bench, is_sww01
+
     cfg = as_config(cfg, **fields)
+    if is_sww01(cfg.model):  # one firmware, 115200 baud in every mode
+        return build_sww01_bench(models_dir=cfg.models_dir, backend=cfg.backend, speed=cfg.speed, baud=cfg.baud,
+                                 engine=engine, timing=timing, timing_profile=cfg.timing_profile,
+                                 honour_host_baud=cfg.honour_host_baud, config=cfg)
     engine = engine if engine is not None else cfg.engine()
     if timing is None:
         timing = cfg.timing(engine)
     twin = Twin(cfg.speed)
-    dut = Dut(twin, engine, timing, energy_mode=cfg.energy_mode, baud=cfg.baud, timer_start_us=cfg.timer_start_us)
+    dut = Dut(twin, engine, timing, energy_mode=cfg.energy_mode, baud=cfg.baud, timer_start_us=cfg.timer_start_us,
+              variant=cfg.firmware_variant)
     bridge = HostBridge(twin, dut.uart, "dut", honour_host_baud=cfg.honour_host_baud)
     return DutBench(twin, dut, bridge, cfg)
 

@@ -51,8 +51,10 @@ finishes in well under a second: the twin then runs
 :data:`PERFORMANCE_SPEED` times faster than real time, which keeps every
 official performance script above 10 s. In energy mode the runner must read
 the LPM01A's sample stream as fast as it comes: :data:`ENERGY_SPEED`; with a
-JS220 alone, its per-sample loop must keep up with 1 Msps: :data:`JS220_SPEED`.
-See ``firmware_api_spec/external_runner.md``.
+JS220 alone, its per-sample loop must keep up with 1 Msps: :data:`JS220_SPEED`;
+for sww01 in energy mode it is realtime, because the runner's ``stream`` step
+sleeps 0.25 s of wall time inside the energy window. See
+``firmware_api_spec/external_runner.md``.
 """
 from __future__ import annotations
 
@@ -367,6 +369,8 @@ def open_bench(
             if setup.emon != "none":
                 raise ExternalError("an energy monitor needs an interface board on the bench (--interface h573): "
                                     "the runner measures the DUT behind it")
+            if cfg.sd_card is not None:
+                raise ExternalError("--sd-card is the interface board's SD card: it needs --energy (the bench with the H573)")
             twin, control, objects = _build_dut(cfg, setup, engine=engine, timing=timing, drops=drops, trace=tracer)
         else:
             twin, control, objects = _build_rig(cfg, setup, engine=engine, timing=timing, drops=drops, trace=tracer,
@@ -469,20 +473,27 @@ def run_external(
     auto = speed is not None and speed.strip().lower() == "auto"
     if speed is not None:
         chosen = resolve_speed(speed, command, setup)
+        if auto and cfg.model.strip().lower() == "sww01" and runner_mode(command) == "e":
+            # the runner's stream step sleeps 0.25 s of host time inside the
+            # energy window: only realtime gives the board's window
+            chosen = "realtime"
         try:
             cfg = cfg.replace(speed=chosen)
         except ConfigError as exc:
             raise ExternalError(f"--speed: {exc}") from None
     drops = [LineDrop.parse(s) for s in drop_lines]
     mode = runner_mode(command)
+    sww01 = cfg.model.strip().lower() == "sww01"
     if mode == "e" and setup.emon == "none":
         log("note: the command asks for energy mode (--mode e) but the bench has no energy monitor; add --energy "
             "(or --emon lpm01a|js220)")
-    elif setup.energy_firmware and mode in ("p", "a"):
+    elif setup.energy_firmware and mode in ("p", "a") and not sww01:
         log("note: the DUT runs the energy-mode firmware (no m-lap-us lines, 9600 baud behind the interface board)")
     if setup.dut_usb and setup.interface != "none":
         log("note: the DUT's own USB is plugged in too: the mlcommons runner then talks to the DUT directly, "
             "not through the interface board (--dut-usb)")
+    if sww01 and setup.interface != "none" and cfg.sd_card is None:
+        log("note: no --sd-card DIR: the interface board's SD card holds no file, so `play` fails")
     bench = open_bench(
         cfg,
         setup=setup,

@@ -119,15 +119,17 @@ class Rig:
         def where(port) -> str:
             return f"{port.device}" + (f" (link {port.link})" if port.link else "")
 
-        lines = [f"io ({self.interface}): {where(self.plugs['io'].port)}"]
-        if self.emon is not None and self.plugs["emon"].port is not None:
-            lines.append(f"emon (lpm01a): {where(self.plugs['emon'].port)}")
+        lines = [f"io ({self.interface}): {where(self.plugs['io'].port if 'io' in self.plugs else self.io_port)}"]
+        emon_plug = self.plugs.get("emon")
+        emon_port = emon_plug.port if emon_plug is not None else self.emon_port
+        if self.emon is not None and emon_port is not None:
+            lines.append(f"emon (lpm01a): {where(emon_port)}")
         if self.js220 is not None:
             lines.append(f"js220: driver link {self.js220_path} (tinytwin external --emon js220 gives it to "
                          "the joulescope package)")
         if self.dut_port is not None:
             lines.append(f"dut (its own USB): {where(self.dut_port)}")
-        fw = "energy-mode" if self.dut.energy_mode else "performance-mode"
+        fw = "energy-mode" if getattr(self.dut, "energy_mode", True) else "performance-mode"
         lines.append(
             f"dut: model {self.dut.profile.name}, {fw} firmware at {self.dut.uart.baud} baud behind the IO manager; "
             f"speed {self.twin.speed}"
@@ -195,7 +197,13 @@ def build_rig(
     configuration would build; ``trace`` and ``drops`` (``--drop-line``
     rules) go on the ports' taps. ``rig.control`` is the bench's
     :class:`~emulator.control.BenchControl`.
+    ``model="sww01"`` builds the streaming-wakeword bench instead
+    (:func:`emulator.benches.sww01.build_rig`; ``cfg.sd_card`` is its SD card
+    directory, ``cfg.timing_profile`` its sww01 timing profile): the H573
+    with an LPM01A or no EMON.
     """
+    from .sww01 import build_rig as build_sww01_rig, is_sww01
+
     cfg = as_config(cfg, **fields)
     powered_from_start = emon is not None
     if setup is None:
@@ -204,6 +212,18 @@ def build_rig(
                                dut_stlink=dut_stlink, supply_v=supply_v if supply_v is not None else DEFAULT_SUPPLY_V)
         except ConfigError as exc:
             raise RigError(str(exc)) from None
+    if is_sww01(cfg.model):
+        if setup.emon not in ("lpm01a", "none") or setup.dut_usb or setup.dut_stlink != "v2-1":
+            raise RigError("the sww01 bench is the H573 with an LPM01A or no EMON (--emon lpm01a|none); the JS220, "
+                           "--dut-usb and --dut-stlink v3 are set-ups of the other models' benches")
+        return build_sww01_rig(models_dir=cfg.models_dir, interface=setup.interface,
+                               emon=None if setup.emon == "none" or not powered_from_start else "lpm01a",
+                               speed=cfg.speed, dir=dir, backend=cfg.backend, engine=engine,
+                               timing_profile=cfg.timing_profile, h573_flash_baud=h573_flash_baud,
+                               honour_host_baud=cfg.honour_host_baud, power_profile=cfg.power_profile,
+                               sd_card=cfg.sd_card, trace=trace, drops=drops)
+    if cfg.sd_card is not None:
+        raise RigError("--sd-card is for the streaming-wakeword bench (--model sww01)")
     if setup.interface == "none":
         raise RigError("the rig is a bench with an interface board: choose --interface h573 or arduino "
                        "(the DUT alone is `tinytwin dut`)")
@@ -320,7 +340,7 @@ def register(app) -> None:
         control: Optional[Path] = typer.Option(None, "--control", help=HELP["control"] + " (default: DIR/ctl)"),
         control_tcp: Optional[str] = typer.Option(None, "--control-tcp", help=HELP["control_tcp"]),
     ) -> None:
-        """Serve a bench: DUT behind an IO manager, measured (and powered) by an EMON; `tinytwin ctl` acts on it."""
+        """Serve a bench: DUT behind an IO manager, measured (and powered) by an EMON; `tinytwin ctl` acts on it (sww01: the streaming-wakeword firmware with --interface h573 --sd-card DIR)."""
         tcp = parse_hostport(control_tcp, "--control-tcp") if control_tcp else None
         if interface not in INTERFACE_BOARDS:
             fail(f"unknown interface {interface!r}: choose one of {', '.join(INTERFACE_BOARDS)} (--interface)")

@@ -148,6 +148,8 @@ class BenchControl:
         """The firmware of ``board`` (``dut`` or ``io``) stops answering until
         reset (the DUT) or power-cycled (either)."""
         if board == "dut":
+            if not hasattr(self.dut, "hang"):
+                raise ControlError("hang: this DUT's firmware (sww01) has no hang to trigger; use power-cycle or reset")
             if not self.dut.powered:
                 return {"done": False, "note": "the DUT is not powered"}
             self.dut.hang()
@@ -163,6 +165,8 @@ class BenchControl:
         """Jump the DUT's 32-bit µs timer to ``to_us`` (or by ``by_us``)."""
         if (to_us is None) == (by_us is None):
             raise ControlError("timer: give exactly one of to_us (a value) or by_us (a jump)")
+        if not hasattr(self.dut, "timer_us"):
+            raise ControlError("timer: this DUT's firmware (sww01) has no µs timer of the benchmark API")
         if not self.dut.powered:
             return {"done": False, "note": "the DUT is not powered"}
         now = self.dut.timer_us()

@@ -127,21 +127,34 @@ class FaultPlan:
             elif "after_command" in f.when:
                 tap = self._tap(control, f, port)
                 n = int(f.when["after_command"])
-                tap.on_command.append(lambda count, f=f, n=n: count == n and self._fire(control, f))
+
+                tap.on_command.append(self._once(tap.on_command, lambda count, n=n: count == n, control, f))
             elif "after_line" in f.when:
                 tap = self._tap(control, f, port)
                 text, n = str(f.when["after_line"]), int(f.when.get("count", 1))
                 seen = [0]
 
-                def on_line(line: str, f=f, text=text, n=n, seen=seen) -> None:
-                    if line == text:
-                        seen[0] += 1
-                        if seen[0] == n:
-                            self._fire(control, f)
+                def nth(line: str, text=text, n=n, seen=seen) -> bool:
+                    if line != text:
+                        return False
+                    seen[0] += 1
+                    return seen[0] == n
 
-                tap.on_line.append(on_line)
+                tap.on_line.append(self._once(tap.on_line, nth, control, f))
             else:
                 control.twin.schedule(0, lambda f=f: self._fire(control, f))
+
+    def _once(self, callbacks: list, due, control: BenchControl, f: Fault):
+        """A tap callback that fires ``f`` when ``due(value)`` and then leaves
+        ``callbacks`` (a tap with no trigger waiting is passive again)."""
+
+        def callback(value) -> None:
+            if due(value):
+                if callback in callbacks:
+                    callbacks.remove(callback)
+                self._fire(control, f)
+
+        return callback
 
     def _tap(self, control: BenchControl, f: Fault, port: Optional[str]):
         plug = control.plugs.get(port or "")

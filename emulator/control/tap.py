@@ -161,6 +161,17 @@ class PortTap:
         for w in self.wires.values():
             w.drop = w.garble = w.drop_line = w.garble_line = w.delay_ns = 0
 
+    def passive(self) -> bool:
+        """Nothing armed, held or waiting: bytes cross unchanged and at once,
+        and crossing them sets nothing off (see
+        :meth:`emulator.transport.base.PortHook.passive`)."""
+        if self.on_command or self.on_line:
+            return False
+        for w in self.wires.values():
+            if w.drop or w.garble or w.drop_line or w.garble_line or w.delay_ns or w.held:
+                return False
+        return all(d.seen >= d.occurrence for d in self.drops)
+
     def state(self) -> dict:
         out = {"host_commands": self.commands}
         for d, w in self.wires.items():

@@ -64,23 +64,33 @@ def render_table(est: C.Estimate) -> str:
 def estimate_cmd(
     model: Annotated[str, typer.Option("--model", "-m", help="kws01/vww01/ic01/ad01 or a path to your own .tflite")],
     clock_mhz: Annotated[float, typer.Option("--clock-mhz", help="core clock (MHz)")] = 120.0,
-    profile: Annotated[Optional[Path], typer.Option("--profile", help="kernel profile JSON (default: shipped)")] = None,
+    profile: Annotated[Optional[Path], typer.Option("--profile", help="kernel or stack profile JSON (default: shipped)")] = None,
     models_dir: Annotated[Optional[Path], typer.Option("--models-dir", help=MODELS_DIR_HELP)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    board: Annotated[Optional[str], typer.Option("--board", help="a board (name or JSON): the stack moved there, with an interval")] = None,
 ) -> None:
     """Per-layer cycle estimate of one inference, total latency and memory fit."""
     if not clock_mhz > 0:
         raise typer.BadParameter(f"must be > 0 MHz, got {clock_mhz:g}", param_hint="--clock-mhz")
+    from ..whatif.stack import interval_for
+
     try:
         path = resolve_model(model, models_dir)
         parse_model(path.read_bytes(), str(path))  # a file that is no .tflite: one message
-        est = C.estimate(path, _load_profile(profile), clock_mhz)
+        kp, pred = interval_for(path, profile, board, clock_mhz)
+        est = C.estimate(path, kp if kp is not None else _load_profile(profile), clock_mhz)
     except TinytwinError as e:
         _fail(e)
     if json_out:
-        typer.echo(json.dumps(est.to_dict()))
+        d = est.to_dict()
+        if pred is not None:
+            d["interval"] = pred.to_dict()
+        typer.echo(json.dumps(d))
     else:
         typer.echo(render_table(est))
+        if pred is not None:
+            typer.echo(f"{int(round(100 * pred.level))} % interval: {pred.lo_us / 1e3:,.3f} .. {pred.hi_us / 1e3:,.3f} ms "
+                       "(the stack profile's posterior and model error; tinytwin whatif for energy)")
 
 
 ENERGY_COLUMNS = ("model", "clock_mhz", "voltage_v", "n_inferences", "energy_uj", "window_s")
@@ -119,9 +129,27 @@ def calibrate_cmd(
     measurements: Annotated[Optional[Path], typer.Option("--measurements", help="CSV: model,clock_mhz,us_per_inference")] = None,
     models_dir: Annotated[Optional[Path], typer.Option("--models-dir", help=MODELS_DIR_HELP)] = None,
     energy: Annotated[Optional[Path], typer.Option("--energy", help="CSV: " + ",".join(ENERGY_COLUMNS) + " (energy windows)")] = None,
-    power_out: Annotated[Optional[Path], typer.Option("--power-out", help="power profile JSON to write (with --energy)")] = None,
+    power_out: Annotated[Optional[Path], typer.Option("--power-out", help="power profile JSON to write (with --energy, or with --board when the runs have energies)")] = None,
+    board: Annotated[Optional[str], typer.Option("--board", help="fit a stack profile on this board (name or JSON) from --measurements with optional supply_v,uj_per_inference columns")] = None,
+    stack: Annotated[str, typer.Option("--stack", help="kernel library of the runs (with --board), e.g. x-cube-ai, tflm-cmsis-nn")] = "custom",
+    sww01_log: Annotated[Optional[Path], typer.Option("--sww01-log", help="a serial log of the sww01 board's `run_model class0%` and `extract 0%` answers: writes a sww01 timing profile to --out")] = None,
 ) -> None:
-    """Fit the twin to your measurements: latencies (--measurements, --out) and/or energy windows (--energy, --power-out)."""
+    """Fit the twin to your measurements: latencies (--measurements, --out), energy windows (--energy, --power-out), or the sww01 firmware's own timing prints (--sww01-log, --out)."""
+    if sww01_log is not None:
+        _calibrate_sww01(sww01_log, out)
+        return
+    if board is not None:
+        from ..whatif.cli import calibrate_stack
+
+        if measurements is None or out is None or energy is not None:
+            typer.echo("error: --board goes with --measurements and --out (energies as columns of that CSV)", err=True)
+            raise typer.Exit(2)
+        try:
+            for line in calibrate_stack(measurements, board, stack, out, power_out, models_dir):
+                typer.echo(line)
+        except TinytwinError as e:
+            _fail(e)
+        return
     if measurements is None and energy is None:
         typer.echo("error: give --measurements (latencies) and/or --energy (energy windows)", err=True)
         raise typer.Exit(2)
@@ -152,6 +180,26 @@ def calibrate_cmd(
             f"  {r['model']:10s} {r['clock_mhz']:g} MHz  measured {r['measured_us']:,.1f} us  "
             f"fitted {r['predicted_us']:,.1f} us  ({r['error_pct']:+.3f} %)"
         )
+
+
+def _calibrate_sww01(log: Path, out: Optional[Path]) -> None:
+    from ..dut.sww01.timing import ProfileError, calibrate_from_log
+
+    if out is None:
+        typer.echo("error: --sww01-log goes with --out (the sww01 timing profile to write)", err=True)
+        raise typer.Exit(2)
+    try:
+        prof = calibrate_from_log(log.read_text(errors="replace"), source=str(log))
+    except OSError as e:
+        typer.echo(f"error: cannot read {log}: {e.strerror or e}", err=True)
+        raise typer.Exit(2)
+    except ProfileError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    prof.save(out)
+    typer.echo(f"wrote {out} (sww01 timing profile {prof.name}: th_compute_lfbe_f32 {prof.extract_us:g} us, "
+               f"th_ai_run {prof.invoke_us:g} us, frame {prof.frame_us / 1000:.3f} ms of 32 ms); use it with "
+               "`tinytwin rig --model sww01 --profile` ")
 
 
 def register(app: typer.Typer) -> None:

@@ -34,7 +34,6 @@ before the print).
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -42,6 +41,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+
+from ..models.modelfile import TensorInfo, parse_model
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 DEFAULT_PROFILE = PROFILES_DIR / "l4r5zi_tflm231_cmsisnn.json"
@@ -55,41 +56,8 @@ MODEL_NAMES = ("kws01", "vww01", "ic01", "ad01")
 
 
 # --------------------------------------------------------------------------
-# flatbuffer parsing
+# the graph (read by the one .tflite reader, emulator.models.modelfile)
 # --------------------------------------------------------------------------
-def _schema():
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-    return schema
-
-
-def _enum_names(cls) -> dict[int, str]:
-    return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
-
-
-_DTYPE_BYTES = {
-    "FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "UINT8": 1, "INT64": 8, "BOOL": 1, "INT16": 2,
-    "INT8": 1, "FLOAT64": 8, "UINT64": 8, "UINT32": 4, "UINT16": 2, "COMPLEX64": 8,
-}
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    index: int
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    nbytes: int
-    #: backed by a constant buffer in the flatbuffer (weights, biases, shapes)
-    const: bool
-    #: number of quantization scales (1 = per tensor, >1 = per channel)
-    n_scales: int = 0
-
-    @property
-    def elems(self) -> int:
-        return int(np.prod(self.shape)) if self.shape else 1
-
-
 @dataclass
 class OpInfo:
     """One operator of the graph, with what the cost model needs."""
@@ -187,39 +155,12 @@ def load_graph(model: "str | Path | bytes | Graph") -> Graph:
     if isinstance(model, Graph):
         return model
     raw, stem = _read_model_bytes(model)
-    S = _schema()
-    m = S.ModelT.InitFromPackedBuf(raw, 0)
-    if not m.subgraphs:
-        raise ValueError("model has no subgraph")
-    sg = m.subgraphs[0]
-    tnames = _enum_names(S.TensorType)
-    opnames = _enum_names(S.BuiltinOperator)
-
-    tensors: list[TensorInfo] = []
-    for i, t in enumerate(sg.tensors or []):
-        shape = tuple(int(x) for x in (t.shape if t.shape is not None else []))
-        dtype = tnames.get(t.type, str(t.type))
-        buf = m.buffers[t.buffer] if m.buffers is not None and t.buffer < len(m.buffers) else None
-        data_len = 0
-        if buf is not None:
-            if buf.data is not None:
-                data_len = len(buf.data)
-            elif getattr(buf, "size", 0):
-                data_len = int(buf.size)
-        elems = int(np.prod(shape)) if shape else 1
-        nbytes = data_len if data_len else elems * _DTYPE_BYTES.get(dtype, 1)
-        q = t.quantization
-        n_scales = len(q.scale) if (q is not None and q.scale is not None) else 0
-        name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
-        tensors.append(TensorInfo(i, name, shape, dtype, nbytes, data_len > 0, n_scales))
+    mf = parse_model(raw, what=stem)  # checks the file; ModelError names the problem
+    sg = mf.flatbuffer.subgraphs[0]
+    tensors = list(mf.tensors)
 
     ops: list[OpInfo] = []
-    for idx, op in enumerate(sg.operators or []):
-        oc = m.operatorCodes[op.opcodeIndex]
-        code = max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
-        op_type = opnames.get(code, f"OP_{code}")
-        if op_type == "CUSTOM" and oc.customCode:
-            op_type = "CUSTOM:" + (oc.customCode.decode() if isinstance(oc.customCode, bytes) else str(oc.customCode))
+    for idx, (op, op_type) in enumerate(zip(sg.operators or [], mf.ops)):
         opts = op.builtinOptions
         options = {k: v for k, v in vars(opts).items() if not k.startswith("_")} if opts is not None else {}
         ins = [int(x) for x in (op.inputs if op.inputs is not None else [])]
@@ -232,7 +173,7 @@ def load_graph(model: "str | Path | bytes | Graph") -> Graph:
     return Graph(
         name=stem,
         model_bytes=len(raw),
-        sha256=hashlib.sha256(raw).hexdigest(),
+        sha256=mf.sha256,
         tensors=tensors,
         ops=ops,
         inputs=[int(x) for x in sg.inputs],
@@ -341,7 +282,7 @@ def _conv_blocks(pixels: int, cout: int, k: int) -> dict[str, float]:
 def _assign_path_and_counts(op: OpInfo, tensors: list[TensorInfo]) -> None:
     t = op.op_type
     c: dict[str, float] = {"op_cycles": 1.0}
-    int8 = all(tensors[i].dtype in ("INT8", "INT32") for i in op.inputs if i >= 0) if op.inputs else False
+    int8 = all(tensors[i].dtype in ("int8", "int32") for i in op.inputs if i >= 0) if op.inputs else False
     in_bytes = tensors[op.inputs[0]].nbytes if op.inputs and op.inputs[0] >= 0 else 0
     out_bytes = tensors[op.outputs[0]].nbytes if op.outputs else 0
 
@@ -628,23 +569,25 @@ class Estimate:
         }
 
 
-def op_cycles(op: OpInfo, params: dict[str, float], clock_mhz: float) -> tuple[float, float]:
-    """(total cycles, of which flash stalls) of one op."""
+def op_cycles(op: OpInfo, params: dict[str, float], clock_mhz: float,
+              mhz_per_ws: float = 20.0) -> tuple[float, float]:
+    """(total cycles, of which flash stalls) of one op; ``mhz_per_ws``: the
+    board's flash latency step (the profile's ``memory.flash_mhz_per_ws``)."""
     core = sum(params.get(k, 0.0) * v for k, v in op.counts.items())
-    ws = flash_wait_states(clock_mhz)
+    ws = flash_wait_states(clock_mhz, mhz_per_ws)
     stall = params.get("flash_stall_per_line", 0.0) * ws * op.flash_bytes / FLASH_LINE_BYTES
     return core + stall, stall
 
 
-def graph_cycles(graph: Graph, params: dict[str, float], clock_mhz: float) -> float:
-    return sum(op_cycles(op, params, clock_mhz)[0] for op in graph.ops)
+def graph_cycles(graph: Graph, params: dict[str, float], clock_mhz: float, mhz_per_ws: float = 20.0) -> float:
+    return sum(op_cycles(op, params, clock_mhz, mhz_per_ws)[0] for op in graph.ops)
 
 
-def feature_vector(graph: Graph, names: Iterable[str], clock_mhz: float) -> np.ndarray:
+def feature_vector(graph: Graph, names: Iterable[str], clock_mhz: float, mhz_per_ws: float = 20.0) -> np.ndarray:
     """d(cycles)/d(param) for the given parameter names: the model is linear
     in its parameters (used by the calibration)."""
     names = list(names)
-    ws = flash_wait_states(clock_mhz)
+    ws = flash_wait_states(clock_mhz, mhz_per_ws)
     v = np.zeros(len(names))
     for op in graph.ops:
         for j, n in enumerate(names):
@@ -653,6 +596,13 @@ def feature_vector(graph: Graph, names: Iterable[str], clock_mhz: float) -> np.n
             else:
                 v[j] += op.counts.get(n, 0.0)
     return v
+
+
+def flash_mhz_per_ws(profile: KernelProfile) -> float:
+    """The board's flash latency step (MHz per wait state): the profile's
+    ``memory.flash_mhz_per_ws`` (a board description sets it), else the
+    STM32L4R5's 20 MHz."""
+    return float((profile.memory or {}).get("flash_mhz_per_ws", 20.0))
 
 
 def measured_arena(graph: Graph) -> int | None:
@@ -685,10 +635,11 @@ def estimate(
     g = load_graph(model)
     prof = profile if profile is not None else KernelProfile.load()
     f = float(clock_mhz if clock_mhz is not None else prof.clock_mhz)
+    ws_step = flash_mhz_per_ws(prof)
     layers = []
     total = 0.0
     for op in g.ops:
-        cyc, stall = op_cycles(op, prof.params, f)
+        cyc, stall = op_cycles(op, prof.params, f, ws_step)
         total += cyc
         layers.append(LayerEstimate(op.index, op.op_type, op.path, op.macs, cyc, cyc / f, stall))
     mem = prof.memory or {}
@@ -707,7 +658,7 @@ def estimate(
     )
     return Estimate(
         model=g.name, profile=prof.name, clock_mhz=f, cycles=total, latency_us=total / f,
-        layers=layers, memory=fit, macs=g.macs, flash_wait_states=flash_wait_states(f),
+        layers=layers, memory=fit, macs=g.macs, flash_wait_states=flash_wait_states(f, ws_step),
     )
 
 

@@ -29,7 +29,28 @@ timestamp, loading the tensor, running inferences, printing results). A
 device model (:mod:`emulator.dut.device`) executes the script in simulated
 time; :func:`run_script` executes it instantly, which is what protocol tests
 use. Both leave the firmware's semantics of each action to the core
-(:meth:`DutCore.load_tensor`, :meth:`DutCore.lap_line`).
+(:meth:`DutCore.load_tensor`, :meth:`DutCore.lap_line`,
+:meth:`DutCore.results_line`).
+
+Firmware variants (opt-in; the default is the reference firmware)
+------------------------------------------------------------------
+:data:`VARIANTS` names a small set of *other* firmware builds, each the
+reference firmware with one porting mistake a real port could make. They
+exist so that a conformance tester (``tinytwin conform``) can be shown to
+catch each deviation and to say whether it breaks a runner; nothing else
+uses them, and ``variant="reference"`` (the default) changes nothing:
+
+* ``results-format``: ``th_results()`` prints the values without the
+  brackets (``m-results-0.000,0.003,...``), which the runners' result
+  parsers do not recognise;
+* ``no-ready-after-error``: a command that reports an ``e-[...]`` error
+  returns before printing ``m-ready`` (a host waiting for it times out);
+* ``cmd-buffer-64``: the command buffer holds 64 characters instead of 80
+  (``EE_CMD_SIZE`` set too small), so the mlcommons runner's 65-character
+  ``db`` commands lose their last hex digit;
+* ``lost-lap-line``: ``ee_infer()`` does not take the timestamp that opens
+  the timed window (no first ``m-lap-us-`` line in performance mode, no
+  first falling edge in energy mode).
 """
 from __future__ import annotations
 
@@ -83,6 +104,22 @@ SRAM_BYTES = 640 * 1024
 _SPECIAL = re.compile(rb"[\r\n%]")
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
 
+#: the firmware builds the core can be (see the module docstring): name -> what differs
+VARIANTS: dict[str, str] = {
+    "reference": "the MLPerf Tiny reference firmware, quirks included (the default)",
+    "results-format": "th_results() prints 'm-results-<values>' without the brackets",
+    "no-ready-after-error": "no m-ready after a command that reports an e-[...] error",
+    "cmd-buffer-64": "a 64-character command buffer instead of 80",
+    "lost-lap-line": "the timestamp that opens the infer window is never taken",
+}
+
+
+def check_variant(variant: str) -> str:
+    """``variant`` if it names a firmware variant; ValueError naming the choices otherwise."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown firmware variant {variant!r}: choose one of {', '.join(VARIANTS)}")
+    return variant
+
 
 # --------------------------------------------------------------------------
 # operations
@@ -119,6 +156,11 @@ class Results:
 
 
 Action = Print | Timestamp | LoadTensor | Infer | Results | Hang
+
+#: the actions every command ends with / a completed download prints (made
+#: once: actions are immutable)
+_PRINT_READY = Print(MSG_READY)
+_PRINT_LOAD_DONE = Print(b"m-load-done\r\n")
 
 
 class Profile(Protocol):  # what the core needs of an I/O profile
@@ -187,6 +229,8 @@ class DutCore:
 
     profile: Profile
     energy_mode: bool = False
+    #: the firmware build (:data:`VARIANTS`); "reference" is the board's
+    variant: str = "reference"
     parser_enabled: bool = False
     cmd: bytearray = field(default_factory=bytearray)
     buff: bytearray = field(init=False)
@@ -197,7 +241,10 @@ class DutCore:
     rx: bytearray = field(default_factory=bytearray)  # received, not yet read by getchar()
 
     def __post_init__(self) -> None:
+        check_variant(self.variant)
         self.buff = bytearray(self.profile.max_db_input_size)
+        #: EE_CMD_SIZE of this build
+        self.cmd_size = 64 if self.variant == "cmd-buffer-64" else EE_CMD_SIZE
 
     # -- boot ------------------------------------------------------------------
     def boot_script(self, extra_init: bytes | None = None) -> list[Action]:
@@ -234,6 +281,12 @@ class DutCore:
         copied at once; the special bytes are handled one by one, exactly as
         the firmware does for each character."""
         data = self.rx
+        if not data:
+            return None
+        if data[:3] == b"db " and not self.cmd and data[-1] == EE_CMD_TERMINATOR:
+            script = self._db_chunk_at_once(data)
+            if script is not None:
+                return script
         cmd = self.cmd
         pos = 0
         n = len(data)
@@ -245,7 +298,7 @@ class DutCore:
                 if end > pos:
                     # ordinary bytes: the write position saturates at 80; what is
                     # written there is overwritten by the terminating NUL, so lost
-                    room = EE_CMD_SIZE - len(cmd)
+                    room = self.cmd_size - len(cmd)
                     if room > 0:
                         cmd += data[pos : min(end, pos + room)]
                     self.stdin_prev = data[end - 1]
@@ -261,17 +314,35 @@ class DutCore:
                         continue  # second byte of a CR LF / LF CR pair
                     c = 0x0A
                 if c == EE_CMD_TERMINATOR:
-                    line = bytes(cmd[:EE_CMD_SIZE])
+                    line = bytes(cmd[: self.cmd_size])
                     cmd.clear()
                     script = self.execute(line)
                     if script is not None:
                         return script
-                elif len(cmd) < EE_CMD_SIZE:
+                elif len(cmd) < self.cmd_size:
                     cmd.append(c)
                 # else: the write position saturates at 80 (see above)
             return None
         finally:
             del data[:pos]
+
+    def _db_chunk_at_once(self, data: bytearray) -> list[Action] | None:
+        """The common case of the loop below: exactly one ``db HH..%`` line,
+        hex digits only, whole, at the start of a command, taken at once (the
+        same script and state as byte by byte); ``None``, having done
+        nothing, otherwise."""
+        digits = bytes(data[3:-1])
+        if not self.parser_enabled or len(data) > self.cmd_size + 1 or not digits or len(digits) & 1:
+            return None
+        if digits.translate(None, _HEX_DIGITS):
+            return None  # anything else (a space, a line end, NUL, ...): the loop
+        ops: list[Action] = []
+        if not self._load_hex_fast(digits, ops):
+            return None
+        ops.append(_PRINT_READY)
+        self.stdin_prev = EE_CMD_TERMINATOR
+        data.clear()
+        return ops
 
     def receive(self, data: bytes) -> list[list[Action]]:
         """:meth:`feed`, then every script :meth:`step` returns (for tests and
@@ -306,7 +377,11 @@ class DutCore:
             ops.append(Timestamp())
         elif not self._profile_parse(word, toks, ops):
             ops.append(Print(b"e-[Unknown command: " + crlf(word) + b"]\r\n"))
-        ops.append(Print(MSG_READY))
+        if self.variant == "no-ready-after-error" and any(
+            isinstance(op, Print) and op.text.startswith(b"e-[") for op in ops
+        ):
+            return ops
+        ops.append(_PRINT_READY)
         return ops
 
     def _profile_parse(self, word: bytes, toks: _Tokens, ops: list[Action]) -> bool:
@@ -348,7 +423,8 @@ class DutCore:
             ops.append(Infer(w, warmup=True))
         ops.append(Print(b"m-warmup-done\r\n"))
         ops.append(Print(f"m-infer-start-{c_int(n)}\r\n".encode()))
-        ops.append(Timestamp())
+        if self.variant != "lost-lap-line":
+            ops.append(Timestamp())
         ops.append(Infer(n))
         ops.append(Timestamp())
         ops.append(Print(b"m-infer-done\r\n"))
@@ -382,7 +458,7 @@ class DutCore:
         elif p == b"print":
             self._print_buffer(ops)
         else:
-            digits = p[:EE_CMD_SIZE]
+            digits = p[: self.cmd_size]
             if len(digits) & 1:
                 ops.append(Print(b"e-[Insufficent number of hex digits]\r\n"))
                 return
@@ -403,7 +479,7 @@ class DutCore:
                     self.lost_writes += 1
                 self.buff_pos = (self.buff_pos + 1) & 0xFFFFFFFF
                 if self.buff_pos == self.buff_size:
-                    ops.append(Print(b"m-load-done\r\n"))
+                    ops.append(_PRINT_LOAD_DONE)
                     return
 
     def _load_hex_fast(self, digits: bytes, ops: list[Action]) -> bool:
@@ -422,7 +498,7 @@ class DutCore:
         self.buff[pos : pos + count] = bytes.fromhex(digits[: 2 * count].decode("ascii"))
         self.buff_pos = pos + count
         if done:
-            ops.append(Print(b"m-load-done\r\n"))
+            ops.append(_PRINT_LOAD_DONE)
         return True
 
     def _print_buffer(self, ops: list[Action]) -> None:
@@ -461,6 +537,14 @@ class DutCore:
             else:
                 engine.load_short(raw)
         return err
+
+    def results_line(self, text: str) -> bytes:
+        """What ``th_results()`` prints, given the model's result line
+        (``engine.results_text()``)."""
+        line = text.encode("latin-1")
+        if self.variant == "results-format" and line.startswith(b"m-results-["):
+            line = b"m-results-" + line[len(b"m-results-[") :].replace(b"]\r\n", b"\r\n", 1)
+        return line
 
     def lap_line(self, stamp_us: int) -> bytes:
         """What ``th_timestamp()`` prints in performance mode."""
@@ -513,7 +597,7 @@ def run_script(
                 engine.invoke(op.count)
         elif isinstance(op, Results):
             if engine is not None:
-                out += engine.results_text().encode("latin-1")
+                out += core.results_line(engine.results_text())
         elif isinstance(op, Hang):
             break
     return bytes(out)

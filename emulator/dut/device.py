@@ -19,6 +19,14 @@ hardware:
 
 State changes (``off``, ``boot``, ``idle``, ``busy``, ``infer``, ``tx``) are
 reported to :attr:`Dut.state_listeners` so the power model can follow them.
+
+The firmware's work for a command is one sequence of steps
+(:meth:`Dut._steps`: a delay, or bytes to print) with two drivers: a SimPy
+process (:meth:`Dut._timed`), and, on the twin's direct path (a command that
+arrived while nothing else is scheduled, in fast mode), :meth:`Dut._run_now`,
+which carries the steps out at once, moving the clock to the same times.
+Commands that run the model keep the process (an inference costs wall time,
+and a host may send meanwhile).
 """
 from __future__ import annotations
 
@@ -30,7 +38,7 @@ from ..hw.gpio import Pin
 from ..sim import US, Twin
 from ..hw.uart import SerialEndpoint
 from ..core import Hang
-from .core import MSG_READY, Action, DutCore, DutState, Infer, LoadTensor, Print, Results, Timestamp
+from .core import MSG_READY, Action, DutCore, DutState, Infer, LoadTensor, Print, Results, Timestamp, check_variant
 from .timing import DutTiming
 
 TIMER_WRAP = 2**32
@@ -61,6 +69,7 @@ class Dut:
         timer_start_us: int = 0,
         powered: bool = True,
         name: str = "dut",
+        variant: str = "reference",
     ):
         self.twin = twin
         self.env = twin.env
@@ -69,6 +78,8 @@ class Dut:
         self.timing = timing
         self.energy_mode = energy_mode
         self.name = name
+        #: the firmware build (emulator.dut.core.VARIANTS; "reference" by default)
+        self.variant = check_variant(variant)
         if baud is None:
             baud = self.profile.energy_baud if energy_mode else self.profile.perf_baud
         self.uart = SerialEndpoint(twin, f"{name}.uart", baud, split_after=b"%", receiver=self._on_rx)
@@ -117,7 +128,7 @@ class Dut:
         self.hung = False
         self._epoch += 1
         self._reset_at = self.twin.now
-        self._core = DutCore(self.profile, energy_mode=self.energy_mode)
+        self._core = DutCore(self.profile, energy_mode=self.energy_mode, variant=self.variant)
         self._held = None
         self._pending.clear()
         self.timestamp_pin.set(1)
@@ -178,8 +189,71 @@ class Dut:
 
     def _start(self) -> None:
         if not self._cpu_busy and self._pending:
+            if self._can_run_now():
+                self._run_now()
+                return
             self._cpu_busy = True
             self._proc = self.env.process(self._execute_pending(self._epoch))
+
+    def _can_run_now(self) -> bool:
+        """The direct path may carry out the pending commands: the twin is
+        on it, nothing listens to the DUT's state or pin (a listener may
+        schedule), the UART's other end only hands bytes on, and no command
+        runs the model."""
+        peer = self.uart.peer
+        if not self.twin.direct or self.state_listeners or self.timestamp_pin.listeners:
+            return False
+        if peer is None or not peer.instant_receiver:
+            return False
+        for script in self._pending:
+            for op in script:
+                if op.__class__ is Infer:
+                    return False
+        return True
+
+    def _run_now(self) -> None:
+        """:meth:`_execute_pending` on the direct path: the same steps at the
+        same simulated times, without events."""
+        env = self.env
+        jump = env.jump
+        send_now = self.uart.send_now
+        epoch = self._epoch
+        pending = self._pending
+        self._cpu_busy = True
+        try:
+            while pending:
+                script = pending.pop(0)
+                self.commands += 1
+                self._set_state(DutState.BUSY)
+                jump(env._now + int(self.timing.command_ns))
+                for op in script:
+                    if op.__class__ is not Print:
+                        break
+                else:
+                    # only prints (most commands): as _steps does them; the
+                    # BUSY/TX changes in between have no listener to see them
+                    for op in script:
+                        if op.text:
+                            end = send_now(op.text)
+                            if end != env._now:
+                                jump(end)
+                    continue
+                for step in self._steps(script, epoch):
+                    if step.__class__ is int:
+                        jump(env._now + step)
+                    else:
+                        end = send_now(step)
+                        if end is None:  # cannot happen: _can_run_now checked the receiver
+                            raise RuntimeError("the DUT's direct path lost the clock")
+                        jump(end)
+                if self.hung:
+                    return
+        finally:
+            if not self.hung:
+                self._cpu_busy = False
+                self._set_state(DutState.IDLE)
+        if not self.hung:
+            self._after_command()
 
     # -- execution ------------------------------------------------------------------
     def _boot(self, epoch: int):
@@ -187,11 +261,11 @@ class Dut:
             try:
                 self._set_state(DutState.BOOT)
                 yield self.env.timeout(int(self.timing.boot_ns))
-                yield from self._run(self.core.boot_script(), epoch)
+                yield from self._timed(self._steps(self.core.boot_script(), epoch))
                 if epoch != self._epoch:
                     return
                 self.core.enable_parser()
-                yield from self._print(MSG_READY, epoch)
+                yield from self._timed(self._print(MSG_READY, epoch))
             finally:
                 if epoch == self._epoch:
                     self._cpu_busy = False
@@ -207,7 +281,7 @@ class Dut:
                     self.commands += 1
                     self._set_state(DutState.BUSY)
                     yield self.env.timeout(int(self.timing.command_ns))
-                    yield from self._run(script, epoch)
+                    yield from self._timed(self._steps(script, epoch))
                     if self.hung:
                         return
             finally:
@@ -222,17 +296,27 @@ class Dut:
         if held is not None:
             self._feed(bytes([held]))
 
+    def _timed(self, steps):
+        """Carry out :meth:`_steps` in a SimPy process."""
+        env = self.env
+        send = self.uart.send
+        for step in steps:
+            yield env.timeout(step) if step.__class__ is int else send(step)
+
     def _print(self, text: bytes, epoch: int):
+        """A blocking printf: one step, the bytes to transmit."""
         if not text or epoch != self._epoch:
             return
         prev = self.state
         self._set_state(DutState.TX)
-        yield self.uart.send(text)
+        yield text
         if epoch == self._epoch:
             self._set_state(prev)
 
-    def _run(self, script: list[Action], epoch: int):
-        env = self.env
+    def _steps(self, script: list[Action], epoch: int):
+        """What the firmware does for ``script``, as steps in time: each
+        step is a delay (int, ns) or bytes to print (waiting until the last
+        has been shifted out)."""
         for op in script:
             if epoch != self._epoch:
                 return
@@ -241,27 +325,27 @@ class Dut:
             elif isinstance(op, Timestamp):
                 if self.energy_mode:
                     self.timestamp_pin.set(0)
-                    yield env.timeout(int(self.timing.timestamp_hold_ns))
+                    yield int(self.timing.timestamp_hold_ns)
                     if epoch == self._epoch:
                         self.timestamp_pin.set(1)
                 else:
                     stamp = self.timer_us()
                     if self.timing.timestamp_print_us:
-                        yield env.timeout(int(self.timing.timestamp_print_ns))
+                        yield int(self.timing.timestamp_print_ns)
                     yield from self._print(self.core.lap_line(stamp), epoch)
             elif isinstance(op, LoadTensor):
                 err = self.core.load_tensor(op.raw, self.engine)
                 if err is not None:
                     yield from self._print(err, epoch)
                 else:
-                    yield env.timeout(int(self.timing.load_tensor_ns()))
+                    yield int(self.timing.load_tensor_ns())
             elif isinstance(op, Infer):
                 self._set_state(DutState.INFER)
                 self.engine.invoke(op.count)
-                yield env.timeout(int(round(self.timing.inference_ns(op.count))))
+                yield int(round(self.timing.inference_ns(op.count)))
                 self._set_state(DutState.BUSY)
             elif isinstance(op, Results):
-                yield from self._print(self.engine.results_text().encode("latin-1"), epoch)
+                yield from self._print(self.core.results_line(self.engine.results_text()), epoch)
             elif isinstance(op, Hang):
                 self.hung = True
                 self._set_state(DutState.BUSY)

@@ -23,6 +23,11 @@ Timing rules (all in simulated ns):
 
 While bytes are on the wire the twin counts as busy (see :mod:`emulator.sim`),
 so in fast mode transfer time costs no wall time.
+
+On the twin's direct path (:attr:`emulator.sim.Twin.direct`),
+:meth:`SerialEndpoint.send_now` delivers a transmission at once instead of
+scheduling it: the same segments at the same simulated times, the clock moved
+to each with :meth:`~emulator.sim.Twin.jump`.
 """
 from __future__ import annotations
 
@@ -132,6 +137,10 @@ class SerialEndpoint:
         #: optional hook run before each reception (e.g. to pick up a baud
         #: rate the host has changed)
         self.before_rx: Callable[[], None] | None = None
+        #: the receiver only hands bytes on (to host ports) and schedules
+        #: nothing: a sender on the direct path may deliver several segments
+        #: to it and carry on (see :meth:`send_now`)
+        self.instant_receiver = False
 
     @property
     def char_time_ns(self) -> float:
@@ -192,6 +201,82 @@ class SerialEndpoint:
         # character has been shifted out (and received).
         return twin.busy_until(finished)
 
+    def send_now(self, data: bytes) -> int | None:
+        """:meth:`send` on the twin's direct path: the receiver gets the same
+        segments at the same simulated times, at once (the clock jumps to
+        each); returns when the last character has left the shift register
+        (ns), for the caller to jump to. Returns ``None``, having done
+        nothing, when the twin is not on the direct path or the transmission
+        would reach the receiver in several pieces that may start more work
+        (then :meth:`send` schedules it)."""
+        twin = self.twin
+        peer = self.peer
+        if not twin.direct or peer is None:
+            return None
+        env = twin.env
+        now = env._now
+        n = len(data)
+        if not n:
+            return now
+        if peer.before_rx is not None:
+            peer.before_rx()
+        free = self._tx_free_at
+        start = free if free > now else now
+        baud = self.baud
+        done = start + n * (self.bits_per_char * S / baud)
+        done_ns = int(round(done))
+        rx_baud = peer.baud
+        if baud == rx_baud and not (self.per_byte or peer.per_byte):
+            split = peer._split_re
+            if split is None or (m := split.search(data)) is None or m.end() == n:
+                # the usual case, one command or one line: one segment, at the end
+                self._tx_free_at = done_ns
+                self.tx_bytes += n
+                if self.tap:
+                    self.tap("tx", bytes(data), now)
+                at = now + int(round(done - now))
+                if env._queue:
+                    env.jump(at)
+                else:
+                    env._now = at
+                peer._receive(data, baud, synced=True)  # (its before_rx ran above, at this instant)
+                if env._now < done_ns:
+                    self._busy_until(done_ns)
+                return done_ns
+        ct = self.bits_per_char * S / baud
+        if baud != rx_baud and abs(baud - rx_baud) > BAUD_TOLERANCE * rx_baud:
+            deliveries = [
+                (now + max(0, int(round(start + at_s * S - now))), seg, None)
+                for at_s, seg in self._garbled_segments(data, peer)
+            ]
+        else:
+            segments = self._segments(data, peer)
+            deliveries = [(now + max(0, int(round(start + e * ct - now))), seg, baud) for e, seg in segments[:-1]]
+            deliveries.append((now + max(0, int(round(done - now))), segments[-1][1], baud))
+        if len(deliveries) > 1 and not peer.instant_receiver:
+            return None
+        self._tx_free_at = done_ns
+        self.tx_bytes += n
+        if self.tap:
+            self.tap("tx", bytes(data), now)
+        jump = env.jump
+        for at, seg, seg_baud in deliveries:
+            jump(at)
+            peer._receive(seg, seg_baud)
+        if env._now < done_ns:
+            self._busy_until(done_ns)
+        return done_ns
+
+    def _busy_until(self, t: int) -> None:
+        """On the direct path, after the receiver has its bytes: the line
+        stays busy until the last stop bit at ``t`` (a garbled reception, or a
+        rounding tie, ends earlier), as the stepped path's busy period does."""
+        env = self.twin.env
+        if env._queue:
+            self.twin.busy_until(env.timeout(t - env._now))
+        else:
+            env.jump(t)
+
     def _segments(self, data: bytes, peer: "SerialEndpoint") -> list[tuple[int, bytes]]:
         n = len(data)
         if self.per_byte or peer.per_byte:
@@ -225,12 +310,14 @@ class SerialEndpoint:
                 seg.clear()
         return out
 
-    def _receive(self, data: bytes, tx_baud: int | None) -> None:
-        """Bytes from the peer; ``tx_baud=None``: already as this UART decodes them."""
-        if tx_baud is not None and self.before_rx is not None:
-            self.before_rx()
-        if tx_baud is not None and abs(tx_baud - self.baud) > BAUD_TOLERANCE * self.baud:
-            data = resample(data, tx_baud, self.baud)
+    def _receive(self, data: bytes, tx_baud: int | None, synced: bool = False) -> None:
+        """Bytes from the peer; ``tx_baud=None``: already as this UART decodes
+        them; ``synced``: :attr:`before_rx` has just run."""
+        if tx_baud is not None:
+            if self.before_rx is not None and not synced:
+                self.before_rx()
+            if tx_baud != self.baud and abs(tx_baud - self.baud) > BAUD_TOLERANCE * self.baud:
+                data = resample(data, tx_baud, self.baud)
         if not data:
             return
         self.rx_bytes += len(data)

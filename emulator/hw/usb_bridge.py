@@ -24,6 +24,7 @@ class HostBridge:
         self.name = name
         self.honour_host_baud = honour_host_baud
         self.endpoint = SerialEndpoint(twin, f"{name}.bridge", device.baud, receiver=self._to_host)
+        self.endpoint.instant_receiver = True  # it only writes to the host ports
         connect(self.endpoint, device)
         self.endpoint.before_rx = self._sync_rx_baud
         self.ports: list[HostPort] = []
@@ -36,8 +37,9 @@ class HostBridge:
         return port
 
     def _sync_baud(self, port: HostPort) -> None:
-        baud = port.host_baud() if self.honour_host_baud else None
-        baud = baud or self.device.baud
+        baud = (port.host_baud() if self.honour_host_baud else None) or self.device.baud
+        if baud == self.endpoint.baud == self.device.baud:
+            return
         if baud != self.endpoint.baud:
             self.endpoint.baud = baud
         if baud != self.device.baud and self._warned_baud != baud:
@@ -49,17 +51,25 @@ class HostBridge:
 
     def _sync_rx_baud(self) -> None:
         # the most recently attached host end that is still there
-        for p in reversed(self.ports):
+        ports = self.ports
+        if ports and not ports[-1].closed:
+            self._sync_baud(ports[-1])
+            return
+        for p in reversed(ports):
             if not p.closed:
                 self._sync_baud(p)
                 return
 
     def _from_host(self, port: HostPort, data: bytes) -> None:
         self._sync_baud(port)
-        self.endpoint.send(data)
+        if self.endpoint.send_now(data) is None:
+            self.endpoint.send(data)
 
     def _to_host(self, data: bytes) -> None:
         ports = self.ports
+        if len(ports) == 1 and not ports[0].closed:
+            ports[0].write_to_host(data)
+            return
         for p in ports:
             if p.closed:
                 ports = self.ports = [p for p in ports if not p.closed]

@@ -24,7 +24,7 @@ from ..hw.gpio import Pin
 from ..hw.uart import SerialEndpoint
 from ..sim import US, Twin
 from .arduino import DUT_TX_BUFFER, HOST_TX_BUFFER, ArduinoIoCore
-from .h573 import BOOT_US, H573IoCore
+from .h573 import BOOT_US, H573IoCore, PlayWave
 from .actions import DUT_BAUD, HOST_BAUD, AwaitDut, Pulse, Restart, SetDutBaud, ToDut, ToHost
 
 # --------------------------------------------------------------------------
@@ -241,16 +241,72 @@ class ArduinoIoManager(IoManagerDevice):
             self._kick()
 
 
+#: ``play``: from the player task's start to the first audio sample on the
+#: I2S wires (FileX opens the file, the header is read, the SAI configured,
+#: the first 8 KiB read, the DMA started). An estimate: ST's published
+#: NUCLEO-L4R5ZI-P performance run (tiny_results_v1.3, sww/performance/
+#: results.json) has its first frame start 67.96 ms after record_detections;
+#: minus the 32 ms the first frame lasts and ~11 ms of command and answer
+#: bytes at 115200 baud, about 25 ms remain for this.
+PLAY_START_US = 25_000.0
+#: ``play`` of a missing or invalid file: the failed open / header read
+PLAY_FAIL_US = 2_000.0
+#: from the end of the last played half to the SAI stopping (the refill read
+#: at end of file returns at once, then HAL_SAI_DMAStop)
+PLAY_STOP_US = 10.0
+
+
 class H573IoManager(IoManagerDevice):
     """The STM32H573I-DK interface board as a device. Its DUT UART starts at
-    the baud kept in (simulated) flash; ``setbaud`` changes it for good."""
+    the baud kept in (simulated) flash; ``setbaud`` changes it for good.
 
-    def __init__(self, twin: Twin, *, name: str = "io", flash_baud: int | None = None, powered: bool = True):
+    ``card`` is its microSD card (:class:`emulator.hw.sdcard.SdCard`; default:
+    no file); ``i2s`` the I2S wires its SAI drives (``play``), if any.
+    """
+
+    def __init__(self, twin: Twin, *, name: str = "io", flash_baud: int | None = None, powered: bool = True,
+                 card=None, i2s=None):
         core = H573IoCore(flash_baud=flash_baud)
+        if card is not None:
+            core.card = card
         super().__init__(twin, core, name=name, host_tx_buffer=0, dut_tx_buffer=0, boot_us=BOOT_US)
         core.clock_10us = lambda: self.micros() // 10
+        self.i2s = i2s
+        self.plays: list[dict] = []  # what play did: name, pairs, rate, start/end (ns), error
         if powered:
             self.power_on()
+
+    def _do(self, act, epoch: int):
+        if isinstance(act, PlayWave):
+            yield from self._play(act, epoch)
+        else:
+            yield from super()._do(act, epoch)
+
+    def _play(self, act: PlayWave, epoch: int):
+        """The player task, while the menu thread waits for it."""
+        env = self.env
+        rec = {"name": act.name.decode("latin-1"), "error": act.why, "requested_ns": self.twin.now}
+        self.plays.append(rec)
+        with self.twin.busy():
+            if act.stream is None:
+                yield env.timeout(int(round(PLAY_FAIL_US * US)))
+                return
+            stream = act.stream
+            yield env.timeout(int(round(PLAY_START_US * US)))
+            if epoch != self._epoch:
+                stream.close()
+                return
+            link = self.i2s
+            rec.update({"start_ns": self.twin.now, "pairs": stream.pairs, "rate_hz": stream.rate_hz})
+            duration = int(round(stream.pairs * 1e9 / stream.rate_hz))
+            if link is not None:
+                link.start(stream, stream.rate_hz)
+            # the SAI clocks the buffer out while this task refills it; the
+            # twin reads the file as the receiver takes the pairs
+            yield env.timeout(duration + int(round(PLAY_STOP_US * US)))
+            if link is not None and link.stream is stream:
+                link.stop()
+            rec["end_ns"] = self.twin.now
 
     def attach_ww_detection(self, pin: Pin) -> None:
         """Wire ``pin`` to WW_DET_IN (falling edges are detections)."""

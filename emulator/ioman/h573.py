@@ -23,12 +23,21 @@ name (or an empty line) answers ``m-ready``. Answers::
     setbaud <N>        set baud to: <N>\\n m-ready, then the board resets and
                        talks to the DUT at N (kept in flash; 0, >2000000 or
                        erased flash mean 9600)
-    ls                 m-ready (the twin has no SD card: no files)
-    play [file]        Attempting to play <file>\\n Error playing file. ...\\n
-                       m-ready (nothing to play in the twin)
+    ls                 one line per file on the SD card, then m-ready
+    play [file]        Attempting to play <file>\\n, then after the whole file
+                       succeeded.\\n (or Error playing file. ...\\n) and m-ready;
+                       the audio goes to the DUT over I2S meanwhile (see
+                       :mod:`emulator.ioman.wave`)
     record_detections  Now recording detections / m-ready
     print_detections   Detection Timestamps (ms) / <t>, ... / m-ready
     print_dutycycle    Duty cycle start times (s) / ... / m-ready
+
+The SD card is injected (``card``: see :class:`emulator.ioman.wave.Card`;
+the default has no file, so ``play`` answers its error). ``play`` of a valid
+file returns a :class:`PlayWave` action: the device plays it on the clock,
+the menu thread blocked meanwhile (host bytes wait in the 100-byte queue).
+Without a name ``play`` reads 180 KiB of the board's flash at 0x08080000,
+which the twin takes as erased: not a WAV file.
 
 ``setbaud`` with a non-number makes ``std::stoi`` throw; the firmware has no
 handler, so the board stops (answers nothing) until power-cycled.
@@ -48,6 +57,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..core import Hang
+from .wave import ERROR_TEXT, HEADER_BYTES, PLAY_BUFFER_BYTES, Card, NoFiles, PlayedStream, configure_error, parse_header
 from .actions import (
     Action,
     AwaitDut,
@@ -88,6 +98,18 @@ COMMANDS = (
 )
 
 
+@dataclass(frozen=True)
+class PlayWave:
+    """``player.Play(wav)``: the player task opens the file and, if it is a
+    WAV file the SAI can play, clocks ``stream`` out over I2S until its end
+    (the menu thread waits). ``stream`` is ``None`` when opening or
+    configuring failed (``why`` says what); the answer follows either way."""
+
+    name: bytes
+    stream: PlayedStream | None
+    why: str | None = None
+
+
 def cpp_stoi(text: bytes) -> int | None:
     """``std::stoi``: leading whitespace, sign, digits; ``None`` where it
     throws (no digits: invalid_argument; beyond int: out_of_range)."""
@@ -119,6 +141,7 @@ class H573IoCore:
 
     flash_baud: int | None = None
     clock_10us: Callable[[], int] = lambda: 0
+    card: Card = field(default_factory=NoFiles)
     host_rx: BoundedQueue = field(init=False)
     dut_rx: BoundedQueue = field(init=False)
 
@@ -138,6 +161,13 @@ class H573IoCore:
         self.dut_baud = self.load_baud()
         self.tim2_offset = 0
         self.recording = False
+        #: DeviceUnderTest::dut_state (0 Idle, 1 RecordingDetections); the
+        #: word just before the detection array, which the firmware compares
+        #: a first detection against (wwdet_timestamps[-1])
+        self.dut_state = 0
+        #: WaveSink's 8 KiB play buffer (heap: allocated at start, never cleared)
+        self.play_buffer = bytearray(PLAY_BUFFER_BYTES)
+        self.last_stream: PlayedStream | None = None
         self.detections: list[int] = []
         self.duty_starts: list[int] = []
         self.duty_stops: list[int] = []
@@ -169,9 +199,10 @@ class H573IoCore:
         now_ms = self.tim2() // 100
         if len(self.detections) >= MAX_TIMESTAMPS:
             return
-        last = self.detections[-1] if self.detections else 0
-        # the firmware compares with the entry before its index (0 when empty),
-        # unsigned: a detection within 10 ms of the last one is ignored
+        last = self.detections[-1] if self.detections else self.dut_state
+        # the firmware compares with the entry before its index (with none
+        # recorded, the word before the array: dut_state), unsigned: a
+        # detection within 10 ms of the last one is ignored
         if last < ((now_ms - 10) & 0xFFFFFFFF) or last > now_ms:
             self.detections.append(now_ms)
 
@@ -255,15 +286,12 @@ class H573IoCore:
         if name == "name":
             return [ToHost(NAME + b"\r\n"), ToHost(READY)]
         if name == "ls":
-            # no SD card in the twin: the directory search finds no entry
-            return [ToHost(READY)]
+            # the root directory's files, one a line (ListDirectory's defaults:
+            # no directories, no hidden or system entries); the argument is ignored
+            names = b"".join(n.encode("latin-1", "replace") + b"\r\n" for n in self.card.listing())
+            return [ToHost(names + READY)]
         if name == "play":
-            source = args if args else b"@0x08080000"  # no name: the MemoryReader in flash
-            return [
-                ToHost(b"Attempting to play " + source + b"\n"),
-                ToHost(b"Error playing file. Check that the file exists and is a 2-channel wav file.\n"),
-                ToHost(READY),
-            ]
+            return self.play(args)
         if name == "setbaud":
             baud = cpp_stoi(args)
             if baud is None:
@@ -283,6 +311,7 @@ class H573IoCore:
             self.duty_starts.clear()
             self.duty_stops.clear()
             self.recording = True
+            self.dut_state = 1
             return [ToHost(b"Now recording detections\r\n"), ToHost(READY)]
         if name == "print_detections":
             text = b"Detection Timestamps (ms)\r\n" + b"".join(b"%d,\r\n" % t for t in self.detections)
@@ -300,3 +329,43 @@ class H573IoCore:
                     text += b"\r\n"
             return [ToHost(bytes(text)), ToHost(READY)]
         raise AssertionError(f"no handler for {name!r}")
+
+    def play(self, args: bytes) -> list[Action]:
+        """``InterfaceMenu::Play``: the name, then the player's verdict."""
+        if not args:
+            # FileSystem::OpenFile(""): a MemoryReader over 180 KiB of flash at
+            # 0x08080000; the twin's flash there is erased, not a RIFF header
+            name = b"@0x08080000"
+            stream, why = None, "no file name: the board reads its flash at 0x08080000 (erased in the twin)"
+        else:
+            name = args
+            stream, why = self._open_wave(args.decode("latin-1"))
+        acts: list[Action] = [ToHost(b"Attempting to play " + name + b"\n"), PlayWave(name, stream, why)]
+        if stream is None:
+            return acts + [ToHost(ERROR_TEXT), ToHost(READY)]
+        return acts + [ToHost(b"succeeded.\n"), ToHost(READY)]
+
+    def _open_wave(self, name: str) -> tuple[PlayedStream | None, str | None]:
+        if self.last_stream is not None:
+            # the previous play is over: its file is closed, the buffer holds its end
+            self.last_stream.finish()
+            self.last_stream = None
+        fh = self.card.open(name)
+        if fh is None:
+            return None, f"{name!r} is not on the SD card"
+        try:
+            head = fh.read(HEADER_BYTES)
+            header = parse_header(head)
+            if header is None:
+                fh.close()
+                return None, f"{name!r} has no canonical 44-byte WAV header (RIFF/WAVEfmt /data)"
+            why = configure_error(header)
+            if why is not None:
+                fh.close()
+                return None, f"{name!r}: {why}"
+            size = fh.seek(0, 2)
+        except OSError as exc:
+            fh.close()
+            return None, f"{name!r} cannot be read: {exc}"
+        self.last_stream = PlayedStream(header, fh, size - HEADER_BYTES, self.play_buffer)
+        return self.last_stream, None

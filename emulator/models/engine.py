@@ -215,14 +215,13 @@ class Engine:
             diff = carith.fma_array(t, np.full(n, self.output_scale, np.float32), -x)
         else:
             diff = (t * self.output_scale).astype(np.float32) - x
-        diffs = [float(d) for d in diff]
+        diffs = diff.tolist()
         acc = 0.0
         if self.fp_contract == "off":
             for d in diffs:
                 acc = carith.add(acc, carith.mul(d, d))
         else:
-            for d in diffs:
-                acc = carith.fma(d, d, acc)
+            acc = carith.fma_sum_squares(diffs)
         return carith.div(acc, float(n))
 
     def results_text(self) -> str:

@@ -1,4 +1,5 @@
-"""Read and check a ``.tflite`` flatbuffer without running it.
+"""Read and check a ``.tflite`` flatbuffer without running it: the one
+``.tflite`` reader (the engine and the cycle model both use it).
 
 The TFLM C++ runtime trusts the flatbuffer it is given (``tflite::GetModel`` does not
 verify it), so a corrupt file must be rejected here, in Python, before any backend
@@ -35,16 +36,26 @@ def _schema():
 
 @dataclass(frozen=True)
 class TensorInfo:
+    """One tensor of the graph."""
+
     index: int
     name: str
     shape: tuple[int, ...]
-    dtype: str
+    dtype: str  # numpy-style name: int8, int32, float32, ...
     scale: float | None  # first (per-tensor) quantization scale, if any
     zero_point: int | None
+    #: bytes of its data (of its constant buffer when it has one)
+    nbytes: int = 0
+    #: backed by a constant buffer in the flatbuffer (weights, biases, shapes)
+    const: bool = False
+    #: number of quantization scales (1 = per tensor, >1 = per channel)
+    n_scales: int = 0
 
     @property
     def count(self) -> int:
         return int(np.prod(self.shape)) if self.shape else 1
+
+    elems = count
 
     def describe(self) -> str:
         q = "" if self.scale is None else f" (scale {self.scale:.6g}, zero point {self.zero_point})"
@@ -64,6 +75,11 @@ class ModelFile:
     has_variables: bool
     schema_version: int
     tensor_count: int = field(default=0)
+    #: every tensor of the (single) subgraph, by index
+    tensors: tuple[TensorInfo, ...] = field(default=(), repr=False)
+    #: the flatbuffer unpacked with the schema's object API (``ModelT``), for
+    #: readers that need operator options (the cycle model)
+    flatbuffer: object = field(default=None, repr=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -129,7 +145,18 @@ def _check(model, data: bytes, bad: str) -> ModelFile:
             scale = float(np.float32(q.scale[0]))
             zp = int(q.zeroPoint[0]) if q.zeroPoint is not None and len(q.zeroPoint) > 0 else 0
         name = t.name.decode("utf-8", "replace") if isinstance(t.name, bytes) else str(t.name or "")
-        infos.append(TensorInfo(i, name, shape, _TYPE_NAMES[t.type], scale, zp))
+        dtype = _TYPE_NAMES[t.type]
+        buf = buffers[t.buffer] if buffers else None
+        data_len = 0
+        if buf is not None:
+            if buf.data is not None:
+                data_len = len(buf.data)
+            elif getattr(buf, "size", 0):
+                data_len = int(buf.size)
+        count = int(np.prod(shape)) if shape else 1
+        nbytes = data_len if data_len else count * (_TYPE_SIZES.get(dtype) or 1)
+        n_scales = len(q.scale) if (q is not None and q.scale is not None) else 0
+        infos.append(TensorInfo(i, name, shape, dtype, scale, zp, nbytes, data_len > 0, n_scales))
         has_var = has_var or bool(t.isVariable)
 
     def idx(v, where):
@@ -165,6 +192,8 @@ def _check(model, data: bytes, bad: str) -> ModelFile:
         has_variables=has_var,
         schema_version=int(model.version),
         tensor_count=nt,
+        tensors=tuple(infos),
+        flatbuffer=model,
     )
 
 

@@ -105,6 +105,15 @@ class PowerModel:
     vcore_ranges: tuple[tuple[float, float], ...] = DEFAULT_VCORE_RANGES
     name: str = "l4r5zi"
     provenance: dict = field(default_factory=dict)
+    #: how the core is fed: "ldo" (the current is the same at any VDD: P = VDD x I)
+    #: or "smps" (the converter keeps the power constant: P = rail_ref_v x I,
+    #: the currents being those drawn at ``rail_ref_v``)
+    regulator: str = "ldo"
+    rail_ref_v: float = REFERENCE_VOLTAGE_V
+
+    def __post_init__(self) -> None:
+        if self.regulator not in ("ldo", "smps"):
+            raise ValueError(f"regulator must be 'ldo' or 'smps', not {self.regulator!r}")
 
     # -- physics ---------------------------------------------------------------
     def vcore_v(self, clock_mhz: float) -> float:
@@ -124,9 +133,15 @@ class PowerModel:
         """Supply current (µA) in ``state`` at ``clock_mhz`` (the same at any VDD)."""
         return sum(self.params()[k] * v for k, v in self.features(state, clock_mhz).items())
 
+    def rail_v(self, voltage_v: float) -> float:
+        """The voltage that multiplies the model's current to give the power
+        drawn from a supply at ``voltage_v``: VDD itself behind an LDO, the
+        reference supply behind an SMPS (power independent of VDD)."""
+        return voltage_v if self.regulator == "ldo" else self.rail_ref_v
+
     def power_w(self, state: str, voltage_v: float = REFERENCE_VOLTAGE_V, clock_mhz: float = 120.0) -> float:
         """Power (W) drawn from a supply at ``voltage_v``."""
-        return voltage_v * self.current_ua(state, clock_mhz) * 1e-6
+        return self.rail_v(voltage_v) * self.current_ua(state, clock_mhz) * 1e-6
 
     def power_mw(self, state: str, voltage_v: float = REFERENCE_VOLTAGE_V, clock_mhz: float = 120.0) -> float:
         return self.power_w(state, voltage_v, clock_mhz) * 1e3
@@ -180,6 +195,7 @@ class PowerModel:
                 "infer_extra_ua_per_mhz": _r(self.infer_extra_ua_per_mhz),
                 "ref_clock_mhz": self.ref_clock_mhz,
                 "vcore_ranges": [{"max_mhz": fm, "vcore_v": v} for fm, v in self.vcore_ranges],
+                **({} if self.regulator == "ldo" else {"regulator": self.regulator, "rail_ref_v": self.rail_ref_v}),
             },
             "provenance": self.provenance,
         }
@@ -187,7 +203,7 @@ class PowerModel:
     @classmethod
     def from_dict(cls, d: Mapping) -> "PowerModel":
         p = d["parameters"]
-        known = set(PARAMETERS) | {"ref_clock_mhz", "vcore_ranges"}
+        known = set(PARAMETERS) | {"ref_clock_mhz", "vcore_ranges", "regulator", "rail_ref_v"}
         unknown = sorted(set(p) - known)
         if unknown:
             raise ValueError(
@@ -204,6 +220,8 @@ class PowerModel:
             vcore_ranges=ranges or DEFAULT_VCORE_RANGES,
             name=str(d.get("name", "custom")),
             provenance=dict(d.get("provenance", {})),
+            regulator=str(p.get("regulator", "ldo")).lower(),
+            rail_ref_v=float(p.get("rail_ref_v", REFERENCE_VOLTAGE_V)),
         )
 
     def save(self, path: str | Path) -> Path:
@@ -379,7 +397,7 @@ def fit_power(
     rows = [feats(o) for o in observations]
     cols = [c for c in PARAMETERS if any(c in r for r in rows)]
     X = np.array([[r.get(c, 0.0) for c in cols] for r in rows])
-    V = np.array([o.voltage_v for o in observations])
+    V = np.array([base.rail_v(o.voltage_v) for o in observations])
     y = np.array([o.power_mw for o in observations])
     A = X * (V[:, None] * 1e-3)  # mW per unit of each parameter
     free = [c for c in cols if c not in fixed]
@@ -400,6 +418,8 @@ def fit_power(
         **params,
         ref_clock_mhz=base.ref_clock_mhz,
         vcore_ranges=base.vcore_ranges,
+        regulator=base.regulator,
+        rail_ref_v=base.rail_ref_v,
         name=name or base.name,
         provenance={},
     )

@@ -32,6 +32,12 @@ class PortHook(Protocol):
 
     def to_host(self, port: "HostPort", data: bytes) -> bytes: ...
 
+    def passive(self) -> bool:
+        """Whether bytes now cross unchanged, at once, and without setting
+        anything off (a trace at most): the twin's direct path is taken only
+        while every hook of its ports is passive (see :mod:`emulator.sim`)."""
+        ...
+
 
 class HostPort:
     """A host-facing file descriptor of a twin (pty master, socket, ...).
@@ -44,13 +50,15 @@ class HostPort:
 
     Subclasses (see :mod:`emulator.transport`) deal with the specifics: what
     a read error means (host closed the pty, client disconnected), what baud
-    rate the host configured.
+    rate the host configured. A port without fd (``fd = None``,
+    :class:`~emulator.transport.memory.MemoryPort`) is not polled: its host is
+    in this process and hands its bytes over itself.
     """
 
     #: the one tap/fault hook on this port's wire (None: bytes pass untouched)
     hook: PortHook | None = None
 
-    def __init__(self, name: str, fd: int):
+    def __init__(self, name: str, fd: int | None):
         self.name = name
         self.fd = fd
         self.on_host_bytes = None
@@ -60,6 +68,8 @@ class HostPort:
         self.rx_count = 0
         self.tx_count = 0
         self.hup_until = 0.0  # wall time until which a hung-up fd is not polled
+        #: the twin's turn in which its poll last saw the host end open
+        self.open_turn = -1
 
     # -- the device's handler for host bytes, through the hook ---------------
     @property
@@ -144,6 +154,17 @@ class HostPort:
         """Queue bytes for the host, past the hook."""
         if not data or self.closed:
             return
+        if not self._out:  # the usual case: the fd takes it all at once
+            try:
+                n = self._send(data)
+            except BlockingIOError:
+                n = 0
+            except OSError:
+                return  # the host end is not there: lost, as in flush()
+            self.tx_count += n
+            if n == len(data):
+                return
+            data = data[n:]
         self._out += data
         self.flush()
         if len(self._out) > self.max_pending:

@@ -78,7 +78,10 @@ class PtyPort(HostPort):
         os.close(slave)
         super().__init__(name, master)
         self.dropped = 0
-        # asked before every write: does a host have the slave open?
+        self._baud: int | None = None
+        self._baud_turn = -1  # the twin's turn in which _baud was read
+        # asked before a write unless the twin's poll of this turn saw the
+        # host end open: does a host have the slave open?
         self._hup_poll = select.poll()
         self._hup_poll.register(master, select.POLLIN)
         self.link: Path | None = None
@@ -90,6 +93,9 @@ class PtyPort(HostPort):
                 raise
 
     def host_connected(self) -> bool:
+        twin = self.twin
+        if twin is not None and self.open_turn == twin.turn:
+            return True  # the twin's poll saw it open a moment ago (this turn)
         try:
             for _, ev in self._hup_poll.poll(0):
                 if ev & select.POLLHUP:
@@ -99,14 +105,28 @@ class PtyPort(HostPort):
             return False
 
     def host_baud(self) -> int | None:
-        return tty_baud(self.fd)
+        """The baud rate the host set, read once per turn of the twin's loop:
+        the host changes it before it writes, and what it wrote is read (which
+        starts a new reading) before it is handed on."""
+        twin = self.twin
+        if twin is None:
+            return tty_baud(self.fd)
+        if self._baud_turn != twin.turn:
+            self._baud = tty_baud(self.fd)
+            self._baud_turn = twin.turn
+        return self._baud
+
+    def read_available(self) -> bytes | None:
+        self._baud_turn = -1  # what the host sent may follow a baud change
+        return super().read_available()
 
     def on_read_error(self) -> bytes | None:
         # EIO: no host has the slave open right now; the port stays
         return b""
 
     def write_to_host(self, data: bytes) -> None:
-        if not self.host_connected():
+        twin = self.twin
+        if not (twin is not None and self.open_turn == twin.turn) and not self.host_connected():
             self.dropped += len(data)
             return
         super().write_to_host(data)

@@ -179,6 +179,14 @@ class FeatureExtractor:
             self._w[i, :n] = table.weights[o : o + n]
         self.last_value = _F32(0.0)  # static float32_t last_value = 0.0
 
+    def mel_energies(self, power: np.ndarray) -> np.ndarray:
+        """Step 6: each filter's ``arm_dot_prod_f32`` over its run of the power
+        spectrum, read as ``acc = f32(acc + f32(p*w))`` one weight after the
+        other. ``add.accumulate`` is that running float32 sum along each row
+        (the same roundings; checked bit for bit in tests/test_sww01_features.py)."""
+        products = (np.asarray(power, dtype=_F32)[self._idx] * self._w).astype(_F32)
+        return np.add.accumulate(products, axis=1, dtype=_F32)[:, -1]
+
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         """40 float32 features of one window of 1024 int16 samples."""
         s = np.asarray(samples)
@@ -206,10 +214,7 @@ class FeatureExtractor:
         mag[WINDOW // 2] = nyquist
         power = ((mag * mag).astype(_F32) * INV_BLOCK).astype(_F32)
         # 6. mel filters: sequential float32 dot products
-        acc = np.zeros(NUM_MEL, dtype=_F32)
-        gathered = power[self._idx]
-        for k in range(self._w.shape[1]):
-            acc = (acc + (gathered[:, k] * self._w[:, k]).astype(_F32)).astype(_F32)
+        acc = self.mel_energies(power)
         # 7. floor, 10*log10 in double, +52, /64, clip
         floor = np.where(acc.astype(np.float64) > LOG_FLOOR, acc, _F32(LOG_FLOOR)).astype(_F32)
         db = (10.0 * np.log10(floor.astype(np.float64))).astype(_F32)

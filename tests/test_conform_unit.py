@@ -1,0 +1,101 @@
+"""Parts of tinytwin conform that need no board: reading answers off a real
+pyserial port (loop://, which returns what is written), the prose lookup and
+how bytes are shown."""
+from __future__ import annotations
+
+import serial
+
+from runner.conform.report import prose_section, show_bytes, slug
+from runner.conform.wire import AnswerShape, Wire
+
+
+def loop_wire() -> Wire:
+    return Wire(serial.serial_for_url("loop://", timeout=0.01))
+
+
+def test_an_answer_ends_at_its_ready_line():
+    w = loop_wire()
+    ex = w.exchange("send", b"m-name-dut-[x]\r\nm-ready\r\n", AnswerShape(ready=1, lines=2, quiet=0.05))
+    assert ex.ended == "complete"
+    assert ex.text_lines() == ["m-name-dut-[x]", "m-ready"]
+    assert [round(t, 1) for t, _ in ex.lines()] == [0.0, 0.0]
+
+
+def test_an_answer_without_its_ready_line_ends_after_a_grace_period():
+    w = loop_wire()
+    ex = w.exchange("send", b"e-[Unknown command: ]\r\n", AnswerShape(ready=1, lines=2, quiet=0.05, ready_grace=0.2,
+                                                                    silence=5.0))
+    assert ex.ended == "quiet" and ex.duration() < 1.0
+    assert ex.text_lines() == ["e-[Unknown command: ]"]
+
+
+def test_no_answer_is_awaited_for_its_time_only():
+    w = loop_wire()
+    ex = w.exchange("send", b"", AnswerShape(ready=0, lines=0, no_answer=0.2))
+    assert ex.ended == "no-answer" and ex.received == b""
+
+
+def test_a_silent_board_ends_the_wait_at_the_silence_limit():
+    w = loop_wire()
+    ex = w.exchange("send", b"", AnswerShape(ready=1, lines=2, silence=0.3))
+    assert ex.ended == "silence" and ex.received == b""
+
+
+def test_input_sent_while_an_answer_arrives_is_recorded():
+    w = loop_wire()
+    seen = []
+
+    def hook(line, ex):
+        seen.append(line)
+        return b"m-ready\r\n" if line == b"m-infer-start-1" else None
+
+    ex = w.exchange("send", b"m-infer-start-1\r\n", AnswerShape(ready=1, lines=None, quiet=0.05), on_line=hook)
+    assert [d for _, d in ex.injected] == [b"m-ready\r\n"]
+    assert ex.text_lines() == ["m-infer-start-1", "m-ready"] and seen == [b"m-infer-start-1", b"m-ready"]
+
+
+def test_prose_sections_and_their_anchors():
+    title, anchor, body = prose_section("dut_protocol.md", "3.2")
+    assert title == "3.2 The 80-character command buffer"
+    assert anchor == "32-the-80-character-command-buffer"
+    assert "80 characters" in body and "### " not in body
+    assert prose_section("dut_protocol.md", "99") is None
+    # a section with subsections stops at the first one
+    assert "3.1" not in prose_section("dut_protocol.md", "3")[2]
+    assert slug("5.6 `db <hex>`") == "56-db-hex"
+    assert prose_section("lpm01a.md", "5.8")[1] == "58-volt-vget"
+
+
+def test_bytes_are_shown_as_a_reader_needs_them():
+    assert show_bytes(b"name\r\n%") == "name\\r\\n%"
+    assert show_bytes(b"\x00\xff\t\\") == "\\x00\\xff\\t\\\\"
+
+
+def test_cli_lists_cases_and_reports_errors_as_messages():
+    from typer.testing import CliRunner
+
+    from emulator.cli import app
+
+    cli = CliRunner()
+    res = cli.invoke(app, ["conform", "--list", "--profile", "lpm01a"])
+    assert res.exit_code == 0 and "acquisition_stopped_by_the_host" in res.output and "inferred" in res.output
+    res = cli.invoke(app, ["conform", "--port", "/nonexistent/tty-for-conform"])
+    assert res.exit_code == 2 and "cannot open port /nonexistent/tty-for-conform" in res.output
+    assert "Traceback" not in res.output
+    res = cli.invoke(app, ["conform", "--port", "loop://", "--profile", "nope"])
+    assert res.exit_code == 2 and "unknown profile 'nope'" in res.output
+    res = cli.invoke(app, ["conform"])
+    assert res.exit_code == 2 and "--port is required" in res.output
+
+
+def test_a_port_that_answers_nothing_is_named():
+    from runner.conform import ConformOptions, run_conformance
+    from runner.errors import DeviceError
+
+    # loop:// returns what is written: "%" comes back, which no DUT would answer
+    try:
+        run_conformance(ConformOptions(port="loop://", profile="dut-energy", timeout=0.3))
+    except DeviceError as exc:
+        assert "loop://" in str(exc) and "--profile" in str(exc)
+    else:
+        raise AssertionError("no error")
