@@ -34,14 +34,26 @@ def bind_unix(path: str | os.PathLike, what: str) -> socket.socket:
             raise TransportError(f"{what}: {path} is in use by a running twin; stop it or choose another path")
         finally:
             probe.close()
+    # bound and listening under a temporary name, then moved into place: a
+    # client that sees the path can connect at once
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.bind(str(path))
-        os.chmod(path, 0o600)  # the user's own programs only
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        sock.bind(str(tmp))
+        os.chmod(tmp, 0o600)  # the user's own programs only
+        sock.listen(4)
+        os.replace(tmp, path)
     except OSError as exc:
         sock.close()
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
         raise TransportError(f"{what}: cannot listen on {path}: {exc.strerror}") from None
-    sock.listen(4)
     return sock
 
 
