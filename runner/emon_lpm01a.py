@@ -419,8 +419,11 @@ class Lpm01aClient:
         """Take control of the board; stop an acquisition a previous run left
         going; read its identity."""
         self.command("htc")
+        deadline = time.monotonic() + 0.2
         with self._cond:
-            self._cond.wait(0.2)
+            # any sample within 0.2 s (a wake-up for another message is no answer)
+            while self.stream.count == 0 and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
             streaming = self.stream.count > 0
         if streaming:
             self.stop()
