@@ -69,10 +69,10 @@ def serve_until_signal(twin, lines: list[str], on_close=None) -> None:
             signal.signal(s, h)
 
 
-def parse_hostport(text: str) -> tuple[str, int]:
+def parse_hostport(text: str, option: str = "--tcp") -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
-        raise typer.BadParameter(f"expects HOST:PORT (e.g. 127.0.0.1:7000), got {text!r}", param_hint="--tcp")
+        raise typer.BadParameter(f"expects HOST:PORT (e.g. 127.0.0.1:7000), got {text!r}", param_hint=option)
     return (host or "127.0.0.1").strip("[]"), int(port)
 
 
@@ -118,6 +118,7 @@ def _mount() -> None:
     from runner.cli import register as register_runner
 
     from .benches.external import register as register_external
+    from .control.cli import register as register_ctl
     from .benches.rig import register as register_rig
     from .cpu.cli import register as register_cpu
     from .models.cli import app as models_app
@@ -128,6 +129,7 @@ def _mount() -> None:
     register_runner(app)
     register_rig(app)
     register_external(app)
+    register_ctl(app)
     register_whatif(app)
 
 

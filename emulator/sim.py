@@ -42,7 +42,10 @@ stretch costs no wall time), so the bytes out and every simulated timestamp
 are the stepped path's; ``tests/test_direct_path.py`` checks this against the
 stepped path (``Twin.allow_direct = False``) on random command streams.
 Whatever a device cannot finish that way (an inference) it schedules as
-usual.
+usual. The direct path steps aside while a port's hook (a
+:class:`~emulator.control.tap.PortTap`) is not passive: a fault armed on a
+wire, a delay, a fault plan's trigger waiting; the stepped path then carries
+the bytes through the hook at their exact times.
 
 A host in the same process drives the twin without the run loop and without
 a thread: :meth:`Twin.host_input` hands its bytes over at the simulated time of
@@ -335,6 +338,7 @@ class Twin:
         os.set_blocking(self._wake_w, False)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._loop_thread: threading.Thread | None = None  # the thread running run(), if any
         self.pacer = Pacer(self.speed)
         self._reanchor()
         self.errors: list[BaseException] = []
@@ -421,6 +425,32 @@ class Twin:
             self._calls.append(fn)
         self.wake()
 
+    def call(self, fn: Callable[[], object], timeout: float = 10.0) -> object:
+        """Run ``fn`` in the simulation thread, at the simulated time the loop
+        gets to it, and return its result (or raise its exception); directly
+        when the loop is not running or this is its thread. Thread-safe."""
+        thread = self._loop_thread  # the thread in run(): start()'s, or a caller's (tinytwin rig)
+        if thread is None or not thread.is_alive() or thread is threading.current_thread():
+            return fn()
+        done = threading.Event()
+        box: list = []
+
+        def run() -> None:
+            try:
+                box.append((True, fn()))
+            except BaseException as exc:  # handed to the caller
+                box.append((False, exc))
+            finally:
+                done.set()
+
+        self.call_soon(run)
+        if not done.wait(timeout):
+            raise TimeoutError(f"the simulation did not run the call within {timeout:g} s")
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+
     def wake(self) -> None:
         """Wake the run loop (thread-safe), e.g. to notice a stop request."""
         try:
@@ -463,7 +493,7 @@ class Twin:
         if not queue:  # nothing else scheduled: at once, on the direct path in fast mode
             if at > now:
                 env._now = now = at
-            direct = self.direct = self._fast and self.allow_direct
+            direct = self.direct = self._fast and self.allow_direct and self._hooks_passive()
             try:
                 handler(data)
             finally:
@@ -480,6 +510,20 @@ class Twin:
         else:
             ev = env.timeout(at - now)
             ev.callbacks.append(_Call(handler, data))
+
+    def _hooks_passive(self) -> bool:
+        """Whether no port's hook has a fault armed or a trigger waiting (the
+        direct path steps aside while one has: a delay or a fault plan's
+        action schedules work of its own)."""
+        for port in self.ports.values():
+            hook = port.hook
+            if hook is not None and not hook.passive():
+                return False
+        for port in self._fdless:
+            hook = port.hook
+            if hook is not None and not hook.passive():
+                return False
+        return True
 
     # -- a host in this process (no run loop, no thread) ---------------------------
     def host_input(self, port: HostPort, data: bytes) -> None:
@@ -534,17 +578,21 @@ class Twin:
         calls = self._calls
         queue = self.env._queue
         poll = loop.poller.poll
-        while not stop.is_set():
-            if calls:
-                self._drain_calls()
-            hung = loop.sync_ports()
-            # idle with nothing scheduled: wake up now and then to notice stop
-            events = poll(self._timeout_ms(hung) if queue or hung else 200)
-            self.turn += 1
-            if events:
-                loop.service(events)
-            if queue:
-                self._advance()
+        self._loop_thread = threading.current_thread()
+        try:
+            while not stop.is_set():
+                if calls:
+                    self._drain_calls()
+                hung = loop.sync_ports()
+                # idle with nothing scheduled: wake up now and then to notice stop
+                events = poll(self._timeout_ms(hung) if queue or hung else 200)
+                self.turn += 1
+                if events:
+                    loop.service(events)
+                if queue:
+                    self._advance()
+        finally:
+            self._loop_thread = None
 
     def _drain_calls(self) -> None:
         calls = self._calls

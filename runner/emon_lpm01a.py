@@ -343,9 +343,25 @@ class Lpm01aClient:
             raise EmonError(f"writing {text!r} to the EMON port {self.port} failed: {exc}") from None
 
     # -- commands ---------------------------------------------------------------
+    #: commands that may be sent again when their answer is lost (sending them
+    #: twice does what sending them once does)
+    RESENDABLE = ("htc", "hrc", "powershield", "version", "status", "volt", "freq", "output", "format", "acqtime",
+                  "acqmode", "trigsrc", "trigdelay", "eventsrc", "pwr", "lcd", "temp")
+
     def command(self, cmd: str, timeout: float | None = None) -> str:
         """Send ``cmd``; return the data after ``ack <cmd>`` (may be empty).
-        An ``error`` answer raises :class:`EmonError` with the board's detail."""
+        An ``error`` answer raises :class:`EmonError` with the board's detail.
+        A command whose answer was lost (no ``ack`` within ``timeout``) is sent
+        once more when sending it again does no harm (:data:`RESENDABLE`)."""
+        try:
+            return self._command(cmd, timeout)
+        except DeviceTimeout as exc:
+            if cmd.split(" ", 1)[0] not in self.RESENDABLE or self._failure:
+                raise
+            self._log("runner", [f"no answer to '{cmd}' ({exc}); sending it again"])
+            return self._command(cmd, timeout)
+
+    def _command(self, cmd: str, timeout: float | None = None) -> str:
         limit = self.timeout if timeout is None else timeout
         with self._cond:
             mark = len(self.stream.messages)
@@ -403,8 +419,11 @@ class Lpm01aClient:
         """Take control of the board; stop an acquisition a previous run left
         going; read its identity."""
         self.command("htc")
+        deadline = time.monotonic() + 0.2
         with self._cond:
-            self._cond.wait(0.2)
+            # any sample within 0.2 s (a wake-up for another message is no answer)
+            while self.stream.count == 0 and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
             streaming = self.stream.count > 0
         if streaming:
             self.stop()
@@ -459,6 +478,10 @@ class Lpm01aClient:
                     raise EmonError(self._failure)
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    if self.stream.ended:  # its 'end' and summary came: only the last line was lost
+                        self._log("runner", ["no 'Acquisition completed' after 'stop', but the acquisition's "
+                                             "'end' record came: it is over"])
+                        break
                     raise DeviceTimeout(
                         f"the EMON on {self.port} did not end its acquisition within {limit:g} s of 'stop' "
                         "(no 'Acquisition completed')"

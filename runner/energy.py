@@ -40,6 +40,14 @@ the v0.5 reference results) and the mlcommons/tiny runner:
    the edges / rate.
 7. ``stop`` (``Acquisition completed``), ``pwr off``, ``hrc``.
 
+Faults (``firmware_api_spec/faults.md``): a window whose exchange was garbled
+or lost, or whose timestamp edge went missing, is repeated after resyncing
+the IO manager (once); one the DUT's reset cut short is repeated after
+emptying the H573's stale queue (``setbaud``) and identifying the DUT again;
+an LPM01A still streaming from an earlier run is stopped before it is
+configured, and a setting whose answer was lost is sent again. Each recovery
+is logged and listed under ``recoveries`` in ``results.json``.
+
 Output folder: ``log.txt`` (every line on both ports, samples included,
 with seconds since the start), ``results.txt`` (per window ``Energy data
 for window i at time T for D sec.:`` with Energy / Power / Energy/Inf. as
@@ -67,7 +75,7 @@ from typing import TextIO
 from . import metrics
 from .dataset import Dataset, Entry, StreamTruth, load_truth, truth_files
 from .emon_lpm01a import SAMPLE_RATE_HZ, EmonError, Event, Lpm01aClient
-from .errors import DeviceError, RunnerError
+from .errors import DeviceError, DeviceTimeout, RunnerError
 from .ioman_client import DB_CHUNK_BYTES, DUT_ENERGY_BAUD, INTERFACES, IoManagerClient
 from .lifecycle import EXIT_ERROR, EXIT_INVALID, EXIT_OK, RunOutcome, RunSession, report_outcome
 from .link import FIRST_INFERENCE_LIMIT_S, WireLog
@@ -154,6 +162,19 @@ class EnergyOptions:
 
 class EdgeError(RunnerError):
     """A timestamp edge the EMON should have reported is missing."""
+
+
+#: a window whose exchange was garbled or lost is repeated this often after a resync
+RETRIES = 1
+#: a window the DUT's reset cut short is repeated this often
+RESETS = 3
+
+
+def _again(exc: Exception, message: str) -> Exception:
+    """``exc`` (same class, same flags) with a fuller message."""
+    new = type(exc)(message)
+    new.__dict__.update(exc.__dict__)
+    return new
 
 
 class _Log(WireLog):
@@ -251,6 +272,7 @@ class _EnergyRun(RunSession):
             opts.io_port, self.log.lines, interface=opts.interface, timeout=opts.timeout, on_wait=self._waiting
         )
         self.inference_s: float | None = None
+        self._loaded: bytes | None = None  # the input downloaded last (a repeated window downloads it again)
         self.windows: list[_Window] = []  # the measured windows
         self.other_windows: list[_Window] = []  # calibration / probe inferences
         self.stream_truth: StreamTruth | None = None
@@ -365,6 +387,7 @@ class _EnergyRun(RunSession):
 
     def identify(self) -> ModelInfo:
         self.setup_bench()
+        self.io.take_reboot()  # the banner of the power-on is no reset
         name = profile = model = None
         for attempt in range(2):
             try:
@@ -425,6 +448,65 @@ class _EnergyRun(RunSession):
         return emon.events(first)
 
     def timed_infer(self, data: bytes | None, what: str, iterations: int, warmups: int) -> tuple[_Window, list[float]]:
+        """Download ``data`` (None: what was downloaded last) and run ``infer
+        N W``; the window between its two edges. A garbled or lost exchange
+        is repeated after a resync (once); one the DUT's reset cut short is
+        repeated after identifying the DUT again (up to ``RESETS`` times)."""
+        if data is not None:
+            self._loaded = data
+        attempt = resets = 0
+        while True:
+            try:
+                return self._timed_infer(data, what, iterations, warmups)
+            except (ProtocolError, DeviceError, EdgeError) as exc:
+                if isinstance(exc, EmonError) or getattr(exc, "port_gone", False):
+                    raise
+                if self.io.take_reboot() and resets < RESETS:
+                    resets += 1
+                    self.recovered(what, exc, f"the DUT reset (its boot banner came back); identifying it again and "
+                                              f"repeating ({resets}/{RESETS})")
+                    self._after_reset(what)
+                    data = self._loaded
+                    continue
+                # a garbled answer, a lost line, a lost edge: worth one more try
+                transient = isinstance(exc, (ProtocolError, DeviceTimeout, EdgeError)) and getattr(exc, "transient", True)
+                if not transient or attempt >= RETRIES:
+                    if isinstance(exc, ProtocolError):
+                        raise DeviceError(f"{what}: {exc}") from None
+                    raise
+                attempt += 1
+                self.recovered(what, exc, f"resynchronising the IO manager and repeating ({attempt}/{RETRIES})")
+                self.io.sync()
+                if self.io.take_reboot() and resets < RESETS:
+                    resets += 1
+                    self._after_reset(what)
+                data = self._loaded
+
+    def _after_reset(self, what: str) -> None:
+        """The DUT rebooted: clear what the interface board queued of its
+        banner, then check it is still the same DUT."""
+        self.io.drain(quiet=0.5, limit=5.0)  # the rest of the banner, while the DUT boots
+        if self.io.kind == "h573":
+            self.io.reset_dut_side()  # its DUT queue holds the (cut) banner: answers would lag by one
+        before = self.record["dut"].get("model")
+        model = None
+        for _ in range(3):  # a banner line still on its way comes first
+            try:
+                _, model = parse_profile(self.io.dut("profile"))
+            except DeviceError as exc:
+                raise DeviceError(f"{what}: identifying the DUT again after its reset: {exc}") from None
+            if model is not None:
+                break
+        if model != before:
+            raise DeviceError(f"{what}: after its reset the DUT reports model {model!r}, not {before!r}")
+        self.io.take_reboot()
+
+    def recovered(self, what: str, error: Exception, action: str) -> None:
+        """Note a recovery in the log and in ``results.json``."""
+        self.log.write("runner", f"{what}: {error}; {action}")
+        self.record.setdefault("recoveries", []).append({"what": what, "error": str(error), "action": action})
+
+    def _timed_infer(self, data: bytes | None, what: str, iterations: int, warmups: int) -> tuple[_Window, list[float]]:
         if data is not None:
             self.download(data, what)
         first = self.emon.event_count
@@ -442,9 +524,9 @@ class _EnergyRun(RunSession):
             lines = self.io.dut(f"infer {iterations} {warmups}", gap=gap)
             results, notes = parse_energy_infer(lines, iterations, warmups)
         except ProtocolError as exc:
-            raise DeviceError(f"{what}: {exc}") from None
+            raise ProtocolError(f"{what}: {exc}", transient=exc.transient) from None
         except DeviceError as exc:
-            raise type(exc)(f"{what}, 'infer {iterations} {warmups}': {exc}") from None
+            raise _again(exc, f"{what}, 'infer {iterations} {warmups}': {exc}") from None
         for n in notes:
             self.warn(n)
         events = self.collect_edges(first, 2, f"{what}, 'infer {iterations} {warmups}'")
@@ -462,9 +544,9 @@ class _EnergyRun(RunSession):
             for i, cmd in enumerate(cmds):
                 check_db_chunk(self.io.dut(cmd), last=i == len(cmds) - 1)
         except ProtocolError as exc:
-            raise DeviceError(f"{what}: downloading {len(data)} bytes: {exc}") from None
+            raise ProtocolError(f"{what}: downloading {len(data)} bytes: {exc}", transient=exc.transient) from None
         except DeviceError as exc:
-            raise type(exc)(f"{what}: downloading {len(data)} bytes: {exc}") from None
+            raise _again(exc, f"{what}: downloading {len(data)} bytes: {exc}") from None
 
     # -- the procedure ---------------------------------------------------------------------------
     def measure(self, ds: Dataset) -> int:

@@ -30,6 +30,7 @@ from typing import Callable
 
 from .errors import DeviceError, DeviceTimeout
 from .lines import SerialLines
+from .protocol import BOOT_LINES
 
 HOST_BAUD = 115200
 #: the reference firmware's energy-mode baud (DUT side of the IO manager)
@@ -81,6 +82,8 @@ class IoManagerClient(SerialLines):
         self.version: str | None = None
         #: lines the DUT sent outside any command (boot banner, ...)
         self.unsolicited: list[str] = []
+        #: the DUT's boot banner went by since :meth:`take_reboot` (it reset)
+        self.reboot_seen = False
 
     # -- port -----------------------------------------------------------------------
     def open(self) -> None:
@@ -109,6 +112,13 @@ class IoManagerClient(SerialLines):
 
     def _log_line(self, line: str) -> None:
         self._log("io", [line])
+        if line.startswith(DUT_PREFIX) and line[len(DUT_PREFIX):] in BOOT_LINES:
+            self.reboot_seen = True
+
+    def take_reboot(self) -> bool:
+        """Whether the DUT's boot banner went by since the last call."""
+        seen, self.reboot_seen = self.reboot_seen, False
+        return seen
 
     def read_line(self, deadline: float) -> str | None:
         """The next non-empty line, or ``None`` at ``deadline`` (monotonic)."""

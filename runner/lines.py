@@ -15,6 +15,12 @@ import select
 import time
 from typing import Callable
 
+try:
+    from termios import error as _TtyError  # a tty that went away mid-flush (tcdrain: EIO)
+except ImportError:  # pragma: no cover - not POSIX
+    class _TtyError(Exception):
+        pass
+
 #: how long one wait may block before ``on_wait`` is called again (s)
 WAIT_TICK_S = 0.2
 
@@ -95,6 +101,9 @@ class SerialLines:
                 self._poller.register(self._fd, select.POLLIN)
         return self._fd
 
+    #: what a failed read or write adds to its message: the usual cause
+    GONE_HINT = " (the port went away: was the board unplugged or reset its USB? plug it in and run again)"
+
     def _write(self, text: str) -> None:
         import serial
 
@@ -109,8 +118,14 @@ class SerialLines:
             else:
                 self._ser.write(data)
                 self._ser.flush()
-        except (serial.SerialException, OSError) as exc:
-            raise self._io_error(f"writing {text!r} to {self._port_label()} failed: {exc}") from None
+        except (serial.SerialException, OSError, _TtyError) as exc:
+            raise self._gone(f"writing {text!r} to {self._port_label()} failed: {exc}{self.GONE_HINT}") from None
+
+    def _gone(self, message: str) -> Exception:
+        """The error for a port that failed under a read or write."""
+        exc = self._io_error(message)
+        exc.port_gone = True
+        return exc
 
     def _write_fd(self, fd: int, data: bytes) -> None:
         """All of ``data`` to the non-blocking ``fd``, waiting for room at most
@@ -153,8 +168,8 @@ class SerialLines:
                     return
                 if not data:
                     raise serial.SerialException("the device reports data ready but returned none (disconnected?)")
-        except (serial.SerialException, OSError) as exc:
-            raise self._io_error(f"reading from {self._port_label()} failed: {exc}") from None
+        except (serial.SerialException, OSError, _TtyError) as exc:
+            raise self._gone(f"reading from {self._port_label()} failed: {exc}{self.GONE_HINT}") from None
         if data:
             self._buf += data
 

@@ -23,6 +23,7 @@ from typing import Callable, TextIO
 
 from .errors import DeviceError, DeviceTimeout
 from .lines import SerialLines
+from .protocol import BOOT_LINES
 
 READY = "m-ready"
 #: baud rates tried in turn when none is given: the reference firmware's
@@ -216,6 +217,8 @@ class DutLink(SerialLines):
         self._buf = bytearray()
         #: longest single inference seen so far (µs), for infer timeouts
         self.inference_us: float | None = None
+        #: the DUT's boot banner went by since :meth:`take_reboot` (it reset)
+        self.reboot_seen = False
 
     # -- port ---------------------------------------------------------------------
     def open(self) -> None:
@@ -268,6 +271,35 @@ class DutLink(SerialLines):
 
     def _log_line(self, line: str) -> None:
         self.log.write("dut", line)
+        if line in BOOT_LINES:
+            self.reboot_seen = True
+
+    def take_reboot(self) -> bool:
+        """Whether the DUT's boot banner went by since the last call."""
+        seen, self.reboot_seen = self.reboot_seen, False
+        return seen
+
+    def reopen(self, wait_s: float) -> bool:
+        """The port failed (unplugged): wait up to ``wait_s`` for it to come
+        back at the same path, open it again at the same baud and
+        resynchronise. False if it did not come back."""
+        self._close_port()
+        self._buf.clear()
+        deadline = time.monotonic() + wait_s
+        self.log.write("runner", f"waiting up to {wait_s:g} s for {self.port} to come back")
+        while time.monotonic() < deadline:
+            if "://" in self.port or os.path.exists(self.port):
+                try:
+                    self._ser = self._opener(self.port, self.baud or self.bauds[0])
+                except DeviceError:
+                    self._ser = None
+                if self._ser is not None:
+                    self.log.write("runner", f"{self.port} is back; resynchronising")
+                    if self.sync():
+                        return True
+                    self._close_port()
+            time.sleep(0.1)
+        return False
 
     def _after_drain(self) -> None:
         if self._buf:

@@ -132,6 +132,16 @@ def parse_lap(line: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+#: lines only the firmware's boot prints: one of them in an answer means the
+#: DUT reset meanwhile (RESET pressed, a brown-out, a watchdog)
+BOOT_LINES = ("m-init-done", "m-timestamp-mode-performance", "m-timestamp-mode-energy")
+
+
+def rebooted(lines: list[str]) -> bool:
+    """Whether ``lines`` hold the DUT's boot banner."""
+    return any(ln in BOOT_LINES for ln in lines)
+
+
 def error_lines(lines: list[str]) -> list[str]:
     """The firmware's error reports among ``lines``: ``e-[...]`` lines and the
     two un-prefixed errors the reference firmware prints."""

@@ -16,6 +16,14 @@ about one second) so that a window lasts about 11 s: at least the rules'
 
 Accuracy mode: ``infer 1 0`` on every input (ad01: every sliding window of
 every file), then Top-1 / AUC as in :mod:`runner.metrics`.
+
+Faults (``firmware_api_spec/faults.md``): a garbled or lost exchange is
+repeated after a resync (``retries``); a step the DUT's reset cut short (its
+boot banner in an answer) is repeated after identifying the DUT again
+(``resets``); a port that went away is waited for at the same path
+(``reconnect_s``) and reopened. A DUT that stops answering ends the run with
+a message saying it hung. Each recovery is logged and listed under
+``recoveries`` in ``results.json``.
 """
 from __future__ import annotations
 
@@ -60,6 +68,10 @@ class RunOptions:
     progress: bool = True
     stream: TextIO | None = None  # progress, verbose echo (default stderr)
     retries: int = 1  # a garbled step (download + infer) is repeated this often after a resync
+    #: after a step fails because the DUT reset, it is repeated (after identifying the DUT again) this often
+    resets: int = 3
+    #: how long a port that went away (unplugged) is waited for at the same path
+    reconnect_s: float = 10.0
     #: accuracy: DUTs to share the inputs out among (runner.shards); ``port``
     #: then names one per job (comma-separated) or is a tinytwin:// URL
     jobs: int = 1
@@ -100,6 +112,10 @@ class _Run(RunSession):
     def identify(self) -> ModelInfo:
         self.link.open()
         self.record["baud"] = self.link.baud
+        self.link.take_reboot()  # a banner while the port opened is no reset
+        return self._identify()
+
+    def _identify(self) -> ModelInfo:
         attempt = 0
         while True:
             try:
@@ -143,27 +159,68 @@ class _Run(RunSession):
         for i, cmd in enumerate(cmds):
             check_db_chunk(self.link.command(cmd), last=i == len(cmds) - 1)
 
+    def recovered(self, what: str, error: Exception, action: str) -> None:
+        """Note a recovery in the log and in ``results.json``."""
+        self.log.write("runner", f"{what}: {error}; {action}")
+        self.record.setdefault("recoveries", []).append({"what": what, "error": str(error), "action": action})
+
     def step(self, data: bytes, what: str, iterations: int, warmups: int):
-        """Download ``data`` and run ``infer iterations warmups``; a garbled
-        exchange is repeated after a resync (``retries`` times)."""
-        attempt = 0
+        """Download ``data`` and run ``infer iterations warmups``. A garbled
+        or lost exchange is repeated after a resync (``retries`` times); one
+        the DUT's reset cut short is repeated after identifying the DUT again
+        (``resets`` times); a port that went away is waited for
+        (``reconnect_s``) and reopened."""
+        attempt = resets = 0
         while True:
             try:
                 self.download(data)
                 ans = parse_infer(self.link.infer(iterations, warmups), iterations, warmups)
                 self.link.note_inference(ans.elapsed_us, iterations)
                 return ans
-            except (ProtocolError, DeviceTimeout) as exc:
+            except (ProtocolError, DeviceError) as exc:
+                gone = getattr(exc, "port_gone", False)
+                if isinstance(exc, DeviceError) and not isinstance(exc, DeviceTimeout) and not gone:
+                    raise
+                if gone:
+                    if attempt >= self.opts.retries or not self.link.reopen(self.opts.reconnect_s):
+                        raise DeviceError(f"{what}: {exc}; it did not come back within {self.opts.reconnect_s:g} s") from None
+                    attempt += 1
+                    self.recovered(what, exc, f"the port came back; repeating ({attempt}/{self.opts.retries})")
+                    self.link.take_reboot()  # it was unplugged: a reboot is expected
+                    self._reidentify(what)
+                    continue
+                if self.link.take_reboot() and resets < self.opts.resets:
+                    resets += 1
+                    self.link.sync()
+                    self.link.take_reboot()
+                    self.recovered(what, exc, f"the DUT reset (its boot banner came back); identified it again and "
+                                              f"repeating ({resets}/{self.opts.resets})")
+                    self._reidentify(what)
+                    continue
                 transient = getattr(exc, "transient", True)
                 if not transient or attempt >= self.opts.retries:
                     kind = "timeout" if isinstance(exc, DeviceTimeout) else "protocol error"
                     raise DeviceError(f"{what}: {kind} on {self.opts.port}: {exc}") from None
                 attempt += 1
-                self.log.write("runner", f"{what}: {exc}; resynchronising and repeating ({attempt}/{self.opts.retries})")
+                self.recovered(what, exc, f"resynchronising and repeating ({attempt}/{self.opts.retries})")
                 if not self.link.sync():
                     raise DeviceTimeout(
-                        f"{what}: {exc}; then port {self.opts.port} did not answer the resync '%' within {self.opts.timeout:g} s"
+                        f"{what}: {exc}; then port {self.opts.port} did not answer the resync '%' within "
+                        f"{self.opts.timeout:g} s: the DUT has stopped (hung: press its RESET button or power-cycle "
+                        "it, then run again)"
                     ) from None
+                if self.link.take_reboot() and resets < self.opts.resets:
+                    resets += 1
+                    self._reidentify(what)
+
+    def _reidentify(self, what: str) -> None:
+        """After a reset: the DUT must still be the one (same model)."""
+        before = dict(self.record.get("dut") or {})
+        info = self._identify()
+        if before.get("model") and self.record["dut"].get("model") != before.get("model"):
+            raise DeviceError(f"{what}: after its reset the DUT on {self.opts.port} reports model "
+                              f"{self.record['dut'].get('model')!r}, not {before.get('model')!r}")
+        return info
 
     # -- procedures -----------------------------------------------------------------
     def performance(self, ds: Dataset) -> int:

@@ -3,7 +3,9 @@ scheduled is carried out at once, the clock jumping to each time) against the
 stepped path (every transfer and wait a SimPy event), kept as the reference:
 for random host streams cut into random pieces, at random bauds, the host gets
 the same bytes at the same simulated times, both UARTs see the same bytes at
-the same times, and the DUT ends in the same state."""
+the same times, and the DUT ends in the same state. With a tap on the host
+port (issue 14's faults), the direct path steps aside while a fault is armed
+or a fault plan's trigger waits, and the two paths still agree."""
 from __future__ import annotations
 
 import math
@@ -13,6 +15,9 @@ from types import SimpleNamespace
 import pytest
 
 from emulator.benches.dut import build_dut_bench
+from emulator.control.bench import BenchControl, Plug
+from emulator.control.plan import FaultPlan
+from emulator.control.tap import TO_BOARD, TO_HOST, PortTap
 from emulator.dut.timing import DutTiming
 from emulator.sim import MS, US
 from emulator.transport import MemoryPort
@@ -148,3 +153,115 @@ def test_direct_path_is_taken_only_when_nothing_else_is_scheduled() -> None:
     assert b"m-name-dut" in b.port.log[0][1]
     b.send(b"name%", b.twin.now + 1, 115200)
     assert b.direct_commands == 1 and len(b.port.log) == 4  # answered at once
+
+
+# ---------------------------------------------------------------- a tap on the port (issue 14's faults)
+
+
+class Tapped(Bench):
+    """A bench whose host port has a :class:`PortTap` (as every port of
+    ``tinytwin rig``/``external`` has) and a bench control over it; what
+    crosses the tap towards the host is recorded with its time."""
+
+    def __init__(self, direct: bool, energy: bool = False, seed: int = 0):
+        super().__init__(direct, energy)
+        self.tap = PortTap("dut", b"%", seed=seed)
+        self.port.hook = self.tap
+        self.control = BenchControl(self.twin, self.dut, {"dut": Plug("dut", "l4r5zi", lambda tap: self.port, self.tap,
+                                                                    port=self.port)})
+        self.emitted: list[tuple[int, bytes]] = []
+        emit = self.port.emit
+        self.port.emit = lambda data: (self.emitted.append((self.twin.now, bytes(data))), emit(data))
+
+    def state(self):
+        return (*super().state(), self.emitted, self.tap.state())
+
+
+def test_a_passive_tap_keeps_the_direct_path() -> None:
+    """Nothing armed: the tap only counts; the direct path is taken and the
+    host gets what an untapped bench gives it."""
+    plain, tapped = Bench(True, False), Tapped(True)
+    for b in (plain, tapped):
+        for cmd in (b"name%", b"db load 7%", b"db 00010203040506%", b"help%"):
+            b.send(cmd, b.twin.now + 1, 115200)
+            b.twin.run_until_idle()
+    assert tapped.tap.passive() and tapped.direct_commands == plain.direct_commands > 0
+    assert tapped.port.log == plain.port.log
+    assert bytes(tapped.port.received) == bytes(plain.port.received)
+    assert tapped.tap.commands == 4 and tapped.direct_commands == 4
+
+
+ARMS = [
+    ("garble the next line to the host", lambda t: t.arm(TO_HOST, "garble-line")),
+    ("drop 3 bytes to the board", lambda t: t.arm(TO_BOARD, "drop", 3)),
+    ("delay to the host", lambda t: t.set_delay(TO_HOST, 0.7)),
+    ("delay to the board", lambda t: t.set_delay(TO_BOARD, 0.25)),
+    ("a trigger waits", lambda t: t.on_command.append(lambda n: None)),
+]
+
+
+@pytest.mark.parametrize("what,arm", ARMS, ids=[a[0] for a in ARMS])
+def test_an_armed_tap_steps_aside_to_the_stepped_path(what, arm) -> None:
+    """A fault armed or a trigger waiting on a port: the direct path steps
+    aside and the bytes cross the tap at the stepped path's exact times."""
+    stepped, direct = Tapped(False), Tapped(True)
+    for b in (stepped, direct):
+        arm(b.tap)
+        assert not b.tap.passive()
+        b.send(b"name%", b.twin.now + 1, 115200)
+        b.twin.run_until_idle()
+    assert direct.direct_commands == 0
+    assert direct.state() == stepped.state()
+
+
+def test_a_delay_on_the_direct_path_would_lose_the_clock() -> None:
+    """Why the direct path steps aside: a delayed chunk is an event on the
+    clock, which the direct path's jumps may not pass."""
+    b = Tapped(True)
+    b.tap.set_delay(TO_HOST, 0.01)
+    b.tap.passive = lambda: True  # pretend
+    with pytest.raises(RuntimeError, match="cannot jump"):
+        b.send(b"name%", b.twin.now + 1, 115200)  # its answer is two lines
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_direct_path_with_faults_on_demand_equals_the_stepped_path(seed: int) -> None:
+    """Random faults armed on the port between random commands, and a fault
+    plan that presses RESET after the 5th command and garbles after the 9th:
+    the direct bench (which takes the direct path whenever its tap is passive
+    again) and the stepped bench agree on every byte, time and count."""
+    rng = random.Random(1000 + seed)
+    stepped, direct = Tapped(False, seed=seed), Tapped(True, seed=seed)
+    plan = FaultPlan.parse("faults:\n"
+                           "  - {do: reset, when: {after_command: 5, port: dut}}\n"
+                           "  - {do: garble, port: dut, direction: to-host, count: 2, when: {after_command: 9}}\n")
+    for b in (stepped, direct):
+        FaultPlan([type(f)(f.op, dict(f.args), dict(f.when), f.index) for f in plan.faults]).install(b.control)
+    baud = stepped.dut.uart.baud
+    for _ in range(60):
+        r = rng.random()
+        delayed = None
+        if r < 0.25:
+            kind = rng.choice(["drop", "garble", "drop-line", "garble-line"])
+            dir_ = rng.choice([TO_HOST, TO_BOARD])
+            n = rng.randrange(1, 4)
+            for b in (stepped, direct):
+                b.control.call(kind, port="dut", direction=dir_, count=n)
+        elif r < 0.4:  # a USB latency for this command
+            delayed = rng.choice([TO_HOST, TO_BOARD])
+            ms = rng.choice([0.05, 1.5])
+            for b in (stepped, direct):
+                b.control.call("delay", port="dut", direction=delayed, ms=ms)
+        data = random_piece(rng) if rng.random() < 0.5 else rng.choice([b"name%", b"db load 7%", b"help%",
+                                                                         b"db 00010203040506%", b"results%"])
+        at = max(stepped.twin.now, direct.twin.now) + rng.choice([0, 999, 87 * US, 3 * MS])
+        for b in (stepped, direct):
+            b.send(data, at, baud)
+            b.twin.run_until_idle()
+            if delayed:
+                b.control.call("delay", port="dut", direction=delayed, ms=0)
+        assert direct.state() == stepped.state()
+    # the direct path was taken between the faults, and the plan fired on both
+    assert direct.direct_commands > 10 and stepped.direct_commands == 0
+    assert not direct.tap.on_command and not stepped.tap.on_command  # its triggers fired and left
+    assert [h["op"] for h in direct.control.history if h["op"] == "reset"] == ["reset"]

@@ -26,6 +26,7 @@ from types import SimpleNamespace
 import pytest
 
 from emulator.config import TwinConfig
+from emulator.errors import ConfigError
 from emulator.dut.timing import REFERENCE_INFERENCE_US, DutTiming
 from emulator.benches.external import (
     ENERGY_SPEED,
@@ -222,7 +223,7 @@ def test_line_drop_spec():
     assert (d.text, d.occurrence) == ("m-ready", 5)
     assert LineDrop.parse("a:b:2").text == "a:b"
     for bad in ("m-ready", "m-ready:0", ":3", "m-ready:x"):
-        with pytest.raises(ExternalError):
+        with pytest.raises(ConfigError, match="--drop-line expects TEXT:N"):
             LineDrop.parse(bad)
 
 

@@ -7,17 +7,20 @@ mlcommons/tiny (master), e.g.::
     TINYTWIN_MLCOMMONS_RUNNER=/tmp/mlc python -m pytest -q tests/test_external_mlcommons.py
 
 Its Python requirements (pyyaml, numpy, scikit-learn, matplotlib, pyserial,
-pyusb, and libusb for pyusb) must be installed. Each test runs the runner's
-own ``main.py`` with its own ``devices_*.yaml`` and ``tests_*.yaml`` under
-``tinytwin external``, in a temporary working directory (the runner writes
-``sessions/`` there), and reads the figures off its ``results.txt`` and
-output. The runner's files are checked to be unchanged afterwards.
+pyusb, and libusb for pyusb; ``joulescope`` for the JS220 tests) must be
+installed. Each test runs the runner's own ``main.py`` with its own
+``devices_*.yaml`` and ``tests_*.yaml`` under ``tinytwin external`` (a
+devices YAML of our own only where the set-up needs one, said so), in a
+temporary working directory (the runner writes ``sessions/`` there), and
+reads the figures off its ``results.txt`` and output. The runner's files are
+checked to be unchanged afterwards.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -60,9 +63,11 @@ def tree_digest(root: Path) -> dict[str, str]:
     return out
 
 
-def run_runner(runner: Path, cwd: Path, *, model: str, mode: str, devices: str, tests: str, dataset: Path,
-               models_dir: Path, launcher_args: list[str] = (), timeout: float = 1800) -> tuple[str, str]:
-    """``tinytwin external ... -- python main.py ...``; returns (results.txt, stdout)."""
+def launch(runner: Path, cwd: Path, *, model: str, mode: str, devices: str | Path, tests: str, dataset: Path,
+           models_dir: Path, launcher_args=(), timeout: float = 1800) -> tuple[int | None, str, str]:
+    """``tinytwin external ... -- python main.py ...``: (exit status, stdout,
+    stderr); the status is None when the run was still going at ``timeout``
+    (the launcher and the runner are then killed)."""
     before = tree_digest(runner)
     cmd = [
         sys.executable, "-m", "emulator.cli", "external", "--model", model, "--models-dir", str(models_dir),
@@ -73,13 +78,31 @@ def run_runner(runner: Path, cwd: Path, *, model: str, mode: str, devices: str, 
         "--device_list", str(runner / devices),
         "--mode", mode,
     ]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    # unbuffered: what a run killed at the timeout printed is still read
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        rc = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and the runner it started
+        out, err = proc.communicate()
+        rc = None
     assert tree_digest(runner) == before, "the runner's files changed"
-    tail = (proc.stdout[-3000:] + "\n--- stderr ---\n" + proc.stderr[-3000:])
-    assert proc.returncode == 0, tail
+    return rc, out, err
+
+
+def run_runner(runner: Path, cwd: Path, *, model: str, mode: str, devices: str | Path, tests: str, dataset: Path,
+               models_dir: Path, launcher_args=(), timeout: float = 1800) -> tuple[str, str]:
+    """:func:`launch` that must succeed; returns (results.txt, stdout + stderr)."""
+    rc, stdout, stderr = launch(runner, cwd, model=model, mode=mode, devices=devices, tests=tests, dataset=dataset,
+                                models_dir=models_dir, launcher_args=launcher_args, timeout=timeout)
+    tail = (stdout[-3000:] + "\n--- stderr ---\n" + stderr[-3000:])
+    assert rc == 0, tail
     sessions = sorted((cwd / "sessions").glob("*/results.txt"))
     assert sessions, "the runner wrote no results.txt\n" + tail
-    return sessions[-1].read_text(), proc.stdout + "\n--- stderr ---\n" + proc.stderr
+    return sessions[-1].read_text(), stdout + "\n--- stderr ---\n" + stderr
 
 
 def median_throughput(results: str) -> float:
@@ -136,21 +159,120 @@ def test_ad01_performance(runner, shared, models_dir, tmp_path):
     assert abs(ips - AD01_IPS) <= 0.005 * AD01_IPS, results
 
 
-def test_kws01_energy(runner, shared, models_dir, tmp_path):
-    """The runner's own devices YAML and tests_energy.yaml, unmodified: its
-    LPM01A supplies 1.8 V, the reference's supply (m-voltage-mv[1800] in the
-    board's logs), so its median is the reference's 7373.7 uJ/inf."""
-    text = (runner / "devices_kws_ic_vww.yaml").read_text()
-    assert re.findall(r"^\s*voltage:\s*([\d.]+)", text, re.M) == ["1.8"], "the runner's YAML changed upstream"
-    results, out = run_runner(runner, tmp_path, model="kws01", mode="e", devices="devices_kws_ic_vww.yaml",
-                              tests="tests_energy.yaml", dataset=shared / "datasets", models_dir=models_dir,
-                              launcher_args=["--energy", "--interface", "h573"])
+def median_energy(results: str) -> float:
     m = re.findall(r"Median energy cost is\s+([\d.]+) uJ/inf\.", results)
     assert m, results
+    return float(m[-1])
+
+
+@pytest.fixture(scope="module")
+def lpm01a_kws01(runner, shared, models_dir, tmp_path_factory) -> tuple[str, str]:
+    """The runner's own devices YAML and tests_energy.yaml, unmodified, on the
+    H573 + LPM01A bench: (results.txt, output)."""
+    text = (runner / "devices_kws_ic_vww.yaml").read_text()
+    assert re.findall(r"^\s*voltage:\s*([\d.]+)", text, re.M) == ["1.8"], "the runner's YAML changed upstream"
+    return run_runner(runner, tmp_path_factory.mktemp("lpm01a"), model="kws01", mode="e",
+                      devices="devices_kws_ic_vww.yaml", tests="tests_energy.yaml", dataset=shared / "datasets",
+                      models_dir=models_dir, launcher_args=["--energy", "--interface", "h573"])
+
+
+def test_kws01_energy(lpm01a_kws01):
+    """Its LPM01A supplies 1.8 V, the reference's supply (m-voltage-mv[1800]
+    in the board's logs), so its median is the reference's 7373.7 uJ/inf."""
+    results, out = lpm01a_kws01
     assert "Not valid for submission" not in out, out[-3000:]
     assert results.count("Energy/Inf") == 5, results
-    uj = float(m[-1])
+    uj = median_energy(results)
     assert abs(uj - KWS01_UJ) <= 0.03 * KWS01_UJ, results
+
+
+def elapsed(results: str) -> list[float]:
+    return [float(x) for x in re.findall(r"Elapsed time\s*:\s*([\d.]+)", results)]
+
+
+def test_kws01_energy_with_the_js220(runner, shared, models_dir, tmp_path, lpm01a_kws01):
+    """The JS220 bench: the runner's own devices YAML (its JS220 entry,
+    raw 1 MHz), the LPM01A absent, the DUT on a 1.8 V bench supply, the real
+    joulescope package on the twin's stand-in driver. The runner measures each
+    window between the GPI0 *rising* edges, the LPM01A run between the D7
+    *falling* edges: each edge is the end of the DUT's timestamp pulse
+    instead of its start, so the window moves by the pulse width (the energy
+    firmware's hold) and keeps its length; the energy is the LPM01A run's
+    within 3 %."""
+    pytest.importorskip("joulescope", reason="pip install joulescope (the JS220's host package)")
+    results, out = run_runner(runner, tmp_path, model="kws01", mode="e", devices="devices_kws_ic_vww.yaml",
+                              tests="tests_energy.yaml", dataset=shared / "datasets", models_dir=models_dir,
+                              launcher_args=["--energy", "--interface", "h573", "--emon", "js220"], timeout=2400)
+    assert "JS220 on a 1.8 V supply" in out and "speed 0.5x (auto)" in out
+    assert "[JS220] Stream reading started" in out and "Sample fetch failed" not in out
+    assert results.count("Energy/Inf") == 5, results
+    lpm_results, _ = lpm01a_kws01
+    assert elapsed(results) == pytest.approx(elapsed(lpm_results), abs=0.002)
+    js, lpm = median_energy(results), median_energy(lpm_results)
+    assert abs(js - lpm) <= 0.03 * lpm, (js, lpm)
+
+
+def test_kws01_performance_through_the_h573(runner, shared, models_dir, tmp_path):
+    """The performance firmware behind the interface board: the runner uses
+    the interface whenever one is present (setbaud 115200, then every DUT
+    command through `dut ...`); the DUT's timestamps give the board's figure."""
+    results, out = run_runner(runner, tmp_path, model="kws01", mode="p", devices="devices_kws_ic_vww.yaml",
+                              tests="tests_performance.yaml", dataset=shared / "datasets", models_dir=models_dir,
+                              launcher_args=["--interface", "h573"])
+    assert "h573 interface board, performance firmware, no energy monitor" in out
+    assert "ERROR" not in results and results.count("Runtime requirements have been met.") == 5, results
+    assert abs(median_throughput(results) - KWS01_IPS) <= 0.005 * KWS01_IPS, results
+
+
+def test_energy_run_with_the_duts_usb_still_plugged_in_fails(runner, shared, models_dir, tmp_path):
+    """The DUT's own USB listed too: the runner's device manager takes the
+    DUT port (its `dut` entry) over the interface board, so the DUT has no
+    power manager, no samples are gathered and print_energy_results fails."""
+    rc, out, err = launch(runner, tmp_path, model="kws01", mode="e", devices="devices_kws_ic_vww.yaml",
+                          tests="tests_energy.yaml", dataset=shared / "datasets", models_dir=models_dir,
+                          launcher_args=["--energy", "--interface", "h573", "--dut-usb"], timeout=900)
+    assert rc not in (0, None), (out[-2000:], err[-2000:])
+    assert "zero-size array to reduction operation minimum which has no identity" in out + err
+    assert "Median energy cost" not in out
+
+
+def test_dut_with_the_stlink_v3_identity(runner, shared, models_dir, tmp_path):
+    """A DUT whose VCP is 0483:374E, the H573's identity: with the runner's
+    own YAML it is taken for the interface board and the run never gets past
+    the DUT's name (the runner waits for an `m-ready` after the DUT's error for
+    `dut name`, for ever); a YAML listing the DUT with that identity and
+    `check_name` first (upstream PR #189's approach) tells them apart."""
+    (tmp_path / "a").mkdir()
+    rc, out, err = launch(runner, tmp_path / "a", model="kws01", mode="p", devices="devices_kws_ic_vww.yaml",
+                          tests="tests_performance.yaml", dataset=shared / "datasets", models_dir=models_dir,
+                          launcher_args=["--dut-stlink", "v3"], timeout=60)
+    assert rc is None, (out[-2000:], err[-2000:])  # still waiting when killed
+    assert "Retrieving name from DUT" in out and "Device name retrieved" not in out
+    own = tmp_path / "devices_stlink_v3.yaml"
+    own.write_text("- name: l4r5zi\n  type: dut\n  check_name: unspecified\n  baud:\n    energy: 9600\n"
+                   "    performance: 115200\n    accuracy: 115200\n  usb:\n    0x0483: 0x374E\n"
+                   + (runner / "devices_kws_ic_vww.yaml").read_text())
+    (tmp_path / "b").mkdir()
+    results, out = run_runner(runner, tmp_path / "b", model="kws01", mode="p", devices=own,
+                              tests="tests_performance.yaml", dataset=shared / "datasets", models_dir=models_dir,
+                              launcher_args=["--dut-stlink", "v3"])
+    assert "0483:374E" in out and results.count("Runtime requirements have been met.") == 5, results
+
+
+def test_stale_lpm01a_stream(runner, shared, models_dir, tmp_path, lpm01a_kws01):
+    """The LPM01A still streams from an earlier run (at the board's default
+    3.3 V): "Power Manager did not acknowledge" for every setting the runner
+    makes during the acquisition, its `volt 1800m` among them; the run goes on
+    at 3.3 V and reports 3.3/1.8 of the right energy without an error."""
+    plan = tmp_path / "stale.yaml"
+    plan.write_text("faults:\n  - do: stream-emon\n")
+    (tmp_path / "w").mkdir()
+    results, out = run_runner(runner, tmp_path / "w", model="kws01", mode="e", devices="devices_kws_ic_vww.yaml",
+                              tests="tests_energy.yaml", dataset=shared / "datasets", models_dir=models_dir,
+                              launcher_args=["--energy", "--interface", "h573", "--faults", str(plan)])
+    assert out.count("Power Manager did not acknowledge") >= 5
+    right = median_energy(lpm01a_kws01[0])
+    assert median_energy(results) == pytest.approx(right * 3.3 / 1.8, rel=0.01)
 
 
 # ---------------------------------------------------------------- sww01 (streaming wakeword)

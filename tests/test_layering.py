@@ -76,11 +76,12 @@ DEVICES = [
     # what-if computations on the board models (the power model among them)
     or (m.startswith("emulator.whatif") and m != "emulator.whatif.cli")
     # packages whose __init__ re-exports their devices
-    or m in {"emulator.ioman", "emulator.emon", "emulator.emon.lpm01a"}
+    or m in {"emulator.ioman", "emulator.emon", "emulator.emon.lpm01a", "emulator.emon.js220"}
 ]
 TRANSPORTS = [m for m in EMULATOR if m.startswith("emulator.transport")]
-FRONT_ENDS = ("emulator.cli", "emulator.urlhandler", "emulator.models.cli", "emulator.cpu.cli", "emulator.whatif.cli")
-IMPURE = ("emulator.sim", "emulator.benches", "emulator.config", *FRONT_ENDS)
+FRONT_ENDS = ("emulator.cli", "emulator.urlhandler", "emulator.models.cli", "emulator.cpu.cli", "emulator.control.cli",
+              "emulator.whatif.cli")
+IMPURE = ("emulator.sim", "emulator.benches", "emulator.config", "emulator.control", *FRONT_ENDS)
 #: every other module is a pure part: a new module is held to rule 1 unless it
 #: is placed in one of the layers above it
 PURE = [
@@ -92,6 +93,7 @@ PURE = [
 
 def test_the_rules_cover_the_cores():
     for core in ("emulator.dut.core", "emulator.ioman.arduino", "emulator.ioman.h573", "emulator.emon.lpm01a.core",
+                 "emulator.emon.js220.core",
                  "emulator.dut.sww01.core", "emulator.dut.sww01.features", "emulator.cpu.cycles", "emulator.models.engine"):
         assert core in PURE
     assert "emulator.dut.device" in DEVICES and "emulator.transport.pty" in TRANSPORTS

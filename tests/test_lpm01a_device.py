@@ -11,10 +11,10 @@ import serial
 from emulator.benches.dut import load_engine
 from emulator.dut.device import Dut
 from emulator.dut.timing import timing_for
-from emulator.benches.rig import _attach_emon
 from emulator.emon.lpm01a import Lpm01a, parse_ascii_stream, parse_binary_stream
 from emulator.sim import MS, S, Twin
 from emulator.hw.uart import SerialEndpoint, connect
+from emulator.transport import PtyPort
 
 P = b"PowerShield > "
 
@@ -266,7 +266,8 @@ def test_over_a_pty_in_fast_mode_streaming_follows_wall_time(models_dir, tmp_pat
     only the EMON streaming, fast mode paces simulated time with wall time."""
     twin = Twin("fast")
     dut = Dut(twin, load_engine("kws01", models_dir), timing_for("kws01"), energy_mode=True, powered=False)
-    emon, port = _attach_emon("lpm01a", twin, dut, tmp_path / "emon")
+    emon = Lpm01a(twin, dut)
+    port = emon.attach(PtyPort("emon", link=tmp_path / "emon"))
     twin.start()
     try:
         host = serial.Serial(str(tmp_path / "emon"), 3686400, timeout=0.1)

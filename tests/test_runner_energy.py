@@ -241,10 +241,25 @@ def check_stopped_run(outcome, out, *pieces):
     return rec
 
 
-def test_lost_end_edge_of_a_window(models_dir, datasets, tmp_path):
+def test_lost_end_edge_of_a_window_is_measured_again(models_dir, datasets, tmp_path):
     # edges while acquiring: 1 the wire check, 2-3 the timing probe, 4-5 window 1, 6-7 window 2
     outcome, out, rig = energy_run(
         "kws01", tmp_path, models_dir, datasets, iterations=20, tweak=lambda r: drop_d7_edges(r, {7})
+    )
+    assert outcome.exit_code == EXIT_INVALID, outcome.message  # 20 inferences: short windows, otherwise complete
+    rec = json.loads((out / "results.json").read_text())
+    assert [w["window"] for w in rec["energy"]["windows"]] == [1, 2, 3, 4, 5]
+    (rec_window2,) = rec["recoveries"]
+    assert rec_window2["what"] == "window 2 (tst_000001_Left_2.bin)"
+    assert "reported 1 of the 2 timestamp edges" in rec_window2["error"] and "repeating (1/1)" in rec_window2["action"]
+    # window 2 is the repeat: its edges are the 8th and 9th
+    assert rec["energy"]["windows"][1]["start_event"] == 7 and rec["energy"]["windows"][1]["end_event"] == 8
+
+
+def test_lost_end_edge_twice_stops_keeping_what_was_done(models_dir, datasets, tmp_path):
+    # window 2's end edge lost (7), and again in its repeat (9)
+    outcome, out, rig = energy_run(
+        "kws01", tmp_path, models_dir, datasets, iterations=20, tweak=lambda r: drop_d7_edges(r, {7, 9})
     )
     rec = check_stopped_run(
         outcome, out, "window 2 (tst_000001_Left_2.bin)", "'infer 20 1'",
@@ -254,7 +269,7 @@ def test_lost_end_edge_of_a_window(models_dir, datasets, tmp_path):
     assert [w["window"] for w in rec["energy"]["windows"]] == [1]
     assert "Energy data for window 1 at time" in (out / "results.txt").read_text()
     trace = read_trace(out / "trace1-energy.bin")
-    assert len(read_timestamps(out / "trace1-timestamps.json")) == 6
+    assert len(read_timestamps(out / "trace1-timestamps.json")) == 7
     assert len(trace.uj) == rec["energy_trace"]["samples"] > 0
     assert not rig.dut.powered  # the EMON still switched the DUT off
 

@@ -222,3 +222,22 @@ def test_a_bad_wav_on_the_card_is_the_boards_error(engine, tmp_path):
     outcome, _ = rig_run(engine, card, tmp_path / "ds", tmp_path / "out", truth=None, mode="performance", emon=False)
     assert outcome.exit_code == EXIT_ERROR
     assert "Error playing file. Check that the file exists and is a 2-channel wav file." in outcome.message
+
+
+def test_the_sww01_bench_has_taps_and_a_control_channel(engine, sd_card):
+    """Like every bench: a tap on each host port and the operations of
+    `tinytwin ctl`; those the sww01 firmware has no counterpart for say so."""
+    from emulator.control import ControlError
+
+    rig = build_rig("sww01", interface="h573", speed="fast", dir=None, sd_card=sd_card, engine=engine)
+    rig.start()
+    try:
+        assert set(rig.control.plugs) == {"io", "emon"}
+        assert rig.io_port.hook is rig.control.plugs["io"].tap
+        assert rig.control.call("power-cycle", off_ms=5)["done"] is False  # the LPM01A has not switched it on
+        with pytest.raises(ControlError, match="sww01"):
+            rig.control.call("hang")
+        assert rig.control.call("drop-line", port="io", direction="to-host")["armed"] == {"drop-line": 1}
+        assert "io" in rig.control.call("state")["ports"]
+    finally:
+        rig.close()

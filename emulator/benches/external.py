@@ -15,24 +15,33 @@ NUCLEO-L4R5ZI      0483:374B    the DUT (its ST-LINK/V2-1 virtual COM port)
 STM32H573I-DK      0483:374E    the interface board (its STLINK-V3E VCP)
 Arduino Uno        2341:0043    the older interface board
 LPM01A             0483:5740    the energy monitor
+JS220              16D0:10BA    the other energy monitor (USB only: pyusb finds it)
 =================  ===========  ================================================
 
 The launcher
 
-1. builds the twin: the DUT alone (performance/accuracy firmware) or, with
-   ``--energy``, the energy rig (LPM01A, interface board, DUT with the
-   energy-mode firmware), and gives each board the host can reach a real
-   pseudo-terminal (:class:`emulator.transport.PtyPort`);
-2. writes ``ports.json`` and a copy of
-   :mod:`emulator.benches.inject`'s ``sitecustomize.py`` into a fresh
-   temporary directory, and prepends that directory to the child's
-   ``PYTHONPATH`` (``$TINYTWIN_EXTERNAL_PORTS`` names the JSON file): the
-   child's ``comports()`` then lists the ptys first, with the VID/PID and
-   descriptions above. Nothing else is injected, and no file of the program
-   is read, copied or changed;
-3. runs the command in the caller's working directory with the caller's
+1. builds the twin for a :class:`~emulator.benches.setups.BenchSetup`: the
+   DUT alone (performance/accuracy firmware) or, with ``--energy``, the
+   energy rig (LPM01A, interface board, DUT with the energy-mode firmware),
+   or another set-up (``--interface``, ``--firmware``, ``--emon``,
+   ``--dut-usb``, ``--dut-stlink``), and gives each board the host can reach
+   a real pseudo-terminal (:class:`emulator.transport.PtyPort`; a JS220 a
+   Unix socket for its driver), each with its tap
+   (:class:`emulator.control.tap.PortTap`: ``--trace``, ``--drop-line``,
+   faults);
+2. writes ``ports.json`` and a copy of :mod:`emulator.benches.inject`'s
+   ``sitecustomize.py`` (and, with a JS220, its stand-in
+   ``pyjoulescope_driver``) into a fresh temporary directory, and prepends
+   that directory to the child's ``PYTHONPATH`` (``$TINYTWIN_EXTERNAL_PORTS``
+   names the JSON file): the child's ``comports()`` then lists the ptys
+   first, with the VID/PID and descriptions above (pyusb's ``find`` the
+   JS220). Nothing else is injected, and no file of the program is read,
+   copied or changed;
+3. serves the control channel (``tinytwin ctl``, ``$TINYTWIN_CONTROL``) and
+   installs the fault plan (``--faults``);
+4. runs the command in the caller's working directory with the caller's
    stdin/stdout/stderr and returns its exit code;
-4. tears the twin down and removes the temporary directory.
+5. tears the twin down and removes the temporary directory.
 
 Speed: ``--speed auto`` (the default) runs the twin ``fast`` except when the
 command runs the mlcommons runner in performance or energy mode (``--mode p``
@@ -41,8 +50,9 @@ clock that each performance loop lasted at least 10 s, which a fast twin
 finishes in well under a second: the twin then runs
 :data:`PERFORMANCE_SPEED` times faster than real time, which keeps every
 official performance script above 10 s. In energy mode the runner must read
-the LPM01A's sample stream as fast as it comes: :data:`ENERGY_SPEED`; for
-sww01 in energy mode it is realtime, because the runner's ``stream`` step
+the LPM01A's sample stream as fast as it comes: :data:`ENERGY_SPEED`; with a
+JS220 alone, its per-sample loop must keep up with 1 Msps: :data:`JS220_SPEED`;
+for sww01 in energy mode it is realtime, because the runner's ``stream`` step
 sleeps 0.25 s of wall time inside the energy window. See
 ``firmware_api_spec/external_runner.md``.
 """
@@ -55,14 +65,18 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ..config import TwinConfig
+from ..control import BenchControl, ControlServer, FaultPlan
+from ..control.server import CONTROL_ENV
+from ..control.tap import LineDrop, Trace
 from ..errors import ConfigError, TinytwinError
-from .inject import PORTS_ENV, SITECUSTOMIZE
+from .inject import JOULESCOPE_DRIVER, PORTS_ENV, SITECUSTOMIZE
+from .rig import EMON_BAUD, INTERFACE_BOARDS as INTERFACES  # noqa: F401 (re-exported: the launcher's names)
+from .setups import HELP, BenchSetup
 
 #: speed factor ``--speed auto`` picks for the runner's performance mode. The
 #: shortest official performance loop (kws01: 5 x ``infer 70 10`` plus the
@@ -79,6 +93,15 @@ PERFORMANCE_SPEED = 4.0
 #: keeps up at 5x on the development machine and not at 8x or fast; 2x leaves
 #: margin for slower hosts.
 ENERGY_SPEED = 2.0
+
+#: speed factor ``--speed auto`` picks for the runner's energy mode with a
+#: JS220: the runner adds up the JS220's 1 MHz samples one at a time in
+#: Python (power_manager_js220.py). On the development machine it kept up at
+#: 1x and fell behind at 2x (edges counted in the wrong window, "Sample fetch
+#: failed" as the 30 s stream buffer overran, IndexError); a replica of its
+#: loop measured 0.37x real time on a loaded host (research A.2 item 8).
+#: 0.5x leaves it margin on a busy host.
+JS220_SPEED = 0.5
 
 
 @dataclass(frozen=True)
@@ -104,13 +127,12 @@ USB_IDENTITIES = {
     "stm32h573i-dk": UsbIdentity(0x0483, 0x374E, "STMicroelectronics", "STLINK-V3", "TINYTWIN0IO"),
     "arduino": UsbIdentity(0x2341, 0x0043, "Arduino (www.arduino.cc)", "Arduino Uno", "TINYTWIN0ARD"),
     "lpm01a": UsbIdentity(0x0483, 0x5740, "STMicroelectronics", "PowerShield", "TINYTWIN0EMON"),
+    # a DUT whose debugger is an STLINK-V3 (NUCLEO-U575ZI-Q and newer): the
+    # same VID:PID as the H573's
+    "l4r5zi-stlink-v3": UsbIdentity(0x0483, 0x374E, "STMicroelectronics", "STLINK-V3", "TINYTWIN0DUT"),
+    # USB-only (no serial port): pyusb lists it; its driver link is a socket
+    "js220": UsbIdentity(0x16D0, 0x10BA, "Jetperch LLC", "Joulescope JS220", "TWIN0001"),
 }
-
-INTERFACES = {"h573": "stm32h573i-dk", "arduino": "arduino"}
-
-#: what the runner's devices YAML opens the LPM01A's USB CDC port with (the
-#: board ignores it)
-EMON_BAUD = 3686400
 
 
 class ExternalError(TinytwinError):
@@ -141,155 +163,64 @@ def runner_mode(command: Sequence[str]) -> Optional[str]:
     return found
 
 
-def resolve_speed(speed: str, command: Sequence[str]) -> str:
+def resolve_speed(speed: str, command: Sequence[str], setup: Optional[BenchSetup] = None) -> str:
     """``auto`` -> :data:`PERFORMANCE_SPEED` for the runner's performance
-    mode, :data:`ENERGY_SPEED` for its energy mode, else ``fast``; any other
-    value is returned unchanged."""
+    mode, :data:`ENERGY_SPEED` for its energy mode (:data:`JS220_SPEED` when
+    the bench's only EMON is a JS220), else ``fast``; any other value is
+    returned unchanged."""
     if speed.strip().lower() != "auto":
         return speed
     mode = runner_mode(command)
     if mode == "p":
         return f"{PERFORMANCE_SPEED:g}"
     if mode == "e":
+        if setup is not None and setup.emon == "js220":
+            return f"{JS220_SPEED:g}"
         return f"{ENERGY_SPEED:g}"
     return "fast"
-
-
-# --------------------------------------------------------------------------
-# fault injection on the USB link
-
-
-@dataclass
-class LineDrop:
-    """Drop the ``occurrence``-th line (1-based) equal to ``text`` on its way
-    from a board to the host, as a line lost on the link would be. Lines are
-    counted from the host's first byte on the port on, so that the boot
-    banner, which no host sees, does not count."""
-
-    text: str
-    occurrence: int
-    seen: int = 0
-    dropped: int = 0
-
-    @classmethod
-    def parse(cls, spec: str) -> "LineDrop":
-        text, sep, n = spec.rpartition(":")
-        if not sep or not text or not n.isdigit() or int(n) < 1:
-            raise ExternalError(f"--drop-line expects TEXT:N with N >= 1 (e.g. m-ready:5), got {spec!r}")
-        return cls(text, int(n))
-
-
-class Trace:
-    """A wire log of every host port: one line per chunk of bytes, with the
-    simulated time (s), the wall time since the start (s), the port, the
-    direction (``>`` host to board, ``<`` board to host) and the bytes."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.fh = open(self.path, "w", encoding="utf-8", buffering=1 << 16)
-        self.wall0 = time.monotonic()
-        self.fh.write("# sim_s wall_s port dir bytes (tinytwin external --trace)\n")
-
-    def write(self, twin, port: str, direction: str, data: bytes) -> None:
-        if self.fh.closed:
-            return
-        self.fh.write(f"{twin.now / 1e9:14.6f} {time.monotonic() - self.wall0:10.3f} {port:<9} {direction} {data!r}\n")
-
-    def close(self) -> None:
-        self.fh.close()
-
-
-def _launcher_pty_class():
-    from ..transport import PtyPort
-
-    class LauncherPty(PtyPort):
-        """A pty that can log its traffic (``--trace``) and lose whole lines on
-        their way to the host (``--drop-line``)."""
-
-        def __init__(self, *args, drops: Sequence[LineDrop] = (), trace: Optional[Trace] = None, **kwargs):
-            self.trace = trace
-            self._on_host_bytes = None
-            super().__init__(*args, **kwargs)
-            self.drops = list(drops)
-            self._line = bytearray()
-            self.host_spoke = False
-
-        # the device's handler for host bytes, called in the simulation at the
-        # simulated time the bytes arrive: logged there, so that the trace
-        # shows that time
-        @property
-        def on_host_bytes(self):
-            return self._on_host_bytes
-
-        @on_host_bytes.setter
-        def on_host_bytes(self, handler):
-            if handler is None or self.trace is None:
-                self._on_host_bytes = handler
-                return
-
-            def traced(data, _handler=handler):
-                if self.twin is not None:
-                    self.trace.write(self.twin, self.name, ">", data)
-                _handler(data)
-
-            self._on_host_bytes = traced
-
-        def read_available(self):
-            data = super().read_available()
-            if data:
-                self.host_spoke = True
-            return data
-
-        def write_to_host(self, data: bytes) -> None:
-            if self.drops:
-                data = self._drop_lines(data)
-            if data and self.trace is not None and self.twin is not None:
-                self.trace.write(self.twin, self.name, "<", data)
-            super().write_to_host(data)
-
-        def _drop_lines(self, data: bytes) -> bytes:
-            out = bytearray()
-            for b in data:
-                self._line.append(b)
-                if b == 0x0A:  # a line is complete: pass it on or lose it
-                    line = bytes(self._line)
-                    self._line.clear()
-                    text = line.rstrip(b"\r\n").decode("latin-1")
-                    lost = False
-                    for d in self.drops if self.host_spoke else ():
-                        if text == d.text:
-                            d.seen += 1
-                            if d.seen == d.occurrence:
-                                d.dropped += 1
-                                lost = True
-                    if not lost:
-                        out += line
-            return bytes(out)
-
-    return LauncherPty
 
 
 # --------------------------------------------------------------------------
 # the bench
 
 
+#: how the runner's devices YAML names each board's role
+ROLES = {"dut": "dut", "io": "interface", "emon": "power", "js220": "power"}
+
+
 @dataclass
 class HostSide:
-    """One board port the host can open."""
+    """One board connection the host can open (a :class:`Plug` of the bench)."""
 
     role: str  # dut, interface, power
     board: str  # key of USB_IDENTITIES
-    port: object  # a PtyPort
-    baud: int
+    port: object  # a PtyPort, or the JS220's UnixListener
+    baud: Optional[int]
 
     @property
     def device(self) -> str:
-        return self.port.device
+        return str(getattr(self.port, "device", None) or getattr(self.port, "path", ""))
+
+    @property
+    def serial(self) -> bool:
+        return hasattr(self.port, "device")
 
     def ports_entry(self) -> dict:
         usb = USB_IDENTITIES[self.board]
+        if not self.serial:  # a USB-only instrument (the JS220): its driver's link
+            return {
+                "kind": self.board,
+                "path": f"u/{self.board}/{usb.serial_number}",
+                "socket": self.device,
+                "role": self.role,
+                "vid": usb.vid,
+                "pid": usb.pid,
+                "manufacturer": usb.manufacturer,
+                "product": usb.product,
+                "serial_number": usb.serial_number,
+            }
         return {
-            "device": self.port.device,
+            "device": self.device,
             "role": self.role,
             "board": self.board,
             "vid": usb.vid,
@@ -307,11 +238,24 @@ class ExternalBench:
     """A running twin with its host-side ports and the injection directory."""
 
     twin: object
-    sides: list[HostSide]
+    control: BenchControl
     inject_dir: Path
+    setup: BenchSetup
     hide_real_ports: bool = False
-    drops: list[LineDrop] = field(default_factory=list)
     objects: dict = field(default_factory=dict)  # dut, rig, ... for tests and reports
+    server: Optional[ControlServer] = None
+    plan: Optional[FaultPlan] = None
+    drops: list[LineDrop] = field(default_factory=list)
+
+    @property
+    def sides(self) -> list[HostSide]:
+        """The connections plugged in now, in the order the host lists them."""
+        return [HostSide(ROLES[p.name], p.board, p.port, p.baud) for p in self.control.plugs.values()
+                if p.plugged and p.port is not None]
+
+    @property
+    def control_path(self) -> Optional[Path]:
+        return self.server.path if self.server is not None else None
 
     def environment(self, base: Optional[dict] = None) -> dict:
         env = dict(os.environ if base is None else base)
@@ -320,109 +264,135 @@ class ExternalBench:
             parts.append(env["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(parts)
         env[PORTS_ENV] = str(self.inject_dir / "ports.json")
+        if self.control_path is not None:
+            env[CONTROL_ENV] = str(self.control_path)
         return env
 
     def write_injection(self) -> None:
         self.inject_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(SITECUSTOMIZE, self.inject_dir / "sitecustomize.py")
+        if self.setup.js220:
+            shutil.copytree(JOULESCOPE_DRIVER, self.inject_dir / JOULESCOPE_DRIVER.name, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        self.write_ports()
+
+    def write_ports(self, _plug=None) -> None:
+        """``ports.json``: what the injected modules list (rewritten when a
+        board is unplugged or plugged in again)."""
+        sides = self.sides
         config = {
             "generator": "tinytwin external",
             "hide_real_ports": self.hide_real_ports,
-            "ports": [s.ports_entry() for s in self.sides],
+            "ports": [s.ports_entry() for s in sides if s.serial],
+            "usb_devices": [s.ports_entry() for s in sides if not s.serial],
         }
-        (self.inject_dir / "ports.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        path = self.inject_dir / "ports.json"
+        tmp = path.with_name(".ports.json.tmp")
+        tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
 
     def close(self) -> None:
         try:
+            if self.server is not None:
+                self.server.close()
             self.twin.close()
         finally:
             shutil.rmtree(self.inject_dir, ignore_errors=True)
 
 
-def _build_dut(cfg: TwinConfig, *, engine, timing, drops, trace):
+def _build_dut(cfg: TwinConfig, setup: BenchSetup, *, engine, timing, drops, trace):
+    from ..control.bench import BenchControl
     from .dut import build_dut_bench
+    from .wiring import make_tap, pty_plug
 
-    bench = build_dut_bench(cfg, engine=engine, timing=timing)
-    pty = _launcher_pty_class()
-    port = bench.bridge.attach(pty("dut", initial_baud=bench.dut.uart.baud, drops=drops, trace=trace))
-    side = HostSide("dut", "l4r5zi", port, bench.dut.uart.baud)
-    return bench.twin, [side], {"dut": bench.dut, "bridge": bench.bridge}
-
-
-def _build_rig(cfg: TwinConfig, *, interface, engine, timing, drops, trace, h573_flash_baud):
-    from ..ioman.actions import HOST_BAUD
-    from .rig import build_rig
-
-    if cfg.baud is not None:
-        raise ExternalError("--dut-baud applies to the performance bench; in --energy the DUT runs the energy firmware's 9600 baud")
-    rig = build_rig(
-        cfg,
-        interface=interface,
-        emon="lpm01a",
-        dir=None,
-        engine=engine,
-        timing=timing,
-        h573_flash_baud=h573_flash_baud if interface == "h573" else None,
-    )
+    bench = build_dut_bench(cfg.replace(energy_mode=setup.energy_firmware), engine=engine, timing=timing)
+    dut = bench.dut
     try:
-        # the rig's own ptys are replaced by ours (same devices behind them),
-        # which can log their traffic and lose lines
-        pty = _launcher_pty_class()
-        for old in (rig.io_port, rig.emon_port):
-            rig.twin.remove_port(old)
-            old.close()
-        rig.io_port = rig.io_bridge.attach(pty("io", initial_baud=HOST_BAUD, drops=drops, trace=trace))
-        rig.emon_port = rig.emon.attach(pty("emon", initial_baud=EMON_BAUD, trace=trace))
-        sides = [
-            HostSide("interface", INTERFACES[interface], rig.io_port, HOST_BAUD),
-            HostSide("power", "lpm01a", rig.emon_port, EMON_BAUD),
-        ]
+        plug = pty_plug("dut", setup.dut_board, bench.bridge.attach, make_tap("dut", trace=trace, drops=drops),
+                        baud=dut.uart.baud, power=lambda on: dut.power_on() if on else dut.power_off())
     except BaseException:
-        rig.close()
+        bench.twin.close()
         raise
-    return rig.twin, sides, {"rig": rig, "dut": rig.dut}
+    control = BenchControl(bench.twin, dut, {"dut": plug}, dut_supply="usb")
+    return bench.twin, control, {"dut": dut, "bridge": bench.bridge}
+
+
+def _build_rig(cfg: TwinConfig, setup: BenchSetup, *, engine, timing, drops, trace, h573_flash_baud, js220_path):
+    from .rig import RigError, build_rig
+
+    if cfg.baud is not None and setup.energy_firmware:
+        raise ExternalError("--dut-baud applies to the performance firmware; the energy firmware runs at 9600 baud")
+    if setup.emon != "none" and setup.interface == "none":
+        raise ExternalError("an energy monitor needs an interface board on the bench (--interface h573): "
+                            "the runner measures the DUT behind it")
+    try:
+        rig = build_rig(cfg, setup=setup, dir=None, engine=engine, timing=timing, trace=trace, drops=drops,
+                        h573_flash_baud=h573_flash_baud if setup.interface == "h573" else None, js220_path=js220_path)
+    except RigError as exc:
+        raise ExternalError(str(exc)) from None
+    return rig.twin, rig.control, {"rig": rig, "dut": rig.dut}
 
 
 def open_bench(
     cfg: TwinConfig,
     *,
     energy: bool = False,
-    interface: str = "h573",
+    interface: Optional[str] = None,
+    setup: Optional[BenchSetup] = None,
     hide_real_ports: bool = False,
     drops: Sequence[LineDrop] = (),
     h573_flash_baud: Optional[int] = None,
     trace: Optional[Path] = None,
+    faults: Optional[Path] = None,
+    control_path: Optional[Path] = None,
+    control_tcp: Optional[tuple[str, int]] = None,
     engine=None,
     timing=None,
     log: Callable[[str], None] = lambda msg: None,
 ) -> ExternalBench:
-    """Build and start the twin for ``cfg`` (``energy``: the rig with
-    ``interface``); write the injection directory. ``engine`` and ``timing``
-    replace what ``cfg`` would build."""
-    if interface not in INTERFACES:
-        raise ExternalError(f"--interface must be one of {', '.join(INTERFACES)} (got {interface!r})")
+    """Build and start the twin for ``cfg`` and ``setup`` (default: the DUT
+    alone, or with ``energy`` the energy bench with ``interface``); write the
+    injection directory; serve the control channel (``control_path``,
+    default ``<injection dir>/ctl``) and install the fault plan ``faults``.
+    ``engine`` and ``timing`` replace what ``cfg`` would build."""
+    if setup is None:
+        try:
+            setup = BenchSetup.resolve(energy=energy, interface=interface)
+        except ConfigError as exc:
+            raise ExternalError(str(exc)) from None
+    plan = FaultPlan.load(faults) if faults is not None else None
     drops = list(drops)
     tracer = Trace(trace) if trace is not None else None
+    inject_dir = Path(tempfile.mkdtemp(prefix="tinytwin-external-"))
     try:
-        if energy:
-            twin, sides, objects = _build_rig(
-                cfg, interface=interface, engine=engine, timing=timing, drops=drops, trace=tracer,
-                h573_flash_baud=h573_flash_baud,
-            )
-        else:
+        if setup.interface == "none":
+            if setup.emon != "none":
+                raise ExternalError("an energy monitor needs an interface board on the bench (--interface h573): "
+                                    "the runner measures the DUT behind it")
             if cfg.sd_card is not None:
                 raise ExternalError("--sd-card is the interface board's SD card: it needs --energy (the bench with the H573)")
-            twin, sides, objects = _build_dut(cfg, engine=engine, timing=timing, drops=drops, trace=tracer)
+            twin, control, objects = _build_dut(cfg, setup, engine=engine, timing=timing, drops=drops, trace=tracer)
+        else:
+            twin, control, objects = _build_rig(cfg, setup, engine=engine, timing=timing, drops=drops, trace=tracer,
+                                                h573_flash_baud=h573_flash_baud, js220_path=inject_dir / "js220")
     except BaseException:
         if tracer is not None:
             tracer.close()
+        shutil.rmtree(inject_dir, ignore_errors=True)
         raise
     if tracer is not None:
         twin.on_close(tracer.close)
-    inject_dir = Path(tempfile.mkdtemp(prefix="tinytwin-external-"))
-    bench = ExternalBench(twin, sides, inject_dir, hide_real_ports=hide_real_ports, drops=drops, objects=objects)
+    bench = ExternalBench(twin, control, inject_dir, setup, hide_real_ports=hide_real_ports, objects=objects,
+                          plan=plan, drops=drops)
     try:
         bench.write_injection()
+        control.on_plug.append(bench.write_ports)
+        if plan is not None:
+            plan.install(control)
+        bench.server = ControlServer(control, control_path or inject_dir / "ctl", tcp=control_tcp).start()
+        if control_tcp is not None and control_tcp[0] not in ("127.0.0.1", "::1", "localhost"):
+            log(f"warning: the control channel listens on {control_tcp[0]}:{control_tcp[1]}: other machines can "
+                "reach it (use 127.0.0.1 to keep it local)")
         twin.log = log
         twin.start()
     except BaseException:
@@ -476,23 +446,33 @@ def run_external(
     *,
     speed: Optional[str] = None,
     energy: bool = False,
-    interface: str = "h573",
+    interface: Optional[str] = None,
+    setup: Optional[BenchSetup] = None,
     hide_real_ports: bool = False,
     drop_lines: Sequence[str] = (),
     h573_flash_baud: Optional[int] = None,
     trace: Optional[Path] = None,
+    faults: Optional[Path] = None,
+    control_path: Optional[Path] = None,
+    control_tcp: Optional[tuple[str, int]] = None,
     engine=None,
     timing=None,
     log: Callable[[str], None] = lambda msg: print(f"tinytwin: {msg}", file=sys.stderr, flush=True),
 ) -> int:
-    """Start the twin for ``cfg``, run ``command`` against it, tear down;
+    """Start the twin for ``cfg`` and ``setup`` (or ``energy``/``interface``,
+    see :meth:`BenchSetup.resolve`), run ``command`` against it, tear down;
     the command's exit status. ``speed`` (text, e.g. ``auto``; see
     :func:`resolve_speed`) replaces ``cfg.speed`` when given."""
     if not command:
         raise ExternalError("no command given; put it after --, e.g. tinytwin external --model kws01 -- python main.py --mode p")
+    if setup is None:
+        try:
+            setup = BenchSetup.resolve(energy=energy, interface=interface)
+        except ConfigError as exc:
+            raise ExternalError(str(exc)) from None
     auto = speed is not None and speed.strip().lower() == "auto"
     if speed is not None:
-        chosen = resolve_speed(speed, command)
+        chosen = resolve_speed(speed, command, setup)
         if auto and cfg.model.strip().lower() == "sww01" and runner_mode(command) == "e":
             # the runner's stream step sleeps 0.25 s of host time inside the
             # energy window: only realtime gives the board's window
@@ -503,34 +483,47 @@ def run_external(
             raise ExternalError(f"--speed: {exc}") from None
     drops = [LineDrop.parse(s) for s in drop_lines]
     mode = runner_mode(command)
-    if mode == "e" and not energy:
-        log("note: the command asks for energy mode (--mode e) but the bench has no LPM01A; add --energy")
-    elif energy and mode in ("p", "a") and cfg.model.strip().lower() != "sww01":
-        log("note: --energy runs the energy-mode firmware (no m-lap-us lines, 9600 baud behind the interface board)")
-    if energy and cfg.model.strip().lower() == "sww01" and cfg.sd_card is None:
+    sww01 = cfg.model.strip().lower() == "sww01"
+    if mode == "e" and setup.emon == "none":
+        log("note: the command asks for energy mode (--mode e) but the bench has no energy monitor; add --energy "
+            "(or --emon lpm01a|js220)")
+    elif setup.energy_firmware and mode in ("p", "a") and not sww01:
+        log("note: the DUT runs the energy-mode firmware (no m-lap-us lines, 9600 baud behind the interface board)")
+    if setup.dut_usb and setup.interface != "none":
+        log("note: the DUT's own USB is plugged in too: the mlcommons runner then talks to the DUT directly, "
+            "not through the interface board (--dut-usb)")
+    if sww01 and setup.interface != "none" and cfg.sd_card is None:
         log("note: no --sd-card DIR: the interface board's SD card holds no file, so `play` fails")
     bench = open_bench(
         cfg,
-        energy=energy,
-        interface=interface,
+        setup=setup,
         hide_real_ports=hide_real_ports,
         drops=drops,
         h573_flash_baud=h573_flash_baud,
         trace=trace,
+        faults=faults,
+        control_path=control_path,
+        control_tcp=control_tcp,
         engine=engine,
         timing=timing,
         log=log,
     )
     try:
+        log(f"bench: {setup.describe()}")
         for side in bench.sides:
             usb = USB_IDENTITIES[side.board]
-            log(f"{side.role}: {side.board} (USB {usb.describe()}) on {side.device}, {side.baud} baud")
+            how = f"{side.baud} baud" if side.serial else "driver link (pyusb lists it; the joulescope package opens it)"
+            log(f"{side.role}: {side.board} (USB {usb.describe()}) on {side.device}, {how}")
+        log(f"control: tinytwin ctl --socket {bench.control_path} state")
         log(f"speed {cfg.speed}{' (auto)' if auto else ''}; running: {' '.join(command)}")
         rc = run_child(command, bench.environment())
     finally:
         bench.close()
     for d in drops:
         log(f"--drop-line {d.text}:{d.occurrence}: {d.seen} seen, {d.dropped} dropped")
+    if bench.plan is not None:
+        for line in bench.plan.report():
+            log(f"fault plan: {line}")
     for exc in getattr(bench.twin, "errors", []):
         log(f"warning: the simulation raised {exc!r}")
     return rc
@@ -544,6 +537,7 @@ def register(app) -> None:
     """Add the ``external`` command to a Typer app."""
     import typer
 
+    from ..cli import parse_hostport
     from ..config import twin_options
 
     @app.command(
@@ -555,31 +549,45 @@ def register(app) -> None:
         cfg: TwinConfig,
         command: list[str] = typer.Argument(..., metavar="-- COMMAND...", help="the host program to run, after --"),
         energy: bool = typer.Option(False, "--energy", help="the energy bench: LPM01A + interface board + DUT with the energy-mode firmware"),
-        interface: str = typer.Option("h573", "--interface", help="interface board for --energy: h573 (STM32H573I-DK) or arduino"),
+        interface: Optional[str] = typer.Option(None, "--interface", help=HELP["interface"] + " (default: h573 with --energy, else none)"),
+        firmware: Optional[str] = typer.Option(None, "--firmware", help=HELP["firmware"] + " (default: energy with --energy)"),
+        emon: Optional[str] = typer.Option(None, "--emon", help=HELP["emon"] + " (default: lpm01a with --energy, else none)"),
+        dut_usb: bool = typer.Option(False, "--dut-usb", help=HELP["dut_usb"]),
+        dut_stlink: str = typer.Option("v2-1", "--dut-stlink", help=HELP["dut_stlink"]),
+        supply_v: Optional[float] = typer.Option(None, "--supply-v", help=HELP["supply_v"] + " (default 1.8)"),
         speed: str = typer.Option(
             "auto",
             "--speed",
-            help=f"auto (fast; {PERFORMANCE_SPEED:g}x when the command has --mode p, {ENERGY_SPEED:g}x with --mode e), realtime, fast, or a factor such as 4",
+            help=f"auto (fast; {PERFORMANCE_SPEED:g}x when the command has --mode p, {ENERGY_SPEED:g}x with --mode e, "
+                 f"{JS220_SPEED:g}x with --mode e and a JS220), realtime, fast, or a factor such as 4",
         ),
         dut_baud: Optional[int] = typer.Option(None, "--dut-baud", help="the DUT firmware's UART baud (default: the firmware's own)"),
         drop_line: list[str] = typer.Option([], "--drop-line", help="lose the N-th line TEXT on its way to the host, e.g. m-ready:5 (repeatable)"),
         hide_real_ports: bool = typer.Option(False, "--hide-real-ports", help="list only the twin's ports (not real serial ports) to the command"),
         trace: Optional[Path] = typer.Option(None, "--trace", help="log every byte on every board port, with simulated and wall time, to this file"),
-        h573_flash_baud: Optional[int] = typer.Option(None, "--h573-flash-baud", help="--energy --interface h573: the DUT baud left in the interface board's flash by an earlier setbaud (default: erased, i.e. 9600)"),
+        h573_flash_baud: Optional[int] = typer.Option(None, "--h573-flash-baud", help="--interface h573: the DUT baud left in the interface board's flash by an earlier setbaud (default: erased, i.e. 9600)"),
+        faults: Optional[Path] = typer.Option(None, "--faults", help=HELP["faults"]),
+        control: Optional[Path] = typer.Option(None, "--control", help=HELP["control"] + " (default: in the launcher's temporary directory; printed)"),
+        control_tcp: Optional[str] = typer.Option(None, "--control-tcp", help=HELP["control_tcp"]),
     ) -> None:
         """Run a host program written for the real boards (e.g. mlcommons/tiny's
         benchmark/runner/main.py) against the twin, unchanged."""
+        tcp = parse_hostport(control_tcp, "--control-tcp") if control_tcp else None
         try:
+            setup = BenchSetup.resolve(energy=energy, interface=interface, firmware=firmware, emon=emon,
+                                       dut_usb=dut_usb, dut_stlink=dut_stlink, supply_v=supply_v)
             rc = run_external(
                 command,
                 cfg.replace(baud=dut_baud),
                 speed=speed,
-                energy=energy,
-                interface=interface,
+                setup=setup,
                 hide_real_ports=hide_real_ports,
                 drop_lines=drop_line,
                 h573_flash_baud=h573_flash_baud,
                 trace=trace,
+                faults=faults,
+                control_path=control,
+                control_tcp=tcp,
             )
         except TinytwinError as exc:  # the launcher's, a model's, a profile's: one message
             typer.echo(f"tinytwin external: {exc}", err=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..dut.sww01.device import Sww01Dut, Sww01Power
+from ..emon import Lpm01a
 from ..dut.sww01.model import open_sww01
 from ..dut.sww01.timing import Sww01Timing
 from ..hw.i2s import I2sLink
@@ -62,18 +63,24 @@ def build_rig(*, models_dir=None, interface: str = "h573", emon: str | None = "l
               speed: str | float | Speed = "fast", dir: str | Path | None = "/tmp/tinytwin", backend: str = "tflm",
               engine=None, timing_profile=None, timing: Sww01Timing | None = None,
               h573_flash_baud: int | None = None, honour_host_baud: bool = True, power_profile=None,
-              sd_card: str | Path | None = None):
+              sd_card: str | Path | None = None, trace=None, drops=()):
     """The mlcommons/tiny sww bench in one twin (see the module docstring);
-    returns an :class:`emulator.benches.rig.Rig` (not yet running)."""
+    returns an :class:`emulator.benches.rig.Rig` (not yet running). Its host
+    ports have taps (``trace``, ``drops``: the ``--drop-line`` rules) and
+    ``rig.control`` is its :class:`~emulator.control.BenchControl`."""
+    from ..control.bench import BenchControl
     from ..ioman.actions import HOST_BAUD
-    from ..transport import PtyPort
-    from .rig import Rig, RigError, _attach_emon
+    from ..power.model import PowerModel
+    from .rig import EMON_BAUD, Rig, RigError
+    from .wiring import make_tap, pty_plug
 
     if interface != "h573":
         raise RigError(
             f"sww01 needs the STM32H573I-DK interface board (--interface h573): the {interface} io-manager "
             "has no SD card, no I2S output and no detection inputs"
         )
+    if emon not in (None, "lpm01a"):
+        raise RigError(f"the sww01 bench measures with the LPM01A (--emon lpm01a) or nothing; got {emon!r}")
     card = SdCard(sd_card) if sd_card is not None else None
     timing = timing if timing is not None else load_timing(timing_profile)
     base = Path(dir).expanduser() if dir is not None else None
@@ -89,19 +96,23 @@ def build_rig(*, models_dir=None, interface: str = "h573", emon: str | None = "l
     notes = [f"sww01 timing profile {timing.name} (frame {timing.frame_us / 1000:.2f} ms of 32 ms)"]
     notes.append(f"SD card: {card.root} ({len(card.listing())} files)" if card is not None
                  else "SD card: none given (--sd-card DIR): `play` finds no file")
-    ports = []
     try:
-        io_port = bridge.attach(PtyPort("io", link=base / "io" if base else None, initial_baud=HOST_BAUD))
-        ports.append(io_port)
-        rig = Rig(twin=twin, dut=dut, ioman=ioman, io_bridge=bridge, io_port=io_port, dir=base, interface=interface,
-                  notes=notes)
+        plugs = {"io": pty_plug("io", "stm32h573i-dk", bridge.attach, make_tap("io", trace=trace, drops=drops),
+                                link=base / "io" if base else None, baud=HOST_BAUD,
+                                power=lambda on: ioman.power_on() if on else ioman.power_off())}
+        rig = Rig(twin=twin, dut=dut, ioman=ioman, io_bridge=bridge, io_port=plugs["io"].port, dir=base,
+                  interface=interface, notes=notes)
+        lpm = None
         if emon:
-            rig.emon, rig.emon_port = _attach_emon(emon, twin, dut, base / "emon" if base else None, power_profile)
-            rig.emon.power_model = Sww01Power(rig.emon.power_model, timing)
-            ports.append(rig.emon_port)
+            lpm = Lpm01a(twin, dut, power_model=PowerModel.load(power_profile) if power_profile is not None else None)
+            lpm.power_model = Sww01Power(lpm.power_model, timing)
+            plugs["emon"] = pty_plug("emon", "lpm01a", lpm.attach, make_tap("emon", trace=trace),
+                                     link=base / "emon" if base else None, baud=EMON_BAUD,
+                                     power=lambda on: lpm.power_on() if on else lpm.power_off())
+            rig.emon, rig.emon_port = lpm, plugs["emon"].port
+        rig.control = BenchControl(twin, dut, plugs, ioman=ioman, lpm01a=lpm,
+                                   dut_supply="lpm01a" if lpm is not None else "supply")
     except BaseException:
-        for p in ports:
-            p.close()
         twin.close()
         raise
     return rig

@@ -152,6 +152,19 @@ class Dut:
         self.power_off()
         self.power_on()
 
+    def hang(self) -> None:
+        """The firmware stops (a HardFault, a stuck loop): the CPU keeps
+        running (and drawing power) but answers nothing more until a reset
+        or a power cycle."""
+        if not self.powered or self.hung:
+            return
+        self._epoch += 1  # a command being carried out stops at its next step
+        self.hung = True
+        self._cpu_busy = True
+        self._held = None
+        self._pending.clear()
+        self._set_state(DutState.BUSY)
+
     # -- UART receive ---------------------------------------------------------------
     def _on_rx(self, data: bytes) -> None:
         if not self.powered or self.hung:

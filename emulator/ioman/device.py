@@ -100,6 +100,23 @@ class IoManagerDevice:
         self.powered = False
         self.power_on()
 
+    def power_off(self) -> None:
+        """USB unplugged: the board stops (RAM lost; the H573's flash kept)."""
+        self.powered = False
+        self._epoch += 1
+        self.running = False
+
+    def hang(self, reason: str = "hung on demand") -> None:
+        """The firmware stops answering until the board is power-cycled."""
+        if self.powered and not self.hung:
+            self._do_hang(reason)
+
+    def _do_hang(self, reason: str) -> None:
+        self.twin.log(f"{self.name}: the firmware stopped ({reason}); power-cycle it")
+        self._epoch += 1
+        self.running = False
+        self.hung = True
+
     def _start(self, boot_us: float, reason: str) -> None:
         self._epoch += 1
         self.running = False
@@ -185,9 +202,7 @@ class IoManagerDevice:
             self.twin.log(f"{self.name}: restarting ({act.reason})")
             self._start(act.boot_us, reason=act.reason)
         elif isinstance(act, Hang):
-            self.twin.log(f"{self.name}: the firmware stopped ({act.reason}); power-cycle it")
-            self.running = False
-            self.hung = True
+            self._do_hang(act.reason)
 
 
 __all__ = ["IoManagerDevice", "ArduinoIoManager", "H573IoManager"]

@@ -75,6 +75,10 @@ RX_QUEUE = 100  # RX_QUEUE_SIZE = 100 * sizeof(ULONG), one ULONG per byte
 MAX_BAUD = 2_000_000
 MAX_TIMESTAMPS = 10_000
 MAX_FRAMES = 100
+#: a command line the menu keeps (a std::string on the heap) beyond which the
+#: board runs out of heap and stops. Inferred: the firmware's heap size is not
+#: read off a source; the twin needs a bound, and no runner sends such a line
+MAX_COMMAND = 1 << 16
 INT_MAX = 2**31 - 1
 #: time from NVIC_SystemReset to the menu running again (HAL, clocks, ThreadX,
 #: FileX/SD and audio init). An estimate: no measurement of the board is
@@ -223,6 +227,11 @@ class H573IoCore:
                 self.host_line.clear()
                 return self.handle(line)
             self.host_line.append(c)
+            if len(self.host_line) > MAX_COMMAND:
+                self.host_line.clear()
+                self.stopped = True
+                return [Hang(f"a command of more than {MAX_COMMAND} characters without '%' exhausted the heap "
+                             "(inferred bound)")]
 
     def _relay(self) -> list[Action] | None:
         """``IndirectSendCommand`` + ``SendResponse``: DUT lines (ending in

@@ -9,7 +9,7 @@ the board sends are queued here and flushed without blocking the simulation.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from ..errors import TinytwinError
 
@@ -19,6 +19,25 @@ if TYPE_CHECKING:  # pragma: no cover
 
 class TransportError(TinytwinError):
     """A transport could not be set up; the message says what to do."""
+
+
+class PortHook(Protocol):
+    """What sits on a host port's wire (:attr:`HostPort.hook`): a trace, the
+    faults of :mod:`emulator.control`. Both methods run in the simulation
+    thread, at the simulated time the bytes cross the port, and return the
+    bytes that go on (``b""``: none now; a hook that delays bytes hands them
+    on later with :meth:`HostPort.deliver` / :meth:`HostPort.emit`)."""
+
+    def from_host(self, port: "HostPort", data: bytes) -> bytes: ...
+
+    def to_host(self, port: "HostPort", data: bytes) -> bytes: ...
+
+    def passive(self) -> bool:
+        """Whether bytes now cross unchanged, at once, and without setting
+        anything off (a trace at most): the twin's direct path is taken only
+        while every hook of its ports is passive (see :mod:`emulator.sim`)."""
+        ...
+
 
 class HostPort:
     """A host-facing file descriptor of a twin (pty master, socket, ...).
@@ -36,10 +55,13 @@ class HostPort:
     in this process and hands its bytes over itself.
     """
 
+    #: the one tap/fault hook on this port's wire (None: bytes pass untouched)
+    hook: PortHook | None = None
+
     def __init__(self, name: str, fd: int | None):
         self.name = name
         self.fd = fd
-        self.on_host_bytes: Callable[[bytes], None] | None = None
+        self.on_host_bytes = None
         self._out = bytearray()
         self.twin: "Twin | None" = None
         self.closed = False
@@ -48,6 +70,31 @@ class HostPort:
         self.hup_until = 0.0  # wall time until which a hung-up fd is not polled
         #: the twin's turn in which its poll last saw the host end open
         self.open_turn = -1
+
+    # -- the device's handler for host bytes, through the hook ---------------
+    @property
+    def on_host_bytes(self) -> Callable[[bytes], None] | None:
+        """The attached device's handler for host bytes (called inside the
+        simulation at their arrival time), behind :attr:`hook` when set."""
+        handler = self._on_host_bytes
+        if handler is None or self.hook is None:
+            return handler
+        return self._hooked
+
+    @on_host_bytes.setter
+    def on_host_bytes(self, handler: Callable[[bytes], None] | None) -> None:
+        self._on_host_bytes = handler
+
+    def _hooked(self, data: bytes) -> None:
+        hook = self.hook
+        if hook is not None:
+            data = hook.from_host(self, data)
+        self.deliver(data)
+
+    def deliver(self, data: bytes) -> None:
+        """Hand host bytes to the device, past the hook."""
+        if data and self._on_host_bytes is not None:
+            self._on_host_bytes(data)
 
     # -- called by the twin loop -------------------------------------------
     def read_available(self) -> bytes | None:
@@ -96,6 +143,15 @@ class HostPort:
     max_pending = 1 << 20
 
     def write_to_host(self, data: bytes) -> None:
+        if not data or self.closed:
+            return
+        hook = self.hook
+        if hook is not None:
+            data = hook.to_host(self, data)
+        self.emit(data)
+
+    def emit(self, data: bytes) -> None:
+        """Queue bytes for the host, past the hook."""
         if not data or self.closed:
             return
         if not self._out:  # the usual case: the fd takes it all at once

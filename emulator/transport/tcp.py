@@ -47,7 +47,42 @@ class SocketPort(HostPort):
             pass
 
 
-class TcpListener(HostPort):
+class SocketListener(HostPort):
+    """A listening socket; each accepted connection becomes a
+    :class:`SocketPort` handed to ``attach`` (which adds it to the twin)."""
+
+    def __init__(self, name: str, sock: socket.socket, attach):
+        sock.setblocking(False)
+        self.sock = sock
+        self.attach = attach
+        self.accepted = 0
+        super().__init__(name, sock.fileno())
+
+    def read_available(self) -> bytes | None:
+        try:
+            conn, addr = self.sock.accept()
+        except BlockingIOError:
+            return b""
+        except OSError:
+            return None
+        self.accepted += 1
+        self.attach(self.connection(conn, addr))
+        return b""
+
+    def connection(self, conn: socket.socket, addr) -> SocketPort:
+        return SocketPort(f"{self.name}#{self.accepted}", conn)
+
+    def wants_write(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.sock.close()
+
+
+class TcpListener(SocketListener):
     """A listening TCP socket; accepted connections become :class:`SocketPort`
     attached to the same bridge."""
 
@@ -62,30 +97,10 @@ class TcpListener(HostPort):
                 f"cannot listen on {host}:{port}: {exc.strerror}; choose another --tcp HOST:PORT"
             ) from None
         sock.listen(4)
-        sock.setblocking(False)
-        self.sock = sock
         self.bridge = bridge
         self.address = sock.getsockname()[:2]
-        super().__init__(name, sock.fileno())
+        super().__init__(name, sock, bridge.attach)
 
-    def read_available(self) -> bytes | None:
-        try:
-            conn, addr = self.sock.accept()
-        except BlockingIOError:
-            return b""
-        except OSError:
-            return None
+    def connection(self, conn: socket.socket, addr) -> SocketPort:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.bridge.attach(SocketPort(f"{self.name}:{addr[1]}", conn))
-        return b""
-
-    def wants_write(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.sock.close()
-
-
+        return SocketPort(f"{self.name}:{addr[1]}", conn)

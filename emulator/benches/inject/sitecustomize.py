@@ -2,17 +2,28 @@
 
 ``tinytwin external`` copies this file into a temporary directory at the
 front of the child's ``PYTHONPATH``; Python's :mod:`site` imports it at start
-(unless the interpreter runs with ``-S``, ``-I`` or ``-E``). It does exactly
-one thing: when the program imports them, it wraps ``comports()`` of pyserial's ``serial.tools.list_ports``
-(and of the platform modules behind it, ``list_ports_posix`` /
-``list_ports_linux`` / ``list_ports_osx``) so that the listing starts with one
-entry per twin board: the board's pseudo-terminal as ``device``, and the USB
-vendor/product id, description, manufacturer, product and serial number the
-real board's USB-serial bridge reports. The real ports follow (unless the
-launcher was asked to hide them). Nothing else of pyserial, nor of the program
-run, is touched. The boards are read from the JSON file named by
-``$TINYTWIN_EXTERNAL_PORTS``; an entry whose device no longer exists (the twin
-has stopped) is left out.
+(unless the interpreter runs with ``-S``, ``-I`` or ``-E``). It does two
+things, each only when the program imports the module concerned:
+
+* it wraps ``comports()`` of pyserial's ``serial.tools.list_ports``
+  (and of the platform modules behind it, ``list_ports_posix`` /
+  ``list_ports_linux`` / ``list_ports_osx``) so that the listing starts with
+  one entry per twin board: the board's pseudo-terminal as ``device``, and the
+  USB vendor/product id, description, manufacturer, product and serial number
+  the real board's USB-serial bridge reports. The real ports follow (unless
+  the launcher was asked to hide them);
+* when the twin has USB-only instruments (a Joulescope JS220), it wraps
+  pyusb's ``usb.core.find`` so that a search that matches them also yields a
+  stand-in device object with their ``idVendor``/``idProduct`` (the only
+  attributes the mlcommons runner reads), after the real devices. If pyusb
+  has no backend (libusb missing), such a search yields the twin's devices
+  alone and says so once on stderr.
+
+Nothing else of pyserial, pyusb, nor of the program run, is touched. The
+boards are read from the JSON file named by ``$TINYTWIN_EXTERNAL_PORTS``, again
+at every listing (a board unplugged and plugged in again on a running twin
+comes back on a new pseudo-terminal); an entry whose device no longer exists
+(the twin has stopped, the board is unplugged) is left out.
 
 If another ``sitecustomize`` module exists further along ``sys.path`` (a
 distribution's or a virtual environment's), it is imported afterwards, so the
@@ -28,10 +39,11 @@ _WRAPPED_MODULES = (
     "serial.tools.list_ports_posix",
     "serial.tools.list_ports_linux",
     "serial.tools.list_ports_osx",
+    "usb.core",
 )
 
 
-def _load_config():
+def _load_config(quiet=False):
     path = os.environ.get(_PORTS_ENV)
     if not path:
         return None
@@ -39,8 +51,15 @@ def _load_config():
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     except (OSError, ValueError) as exc:
-        sys.stderr.write("tinytwin external: cannot read %s (%s); the twin's ports are not listed\n" % (path, exc))
+        if not quiet:
+            sys.stderr.write("tinytwin external: cannot read %s (%s); the twin's ports are not listed\n" % (path, exc))
         return None
+
+
+def _current(config):
+    """The boards as ports.json says now (the launcher rewrites it when a
+    board is replugged), else as it said at start."""
+    return _load_config(quiet=True) or config
 
 
 def _port_info(entry):
@@ -57,10 +76,10 @@ def _port_info(entry):
 
 
 def _wrap(original, config):
-    entries = list(config.get("ports", []))
     hide_real = bool(config.get("hide_real_ports"))
 
     def comports(include_links=False, *args, **kwargs):
+        entries = list(_current(config).get("ports", []))
         ours = [_port_info(e) for e in entries if os.path.exists(e["device"])]
         if hide_real:
             return ours
@@ -74,7 +93,74 @@ def _wrap(original, config):
     return comports
 
 
+class _UsbDevice(object):
+    """What pyusb's ``find`` yields for a twin instrument: its USB ids (the
+    attributes a runner matches on) and a readable name."""
+
+    def __init__(self, entry):
+        self.idVendor = int(entry["vid"])
+        self.idProduct = int(entry["pid"])
+        self.serial_number = entry.get("serial_number")
+        self.manufacturer = entry.get("manufacturer")
+        self.product = entry.get("product")
+        self.bus = None
+        self.address = None
+        self.tinytwin = True
+
+    def __repr__(self):
+        return "<tinytwin %s %04X:%04X (the twin's, not a USB device)>" % (self.product, self.idVendor, self.idProduct)
+
+
+def _matches(dev, kwargs):
+    for key, value in kwargs.items():
+        if key in ("find_all", "backend", "custom_match"):
+            continue
+        if getattr(dev, key, object()) != value:
+            return False
+    match = kwargs.get("custom_match")
+    return match is None or bool(match(dev))
+
+
+_warned_backend = []
+
+
+def _wrap_find(original, config):
+    def find(find_all=False, backend=None, custom_match=None, **args):
+        ours = [_UsbDevice(e) for e in _current(config).get("usb_devices", []) if os.path.exists(e.get("socket", ""))]
+        ours = [d for d in ours if _matches(d, dict(args, custom_match=custom_match))]
+        try:
+            real = original(find_all=find_all, backend=backend, custom_match=custom_match, **args)
+        except Exception as exc:
+            if not ours or type(exc).__name__ != "NoBackendError":
+                raise
+            if not _warned_backend:
+                _warned_backend.append(exc)
+                sys.stderr.write("tinytwin external: pyusb has no backend (%s); listing only the twin's USB "
+                                 "instruments\n" % (exc,))
+            real = iter(()) if find_all else None
+        if find_all:
+            return _chain(real, ours)
+        return real if real is not None else (ours[0] if ours else None)
+
+    find.__doc__ = original.__doc__
+    find.__wrapped__ = original
+    find.tinytwin_external = True
+    return find
+
+
+def _chain(real, ours):
+    for dev in real:
+        yield dev
+    for dev in ours:
+        yield dev
+
+
 def _patch_module(module, config):
+    if module.__name__ == "usb.core":
+        original = getattr(module, "find", None)
+        if config.get("usb_devices") and original is not None and not getattr(original, "tinytwin_external", False):
+            module.find = _wrap_find(original, config)
+        return
     original = getattr(module, "comports", None)
     if original is not None and not getattr(original, "tinytwin_external", False):
         module.comports = _wrap(original, config)

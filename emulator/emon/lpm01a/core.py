@@ -158,6 +158,12 @@ HELP_LINES = (
 )
 
 
+#: characters of a command line the shell keeps; the rest of an over-long line
+#: is lost (the command then fails as unknown or with bad arguments).
+#: Inferred: UM2269 gives no command buffer size; the longest command is ~40
+LINE_SIZE = 256
+
+
 class Lpm01aCore:
     """The PowerShield shell, a protocol core (:mod:`emulator.core`): host bytes
     in with :meth:`feed`, :data:`Action` s out of :meth:`step`. The device reports the end of an acquisition with
@@ -198,11 +204,11 @@ class Lpm01aCore:
         while rx:
             ends = [i for i in (rx.find(10), rx.find(13)) if i >= 0]
             if not ends:
-                self._line += rx
+                self._line += rx[: max(0, LINE_SIZE - len(self._line))]
                 rx.clear()
                 return None
             end = min(ends)
-            self._line += rx[:end]
+            self._line += rx[: min(end, max(0, LINE_SIZE - len(self._line)))]
             del rx[: end + 1]
             if self._line:
                 line = bytes(self._line)

@@ -75,6 +75,7 @@ class Lpm01a:
         #: called with every chunk of bytes sent to the host (tests, logging)
         self.taps: list[Callable[[bytes], None]] = []
         self.dut = None
+        self.powered = True  # USB power (unplugging the board cuts it)
         self.target_on = False
         self.voltage_v = self.core.settings.voltage_mv / 1000
         self.d7_level = 1
@@ -110,6 +111,8 @@ class Lpm01a:
         self.twin.schedule(self.reply_latency_ns, lambda: self._handle(data), busy=True)
 
     def _handle(self, data: bytes) -> None:
+        if not self.powered:
+            return
         core = self.core
         core.feed(data)
         while (actions := core.step()) is not None:
@@ -356,5 +359,24 @@ class Lpm01a:
     @property
     def acquiring(self) -> bool:
         return self._acq is not None
+
+    # -- the board's own power, and what an earlier host left ------------------------
+    def power_off(self) -> None:
+        """USB unplugged: the board stops; its output (the DUT's supply) goes off."""
+        self._execute([ResetBoard()])
+        self.core.reset()
+        self.powered = False
+
+    def power_on(self) -> None:
+        """USB plugged in: the board starts as after reset (not in host control,
+        output off)."""
+        self.powered = True
+
+    def replay(self, lines: Iterable[str]) -> None:
+        """Carry out shell commands as if a host had sent them earlier, their
+        answers long gone (e.g. an earlier run that set up an acquisition and
+        was killed: the board still streams when the next run opens it)."""
+        for line in lines:
+            self._execute([a for a in self.core.command(line) if not isinstance(a, Reply)])
 
 
