@@ -192,12 +192,14 @@ def echo_rate(n: int = 20000, rounds: int = 3) -> float:
 
 
 def same_results(a: Path, b: Path) -> bool:
-    """results.txt without stamps, results.json without dates and µs (see runner.shards)."""
-    ta = [ln[10:] for ln in (a / "results.txt").read_text().splitlines()]
-    tb = [ln[10:] for ln in (b / "results.txt").read_text().splitlines()]
+    """results.txt without stamps, results.json without dates and µs (see runner.shards);
+    the DUT's port as given is the one difference allowed: over ptys ``--jobs 2``
+    names its two ports (``dut0,dut1``) where ``--jobs 1`` names one."""
     ja, jb = (json.loads((d / "results.json").read_text()) for d in (a, b))
+    ta = [ln[10:] for ln in (a / "results.txt").read_text().splitlines()]
+    tb = [ln[10:].replace(jb["port"], ja["port"]) for ln in (b / "results.txt").read_text().splitlines()]
     for j in (ja, jb):
-        j.pop("started"), j.pop("finished")
+        j.pop("started"), j.pop("finished"), j.pop("port")
         for rec in j.get("accuracy", {}).get("inferences", []):
             rec.pop("us")
     return ta == tb and ja == jb
