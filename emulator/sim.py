@@ -579,16 +579,37 @@ class Twin:
         queue = self.env._queue
         poll = loop.poller.poll
         self._loop_thread = threading.current_thread()
+        # (a twin on a thread of a process that does other work, a runner
+        # in-process or a test, sleeps instead: its spin would hold the GIL)
+        spin = self.SPIN_S if self._fast and threading.current_thread() is threading.main_thread() else 0.0
+        spin_until = 0.0
+        monotonic = time.monotonic
+        sched_yield = os.sched_yield
         try:
             while not stop.is_set():
                 if calls:
                     self._drain_calls()
                 hung = loop.sync_ports()
                 # idle with nothing scheduled: wake up now and then to notice stop
-                events = poll(self._timeout_ms(hung) if queue or hung else 200)
+                timeout = self._timeout_ms(hung) if queue or hung else 200
+                if spin_until and timeout:
+                    # fast mode, right after host traffic: the host's next
+                    # command usually follows within tens of µs; look for it
+                    # without going to sleep (see SPIN_S)
+                    events = poll(0)
+                    while not events and monotonic() < spin_until:
+                        sched_yield()
+                        events = poll(0)
+                    if not events:
+                        spin_until = 0.0
+                        events = poll(self._timeout_ms(hung) if queue or hung else 200)
+                else:
+                    events = poll(timeout)
                 self.turn += 1
                 if events:
                     loop.service(events)
+                    if spin:
+                        spin_until = monotonic() + spin
                 if queue:
                     self._advance()
         finally:
@@ -616,6 +637,17 @@ class Twin:
         if hung:
             timeout_ms = min(timeout_ms, int(HUP_RECHECK_S * 1000))
         return timeout_ms
+
+    #: fast mode, a twin that is its process's main loop (``tinytwin dut``,
+    #: ``tinytwin rig``): how long the loop keeps looking at its ports without
+    #: sleeping after host bytes arrived (s), yielding the CPU between looks.
+    #: A runner follows ``m-ready`` with its next command within tens of µs,
+    #: and a loop asleep in poll() pays the kernel's wake-up on top of every
+    #: round trip (an ad01 accuracy run over a pty, one twin: about 30 % less
+    #: wall time; with two twins on two cores, no change either way; see
+    #: benchmarks/runner_vs_raw.py). A twin at the board's pace, one on a
+    #: thread, and one nobody talks to sleep in poll() as before.
+    SPIN_S = 0.0002
 
     #: how long one turn of the loop may compute in fast mode before it looks
     #: at the host ports again (s)

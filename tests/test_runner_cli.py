@@ -222,3 +222,36 @@ def test_run_jobs_over_two_twin_processes_and_wrong_port_counts(dut_process, mod
     assert r.returncode == 2 and "--jobs 2 needs one DUT per job: give 2 ports" in r.stderr
     r = tinytwin("run", "--port", a, "--port", b, "--mode", "performance", "--dataset", tmp_path / "ds", "--out", tmp_path / "o3")
     assert r.returncode == 2 and "--jobs 2 applies to accuracy runs" in r.stderr
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_fast_twin_process_sleeps_when_the_host_is_quiet(dut_process):
+    """A ``tinytwin dut --speed fast`` process looks at its port without
+    sleeping for a moment after each command (Twin.SPIN_S), then sleeps:
+    one second of silence after a burst of commands costs it next to no CPU."""
+    link = dut_process("kws01")
+    fd = os.open(link, os.O_RDWR | os.O_NOCTTY)
+    try:
+        import tty
+
+        tty.setraw(fd)
+        for cmd in [b"%", b"db load 62%"] + [b"db " + b"ab" * 31 + b"%"] * 2:
+            os.write(fd, cmd)
+            buf = b""
+            deadline = time.monotonic() + 10
+            while not buf.endswith(b"m-ready\r\n") and time.monotonic() < deadline:
+                buf += os.read(fd, 4096)
+            assert buf.endswith(b"m-ready\r\n"), buf
+        from emulator.transport.pty import link_holder
+
+        pid = int(link_holder(link).split()[1].rstrip(":"))
+        before = _cpu_s(pid)
+        time.sleep(1.0)
+        assert _cpu_s(pid) - before < 0.2  # asleep in poll(), not spinning
+    finally:
+        os.close(fd)
