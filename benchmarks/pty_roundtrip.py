@@ -1,19 +1,34 @@
 """Command round trips per second over the twin's pseudo-terminal, against a
-bare pty echo server in the same run.
+bare pty echo server in the same run, with the same client.
 
 One round trip = send one `db` chunk (31 bytes as 62 hex digits, as the
 mlcommons runner sends them) and wait for `m-ready` (every 15th command is a
 `db load 490`, so the twin's buffer never overflows). The twin runs as its own
 process (`tinytwin dut --speed fast`), as a user runs it; the echo server (a
-forked process answering `m-ready` to every `%`) is the machine's floor for a
-round trip through a pty between two processes. The client reads the raw fd.
+forked process answering `m-ready` to every `%`, asleep in read() between
+commands) is the machine's floor for a round trip through a pty between two
+processes.
+
+The client writes and reads the raw fd, the same code for both servers, in two
+styles:
+
+* `blocking` (the figure that counts): the tty's VMIN=1, so read() sleeps until
+  the answer is there, as every real runner's read does (pyserial's
+  `read_until` sleeps in select(); ours in poll());
+* `spinning`: VMIN=0, read() returns at once and the client loops, burning
+  its core and never paying a wake-up. (Before 2026-12-05 this script measured
+  the twin through pyserial's fd, which pyserial leaves at VMIN=0, and the
+  echo server with a blocking fd: the twin got a spinning client and the echo
+  server a blocking one. Its 0.82 was that mix; both styles are now measured
+  for both servers.)
 
 The two servers are measured in turns (echo, twin, echo, twin, ...; three
 rounds by default) and the medians compared, so that a change of machine load
 during the run affects both. The script also prints the CPU time (user +
-system, from /proc) each server spends per round trip, which varies much less
-from run to run than the rates, the machine's load average, and a pyserial
-`read_until` client's rate against the twin for context.
+system, from /proc) each server spends per round trip (the twin's includes its
+bounded spin after each command, see `emulator.sim.Twin.SPIN_S`), the
+machine's load average, and a pyserial `read_until` client's rate against the
+twin for context.
 
     python benchmarks/pty_roundtrip.py --models-dir ../shared/models [-n 10000] [--rounds 3] [--json out.json]
 """
@@ -27,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 import tty
 from pathlib import Path
@@ -96,6 +112,15 @@ def open_raw(path: str) -> int:
     return fd
 
 
+def set_vmin(fd: int, vmin: int) -> None:
+    """VMIN=1: read() sleeps until a byte is there; VMIN=0 (VTIME=0): it
+    returns at once, with nothing if nothing came."""
+    attrs = termios.tcgetattr(fd)
+    attrs[6][termios.VMIN] = vmin
+    attrs[6][termios.VTIME] = 0
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
 def measure(pid: int, fd: int, n: int) -> tuple[float, float]:
     """(round trips/s, server CPU µs per round trip)."""
     c0 = cpu_seconds(pid)
@@ -120,18 +145,25 @@ def main() -> int:
         cmd += ["--models-dir", str(args.models_dir)]
     twin = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     echo_pid, echo_path = echo_server()
-    rows = {"echo": [], "twin": []}
+    styles = ("blocking", "spinning")
+    rows = {(st, k): [] for st in styles for k in ("echo", "twin")}
     try:
         twin.stdout.readline()
-        with serial.Serial(link, 115200, timeout=5) as port:
-            port.write(b"%")
-            port.read_until(READY)
-            twin_fd = port.fileno()
-            echo_fd = open_raw(echo_path)
+        twin_fd = open_raw(link)  # the pty keeps the DUT's baud: no change needed
+        os.write(twin_fd, b"%")
+        buf = b""
+        while not buf.endswith(READY):
+            buf += os.read(twin_fd, 4096)
+        echo_fd = open_raw(echo_path)
+        for style in styles:
+            for fd in (twin_fd, echo_fd):
+                set_vmin(fd, 1 if style == "blocking" else 0)
             for _ in range(args.rounds):
-                rows["echo"].append(measure(echo_pid, echo_fd, args.n))
-                rows["twin"].append(measure(twin.pid, twin_fd, args.n))
-            os.close(echo_fd)
+                rows[style, "echo"].append(measure(echo_pid, echo_fd, args.n))
+                rows[style, "twin"].append(measure(twin.pid, twin_fd, args.n))
+        os.close(echo_fd)
+        os.close(twin_fd)
+        with serial.Serial(link, 115200, timeout=5) as port:
             ps = pyserial_roundtrips(port, max(1000, args.n // 4))
     finally:
         twin.terminate()
@@ -141,20 +173,24 @@ def main() -> int:
     load_after = os.getloadavg()
     med = {k: statistics.median(r for r, _ in v) for k, v in rows.items()}
     cpu = {k: statistics.median(c for _, c in v) for k, v in rows.items()}
-    ratio = med["twin"] / med["echo"]
+    ratio = {st: med[st, "twin"] / med[st, "echo"] for st in styles}
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}, "
         f"Python {platform.python_version()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after"
     )
-    print("| server | round trips/s, each round | median | server CPU µs / round trip (median) |")
-    print("|---|---|---:|---:|")
-    for k, label in (("echo", "bare pty echo server (machine floor)"), ("twin", "twin (`tinytwin dut --speed fast`)")):
-        each = ", ".join(f"{r:,.0f}" for r, _ in rows[k])
-        print(f"| {label} | {each} | {med[k]:,.0f} | {cpu[k]:.1f} |")
-    print(f"twin / echo (medians): {ratio:.2f}; pyserial read_until client against the twin: {ps:,.0f} /s")
+    print("| client | server | round trips/s, each round | median | server CPU µs / round trip (median) |")
+    print("|---|---|---|---:|---:|")
+    for st in styles:
+        for k, label in (("echo", "bare pty echo server (machine floor)"), ("twin", "twin (`tinytwin dut --speed fast`)")):
+            each = ", ".join(f"{r:,.0f}" for r, _ in rows[st, k])
+            print(f"| {st} | {label} | {each} | {med[st, k]:,.0f} | {cpu[st, k]:.1f} |")
+    print(f"twin / echo (medians): blocking client {ratio['blocking']:.2f}, spinning client {ratio['spinning']:.2f}; "
+          f"pyserial read_until client against the twin: {ps:,.0f} /s")
     if args.json:
         args.json.write_text(json.dumps({
-            "rows": rows, "median": med, "cpu_us": cpu, "ratio": ratio, "pyserial": ps,
+            "rows": {f"{st} {k}": v for (st, k), v in rows.items()},
+            "median": {f"{st} {k}": v for (st, k), v in med.items()},
+            "cpu_us": {f"{st} {k}": v for (st, k), v in cpu.items()}, "ratio": ratio, "pyserial": ps,
             "load": [load_before, load_after],
         }, indent=1) + "\n")
     return 0
