@@ -54,7 +54,9 @@ uses them, and ``variant="reference"`` (the default) changes nothing:
 """
 from __future__ import annotations
 
+import binascii
 import re
+from binascii import unhexlify
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Callable, Protocol
@@ -283,7 +285,7 @@ class DutCore:
         data = self.rx
         if not data:
             return None
-        if data[:3] == b"db " and not self.cmd and data[-1] == EE_CMD_TERMINATOR:
+        if data.startswith(b"db ") and not self.cmd and data[-1] == EE_CMD_TERMINATOR:
             script = self._db_chunk_at_once(data)
             if script is not None:
                 return script
@@ -331,15 +333,25 @@ class DutCore:
         hex digits only, whole, at the start of a command, taken at once (the
         same script and state as byte by byte); ``None``, having done
         nothing, otherwise."""
-        digits = bytes(data[3:-1])
-        if not self.parser_enabled or len(data) > self.cmd_size + 1 or not digits or len(digits) & 1:
-            return None
-        if digits.translate(None, _HEX_DIGITS):
-            return None  # anything else (a space, a line end, NUL, ...): the loop
-        ops: list[Action] = []
-        if not self._load_hex_fast(digits, ops):
-            return None
-        ops.append(_PRINT_READY)
+        n = len(data)
+        if not self.parser_enabled or n > self.cmd_size + 1 or n < 6 or n & 1:
+            return None  # (an odd count of digits is an even length: "db " + digits + "%")
+        try:
+            values = unhexlify(data[3:-1])
+        except binascii.Error:
+            return None  # anything but hex digits (a space, a line end, NUL, ...): the loop
+        pos = self.buff_pos
+        count = len(values)
+        if pos + count > self.profile.max_db_input_size:
+            return None  # writes past the buffer: the byte loop counts them
+        if pos < self.buff_size <= pos + count:  # the last bytes of the load
+            count = self.buff_size - pos
+            self.buff[pos : pos + count] = values[:count]
+            ops: list[Action] = [_PRINT_LOAD_DONE, _PRINT_READY]
+        else:
+            self.buff[pos : pos + count] = values
+            ops = [_PRINT_READY]
+        self.buff_pos = pos + count
         self.stdin_prev = EE_CMD_TERMINATOR
         data.clear()
         return ops
