@@ -3,8 +3,12 @@ before every write) and the baud the host set (asked at every transfer)."""
 from __future__ import annotations
 
 import os
+import sys
 import termios
+import time
 import tty
+
+import pytest
 
 from emulator.transport import PtyPort, set_tty_baud, tty_baud
 
@@ -41,3 +45,91 @@ def test_baud_changes_by_the_host_are_seen_at_once():
     finally:
         os.close(fd)
         port.close()
+
+
+# -- how the twin learns of the host's settings (see emulator/transport/pty.py) --
+
+_EXTPROC = 0o200000
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="announced settings changes are Linux's")
+
+
+@pytest.fixture
+def hosted():
+    """A port on a twin (not running: the test reads for its loop) and a
+    host's fd on the slave."""
+    from emulator.sim import Twin
+
+    twin = Twin("fast")
+    port = PtyPort("t", initial_baud=115200)
+    twin.add_port(port)
+    fd = os.open(port.device, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    yield port, fd
+    os.close(fd)
+    twin.close()
+
+
+def _retry(fn, tries=200):
+    """``fn()`` until it returns something (a pty hands bytes on through a
+    kernel worker, a moment later)."""
+    for _ in range(tries):
+        try:
+            got = fn()
+        except BlockingIOError:
+            got = None
+        if got:
+            return got
+        time.sleep(0.001)
+    return got
+
+
+def _sent(port, fd, data: bytes) -> bytes:
+    """The host writes ``data``; what the twin's loop reads of it."""
+    os.write(fd, data)
+    return _retry(port.read_available)
+
+
+def _set_lflag(fd, change) -> None:
+    attrs = termios.tcgetattr(fd)
+    attrs[3] = change(attrs[3])
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
+@linux_only
+def test_a_baud_change_is_announced_before_the_bytes_written_after_it(hosted):
+    port, fd = hosted
+    tty.setraw(fd)
+    assert port.announced and port.host_baud() == 115200
+    for baud in (9600, 921600, 115200):
+        set_tty_baud(fd, baud)
+        assert _sent(port, fd, b"%") == b"%"  # the data, without the packet mode's status byte
+        assert port.host_baud() == baud and port.announced
+    assert termios.tcgetattr(fd)[3] & _EXTPROC  # what a raw host sees of it
+
+
+@linux_only
+def test_a_host_asking_for_canonical_input_gets_a_plain_tty_back(hosted):
+    port, fd = hosted
+    _set_lflag(fd, lambda lflag: lflag | termios.ICANON)
+    assert _sent(port, fd, b"name%") == b"name%"
+    assert not port.announced
+    assert not termios.tcgetattr(fd)[3] & _EXTPROC
+    # the line discipline is at work again: a line is read whole, once complete
+    port.write_to_host(b"m-rea")
+    assert _retry(lambda: os.read(fd, 100), tries=50) is None
+    port.write_to_host(b"dy\n")
+    assert _retry(lambda: os.read(fd, 100)) == b"m-ready\n"
+    # and the baud is asked for at every transfer from now on
+    set_tty_baud(fd, 9600)
+    port.twin.turn += 1
+    assert port.host_baud() == 9600
+
+
+@linux_only
+def test_a_host_that_clears_the_flag_is_asked_at_every_transfer(hosted):
+    port, fd = hosted
+    _set_lflag(fd, lambda lflag: 0)
+    assert _sent(port, fd, b"%") == b"%"
+    assert not port.announced
+    set_tty_baud(fd, 921600)  # no announcement any more
+    assert _sent(port, fd, b"%") == b"%"
+    assert port.host_baud() == 921600
