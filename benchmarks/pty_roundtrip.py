@@ -22,7 +22,15 @@ styles:
   server a blocking one. Its 0.82 was that mix; both styles are now measured
   for both servers.)
 
-The two servers are measured in turns (echo, twin, echo, twin, ...; three
+A third server splits the difference between the two: the twin's own run
+loop and pty port (the same `Twin.run`, the same `PtyPort`, its spin after
+host bytes included) with a device that answers `m-ready` to every `%` at
+once, without any simulation (`--serve-loop-floor`, started by the script).
+What separates it from the echo server is the cost of a Python event loop;
+what separates the twin from it is the simulated board (UART, firmware core,
+clock).
+
+The servers are measured in turns (echo, loop floor, twin, echo, ...; three
 rounds by default) and the medians compared, so that a change of machine load
 during the run affects both. The script also prints the CPU time (user +
 system, from /proc) each server spends per round trip (the twin's includes its
@@ -99,6 +107,34 @@ def echo_server() -> tuple[int, str]:
     return pid, name
 
 
+def serve_loop_floor(link: str) -> None:
+    """The twin's run loop and pty port, with a device that answers at once
+    (run as this script's own process: ``--serve-loop-floor LINK``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from emulator.sim import Twin
+    from emulator.transport import PtyPort
+
+    twin = Twin("fast")
+    port = PtyPort("floor", link=link, initial_baud=115200)
+
+    def answer(data: bytes) -> None:
+        for _ in range(data.count(b"%")):
+            port.write_to_host(READY)
+
+    port.on_host_bytes = answer
+    twin.add_port(port)
+    print(port.device, flush=True)
+    twin.run()
+
+
+def start_loop_floor(where: str) -> subprocess.Popen:
+    link = os.path.join(where, "floor")
+    proc = subprocess.Popen([sys.executable, __file__, "--serve-loop-floor", link], stdout=subprocess.PIPE, text=True)
+    proc.stdout.readline()
+    proc.link = link
+    return proc
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc)."""
     with open(f"/proc/{pid}/stat") as f:
@@ -135,18 +171,25 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=10000, help="db chunks per measurement")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--serve-loop-floor", metavar="LINK", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.serve_loop_floor:
+        serve_loop_floor(args.serve_loop_floor)
+        return 0
     import serial
 
     load_before = os.getloadavg()
-    link = os.path.join(tempfile.mkdtemp(prefix="tinytwin-bench-"), "dut")
+    where = tempfile.mkdtemp(prefix="tinytwin-bench-")
+    link = os.path.join(where, "dut")
     cmd = [sys.executable, "-m", "emulator.cli", "dut", "--model", "kws01", "--link", link, "--speed", "fast"]
     if args.models_dir:
         cmd += ["--models-dir", str(args.models_dir)]
     twin = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     echo_pid, echo_path = echo_server()
+    floor = start_loop_floor(where)
     styles = ("blocking", "spinning")
-    rows = {(st, k): [] for st in styles for k in ("echo", "twin")}
+    servers = ("echo", "floor", "twin")
+    rows = {(st, k): [] for st in styles for k in servers}
     try:
         twin.stdout.readline()
         twin_fd = open_raw(link)  # the pty keeps the DUT's baud: no change needed
@@ -155,25 +198,29 @@ def main() -> int:
         while not buf.endswith(READY):
             buf += os.read(twin_fd, 4096)
         echo_fd = open_raw(echo_path)
+        floor_fd = open_raw(floor.link)
+        fds = {"echo": (echo_pid, echo_fd), "floor": (floor.pid, floor_fd), "twin": (twin.pid, twin_fd)}
         for style in styles:
-            for fd in (twin_fd, echo_fd):
+            for _, fd in fds.values():
                 set_vmin(fd, 1 if style == "blocking" else 0)
             for _ in range(args.rounds):
-                rows[style, "echo"].append(measure(echo_pid, echo_fd, args.n))
-                rows[style, "twin"].append(measure(twin.pid, twin_fd, args.n))
-        os.close(echo_fd)
-        os.close(twin_fd)
+                for k, (pid, fd) in fds.items():
+                    rows[style, k].append(measure(pid, fd, args.n))
+        for _, fd in fds.values():
+            os.close(fd)
         with serial.Serial(link, 115200, timeout=5) as port:
             ps = pyserial_roundtrips(port, max(1000, args.n // 4))
     finally:
-        twin.terminate()
-        twin.wait()
+        for proc in (twin, floor):
+            proc.terminate()
+            proc.wait()
         os.kill(echo_pid, 9)
         os.waitpid(echo_pid, 0)
     load_after = os.getloadavg()
     med = {k: statistics.median(r for r, _ in v) for k, v in rows.items()}
     cpu = {k: statistics.median(c for _, c in v) for k, v in rows.items()}
     ratio = {st: med[st, "twin"] / med[st, "echo"] for st in styles}
+    floor_ratio = {st: med[st, "floor"] / med[st, "echo"] for st in styles}
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}, "
         f"Python {platform.python_version()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after"
@@ -181,16 +228,21 @@ def main() -> int:
     print("| client | server | round trips/s, each round | median | server CPU µs / round trip (median) |")
     print("|---|---|---|---:|---:|")
     for st in styles:
-        for k, label in (("echo", "bare pty echo server (machine floor)"), ("twin", "twin (`tinytwin dut --speed fast`)")):
+        for k, label in (("echo", "bare pty echo server (machine floor)"),
+                         ("floor", "the twin's loop and port, a device answering at once"),
+                         ("twin", "twin (`tinytwin dut --speed fast`)")):
             each = ", ".join(f"{r:,.0f}" for r, _ in rows[st, k])
             print(f"| {st} | {label} | {each} | {med[st, k]:,.0f} | {cpu[st, k]:.1f} |")
     print(f"twin / echo (medians): blocking client {ratio['blocking']:.2f}, spinning client {ratio['spinning']:.2f}; "
           f"pyserial read_until client against the twin: {ps:,.0f} /s")
+    print(f"loop floor / echo (medians): blocking client {floor_ratio['blocking']:.2f}, "
+          f"spinning client {floor_ratio['spinning']:.2f}")
     if args.json:
         args.json.write_text(json.dumps({
             "rows": {f"{st} {k}": v for (st, k), v in rows.items()},
             "median": {f"{st} {k}": v for (st, k), v in med.items()},
-            "cpu_us": {f"{st} {k}": v for (st, k), v in cpu.items()}, "ratio": ratio, "pyserial": ps,
+            "cpu_us": {f"{st} {k}": v for (st, k), v in cpu.items()}, "ratio": ratio,
+            "loop_floor_ratio": floor_ratio, "pyserial": ps,
             "load": [load_before, load_after],
         }, indent=1) + "\n")
     return 0
