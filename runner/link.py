@@ -31,8 +31,11 @@ READY = "m-ready"
 AUTO_BAUDS = (115200, 921600)
 #: longest one inference may take before anything is known about the model
 FIRST_INFERENCE_LIMIT_S = 120.0
-#: how long the first '%' at each candidate baud waits for 'm-ready'
-AUTO_BAUD_WAIT_S = 1.0
+#: how long the first '%' at each candidate baud waits for 'm-ready': a running
+#: board answers within milliseconds (one byte each way at 115200, a USB
+#: virtual COM port's few ms of latency); one still booting is caught by the
+#: second pass, which waits the full --timeout at each baud
+AUTO_BAUD_WAIT_S = 0.25
 
 
 class WireLog:
@@ -225,7 +228,7 @@ class DutLink(SerialLines):
         """Open the port and synchronise with the firmware.
 
         With a given baud: two ``%`` tries of ``timeout`` each. Guessing the
-        baud: one quick try (1 s) at each candidate, then one try of
+        baud: one quick try (:data:`AUTO_BAUD_WAIT_S`) at each candidate, then one try of
         ``timeout`` at each (a board still booting answers late)."""
         if len(self.bauds) == 1:
             plan = [(self.bauds[0], self.timeout, 2)]
