@@ -39,6 +39,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -211,10 +212,15 @@ def _worker(spec: ShardSpec, counts, conn) -> None:
     conn.close()
 
 
-def run_local(specs: list[ShardSpec], on_progress: Callable[[int], None] | None = None) -> list[ShardResult]:
+def run_local(specs: list[ShardSpec], on_progress: Callable[[int], None] | None = None,
+              meanwhile: Callable[[], None] | None = None) -> list[ShardResult]:
     """Run the shards at once, one process each; ``on_progress(done)`` gets
     the inferences done so far. When one shard stops, the others are
-    interrupted (as a serial run stops at its first error)."""
+    interrupted (as a serial run stops at its first error).
+
+    ``meanwhile()`` runs on a thread of this process once every shard has
+    started (never before a fork: a child must not inherit a lock a thread
+    holds), for work this process needs after the shards, e.g. imports."""
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     counts = ctx.Array("q", len(specs), lock=False)
@@ -225,6 +231,8 @@ def run_local(specs: list[ShardSpec], on_progress: Callable[[int], None] | None 
         proc.start()
         child_end.close()
         procs[parent_end] = (spec, proc)
+    if meanwhile is not None:
+        threading.Thread(target=meanwhile, name="tinytwin-shards-meanwhile", daemon=True).start()
     results: list[ShardResult] = []
     stopping = False
     interrupted: float | None = None  # when this process was interrupted
@@ -273,6 +281,15 @@ def _interrupt(procs) -> None:
 # -- the sharded run ----------------------------------------------------------------------------------
 
 
+def _import_metrics() -> None:
+    """Import what the merged summary needs (scikit-learn's metrics: about a
+    second) while the shards measure, instead of after them."""
+    try:
+        import sklearn.metrics  # noqa: F401
+    except Exception:  # the summary's own import reports it
+        pass
+
+
 def run_sharded(opts) -> RunOutcome:
     """An accuracy run over ``opts.jobs`` DUTs (see the module)."""
     from .session import _Run, accuracy_summary
@@ -315,7 +332,7 @@ def run_sharded(opts) -> RunOutcome:
 
             self.log.flush()  # the shards' processes start with a copy of this process
             try:
-                results = run_local(specs, progress)
+                results = run_local(specs, progress, meanwhile=_import_metrics)
             finally:
                 self.progress.finish()
             infs, incomplete = merge_shards(results)

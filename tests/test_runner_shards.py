@@ -184,3 +184,25 @@ def test_a_shard_whose_dut_runs_another_model_stops_the_run(pty_twins, ad01_set,
 def test_jobs_need_an_accuracy_run(url, ad01_set, tmp_path):
     with pytest.raises(RunnerError, match="--jobs 2 applies to accuracy runs"):
         run(RunOptions(port=url("ad01"), mode="performance", dataset=ad01_set, out=tmp_path / "o", jobs=2))
+
+
+def test_the_parents_meanwhile_runs_on_a_thread_after_every_shard_has_started(url, ad01_set, tmp_path):
+    """run_local's ``meanwhile`` (the merged summary's imports, in a real run)
+    starts only once every shard process has forked: a fork while a thread
+    holds an import lock would leave the child unable to import."""
+    import multiprocessing
+    import threading
+
+    from runner.dataset import load_dataset
+    from runner.protocol import MODELS
+    from runner.shards import plan_shards, run_local
+
+    specs = plan_shards(load_dataset(ad01_set, MODELS["ad01"]), shard_ports(url("ad01"), 2), tmp_path)
+    seen = []
+
+    def meanwhile():
+        seen.append((threading.current_thread() is threading.main_thread(), len(multiprocessing.active_children())))
+
+    results = run_local(specs, meanwhile=meanwhile)
+    assert [r.status for r in results] == ["complete", "complete"]
+    assert seen == [(False, 2)]
