@@ -75,3 +75,56 @@ def test_a_scheduled_busy_call_that_raises_still_ends_its_period():
         assert twin.busy_count == 0
     finally:
         twin.close()
+
+
+# -- the fast-mode loop's spin gate (pure) ------------------------------------------------------
+
+
+def test_spin_gate_opens_while_no_task_waits_for_a_cpu_and_closes_when_some_do():
+    from emulator.sim import SpinGate
+
+    gate = SpinGate()
+    assert gate.open  # before any reading: spin, as a twin always did
+    assert gate.observe(1_000_000, 10.0) and gate.next_at == 10.0 + SpinGate.WINDOW_S  # the first reading only starts a window
+    # one twin and one runner on two cores: some task waits 10 % of the time
+    assert gate.observe(1_050_000, 10.5)
+    # two pairs on two cores: 58 % while spinning -> stop spinning
+    assert not gate.observe(1_340_000, 11.0)
+    # still 41 % with the loop asleep in poll(): stays closed
+    assert not gate.observe(1_545_000, 11.5)
+    # the other pair is done: nobody waits -> spin again
+    assert gate.observe(1_545_000, 12.0)
+    # the limit is a share of the window, whatever its length (a host that paused)
+    limit_us = SpinGate.MAX_WAITING * 1e6
+    assert gate.observe(1_545_000 + int(limit_us * 4) - 1, 16.0)
+    assert not gate.observe(1_545_000 + int(limit_us * 4) + int(limit_us * 2), 18.0)
+
+
+def test_cpu_stall_us_reads_the_some_line_of_the_kernels_cpu_pressure(tmp_path):
+    import os
+
+    from emulator.sim import cpu_stall_us
+
+    f = tmp_path / "cpu"
+    f.write_text("some avg10=2.95 avg60=10.45 avg300=16.63 total=1313593703\n"
+                 "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        assert cpu_stall_us(fd) == 1313593703
+        assert cpu_stall_us(fd) == 1313593703  # read again from the start (pread)
+    finally:
+        os.close(fd)
+    f.write_text("garbage\n")
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        assert cpu_stall_us(fd) is None
+    finally:
+        os.close(fd)
+    assert cpu_stall_us(-1) is None  # (closed, or never opened)
+    if os.path.exists("/proc/pressure/cpu"):
+        fd = os.open("/proc/pressure/cpu", os.O_RDONLY)
+        try:
+            first = cpu_stall_us(fd)
+            assert first is None or cpu_stall_us(fd) >= first  # None: psi=0 on the kernel's command line
+        finally:
+            os.close(fd)
