@@ -186,62 +186,6 @@ class Pacer:
         return self.wall + (sim_t - self.sim) / (1e9 * self.rate)
 
 
-class SpinGate:
-    """Whether a fast-mode run loop may look at its ports without sleeping
-    after host traffic (:attr:`Twin.SPIN_S`): only while no task on the
-    machine is kept waiting for a CPU.
-
-    Spinning saves the kernel's wake-up on every round trip when a core is
-    free (one twin and one runner on two cores: about a fifth less wall time
-    for an ad01 accuracy run); when every core is wanted (two twins and two
-    runners on two cores) the spin takes time the others need (up to a tenth
-    more). The loop reads the kernel's CPU pressure now and then (the total
-    time some task was runnable but not running, Linux's
-    ``/proc/pressure/cpu``, :func:`cpu_stall_us`) and the gate turns it into
-    the share of each window of :attr:`WINDOW_S` in which some task waited:
-    the loop spins while that share stays under :attr:`MAX_WAITING`. (On that
-    2-core machine, with 20 ad01 files: one pair, 0.10 spinning and 0.17
-    sleeping; two pairs, 0.58 spinning and 0.41 sleeping.) Pure:
-    :meth:`observe` takes a reading, :attr:`open` answers.
-    """
-
-    #: seconds between readings while the host streams commands
-    WINDOW_S = 0.5
-    #: the share of time some task may wait for a CPU while the loop spins
-    MAX_WAITING = 0.25
-
-    __slots__ = ("open", "next_at", "_since", "_stall_us")
-
-    def __init__(self):
-        #: whether the loop may spin
-        self.open = True
-        #: wall time (s) of the next reading
-        self.next_at = 0.0
-        self._since: float | None = None  # wall time of the previous reading
-        self._stall_us = 0
-
-    def observe(self, stall_us: int, now: float) -> bool:
-        """A reading at wall time ``now`` (s): ``stall_us``, the total µs
-        some task has waited for a CPU (a counter). Returns :attr:`open`."""
-        since, self._since = self._since, now
-        previous, self._stall_us = self._stall_us, stall_us
-        if since is not None and now > since:
-            self.open = (stall_us - previous) / 1e6 / (now - since) < self.MAX_WAITING
-        self.next_at = now + self.WINDOW_S
-        return self.open
-
-
-def cpu_stall_us(fd: int) -> int | None:
-    """The total µs some task has waited for a CPU, from an open
-    ``/proc/pressure/cpu`` (its ``some ... total=N`` line); ``None`` if it
-    cannot be read."""
-    try:
-        some = os.pread(fd, 256, 0).split(b"\n", 1)[0]
-        return int(some.rsplit(b"total=", 1)[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 _POLL_IN_OUT = select.POLLIN | select.POLLOUT
 _POLL_GONE = select.POLLHUP | select.POLLERR
 _POLL_READ = select.POLLIN | _POLL_GONE
@@ -641,14 +585,6 @@ class Twin:
         spin_until = 0.0
         monotonic = time.monotonic
         sched_yield = os.sched_yield
-        gate: SpinGate | None = None
-        pressure = -1
-        if spin:
-            try:
-                pressure = os.open("/proc/pressure/cpu", os.O_RDONLY)
-                gate = SpinGate()
-            except OSError:  # no pressure stall information: spin whenever the host streams
-                pass
         try:
             while not stop.is_set():
                 if calls:
@@ -673,20 +609,11 @@ class Twin:
                 if events:
                     loop.service(events)
                     if spin:
-                        now = monotonic()
-                        if gate is not None and now >= gate.next_at:
-                            stall = cpu_stall_us(pressure)
-                            if stall is not None:
-                                gate.observe(stall, now)
-                            else:
-                                gate.next_at = math.inf
-                        spin_until = now + spin if gate is None or gate.open else 0.0
+                        spin_until = monotonic() + spin
                 if queue:
                     self._advance()
         finally:
             self._loop_thread = None
-            if pressure >= 0:
-                os.close(pressure)
 
     def _drain_calls(self) -> None:
         calls = self._calls
@@ -716,10 +643,11 @@ class Twin:
     #: sleeping after host bytes arrived (s), yielding the CPU between looks.
     #: A runner follows ``m-ready`` with its next command within tens of µs,
     #: and a loop asleep in poll() pays the kernel's wake-up on top of every
-    #: round trip; the loop spins only while a :class:`SpinGate` sees a core
-    #: to spare for it (README, "Speed of the twin"). A twin at the board's
-    #: pace, one on a thread, and one nobody talks to sleep in poll() as
-    #: before.
+    #: round trip (an ad01 accuracy run over a pty, one twin and one runner:
+    #: about 20 % less wall time). With two twins and two runners on two
+    #: cores the spin takes time the other pair needs (about 6 % more wall
+    #: time; README, "Speed of the twin"). A twin at the board's pace, one on
+    #: a thread, and one nobody talks to sleep in poll() as before.
     SPIN_S = 0.0002
 
     #: how long one turn of the loop may compute in fast mode before it looks
