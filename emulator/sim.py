@@ -644,10 +644,10 @@ class Twin:
     #: A runner follows ``m-ready`` with its next command within tens of µs,
     #: and a loop asleep in poll() pays the kernel's wake-up on top of every
     #: round trip (an ad01 accuracy run over a pty, one twin and one runner:
-    #: about 20 % less wall time). With two twins and two runners on two
-    #: cores the spin takes time the other pair needs (about 6 % more wall
-    #: time; README, "Speed of the twin"). A twin at the board's pace, one on
-    #: a thread, and one nobody talks to sleep in poll() as before.
+    #: about a quarter less wall time). With two twins and two runners on two
+    #: cores it gains nothing and may cost a few % (benchmarks/spin_tradeoff.py).
+    #: A twin at the board's pace, one on a thread, and one nobody talks to
+    #: sleep in poll() as before.
     SPIN_S = 0.0002
 
     #: how long one turn of the loop may compute in fast mode before it looks

@@ -1,0 +1,107 @@
+"""The fast-mode twin's spin after each command (`emulator.sim.Twin.SPIN_S`),
+on and off: wall time of an ad01 accuracy run over ptys with one pair (one
+twin, one runner) and with two pairs (`--jobs 2`, two twins), on a generated
+set (`tinytwin dataset synth`, 20 files of 200 frames by default, kept in
+--work).
+
+Each twin is its own process (`tinytwin dut --speed fast`, started with
+`Twin.SPIN_S` set to 200 µs or 0); the runner is `tinytwin run --mode
+accuracy`, a process of its own, twin start-up not counted. The settings are
+measured in turns (on, off, on, ...; three rounds by default) and the medians
+compared, so that a change of machine load affects both.
+
+    python benchmarks/spin_tradeoff.py [--models-dir ../shared/models] [--files 20] [--rounds 3] [--jobs 1,2] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from suite_walltime import cli  # noqa: E402
+
+SETTINGS = {"spin 200 µs": 0.0002, "no spin": 0.0}
+TWIN = "import sys, emulator.sim as s; s.Twin.SPIN_S = float(sys.argv[1]); from emulator.cli import main; sys.argv[1:2] = []; main()"
+
+
+def one_run(ds: Path, jobs: int, spin: float, models_dir: Path) -> float:
+    with tempfile.TemporaryDirectory(prefix="tinytwin-spin-") as tmp:
+        procs, ports = [], []
+        try:
+            for k in range(jobs):
+                link = Path(tmp) / f"dut{k}"
+                p = subprocess.Popen([sys.executable, "-c", TWIN, str(spin), "dut", "--model", "ad01", "--link", str(link),
+                                      "--speed", "fast", "--models-dir", str(models_dir)],
+                                     cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                p.stdout.readline()  # its first line: the port is there
+                procs.append(p)
+                ports += ["--port", str(link)]
+            t = time.monotonic()
+            r = cli("run", *ports, "--mode", "accuracy", "--dataset", str(ds), "--out", str(Path(tmp) / "out"),
+                    "--no-progress", "--jobs", str(jobs), "--baud", "921600", cwd=REPO)
+            wall = time.monotonic() - t
+            if r.returncode:
+                raise SystemExit(f"the run failed: {r.stderr.strip()[-400:]}")
+            return wall
+        finally:
+            for p in procs:
+                p.terminate()
+                p.wait()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models-dir", type=Path, default=Path(os.environ.get("TINYTWIN_SHARED", REPO.parent / "shared")) / "models")
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "tinytwin-spin")
+    ap.add_argument("--files", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--jobs", default="1,2")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    models_dir = args.models_dir.resolve()
+    root = args.work.resolve() / f"ad01-{args.files}"
+    if not (root / "ad01" / "y_labels.csv").exists():
+        r = cli("dataset", "synth", "--model", "ad01", "--out", str(root), "--count", str(args.files),
+                "--models-dir", str(models_dir), cwd=REPO)
+        if r.returncode:
+            raise SystemExit(r.stderr)
+    load_before = os.getloadavg()
+    rows: dict[str, list[float]] = {}
+    for jobs in (int(j) for j in args.jobs.split(",")):
+        for _ in range(args.rounds):
+            for name, spin in SETTINGS.items():
+                wall = one_run(root, jobs, spin, models_dir)
+                rows.setdefault(f"{jobs}|{name}", []).append(wall)
+                print(f"jobs {jobs}, {name}: {wall:.2f} s", file=sys.stderr, flush=True)
+    load_after = os.getloadavg()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+          f"Python {platform.python_version()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
+    print(f"ad01 accuracy, {args.files} generated files, over ptys")
+    print("| pairs (twin + runner) | twin | s, each round | median s |")
+    print("|---:|---|---|---:|")
+    medians = {}
+    for key, walls in rows.items():
+        jobs, name = key.split("|")
+        medians[key] = statistics.median(walls)
+        print(f"| {jobs} | {name} | {', '.join(f'{w:.2f}' for w in walls)} | {medians[key]:.2f} |")
+    for jobs in sorted({k.split("|")[0] for k in rows}):
+        on, off = medians[f"{jobs}|spin 200 µs"], medians[f"{jobs}|no spin"]
+        print(f"{jobs} pair(s): spinning takes {on / off:.2f} x the wall time of not spinning (medians)")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "medians": medians, "files": args.files,
+                                         "load": [load_before, load_after]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
