@@ -18,7 +18,8 @@ are checked by ``tests/test_layering.py``):
 2. **The clock**: ``sim`` (one SimPy environment per twin; wall time enters
    only here). Rule 2: it imports no other emulator module.
 3. **Board parts and devices**: ``hw`` (UART, GPIO, the USB-serial bridge),
-   ``dut.device``, ``dut.timing``, ``ioman.device``, ``emon.lpm01a.device``,
+   ``dut.device``, ``dut.timing``, ``dut.express`` (the DUT's fused direct path
+   for a `db` chunk), ``ioman.device``, ``emon.lpm01a.device``,
    ``emon.js220.device``,
    ``power.model`` (and the package ``__init__`` files that re-export them),
    ``whatif`` (board descriptions, stack profiles, energy and battery

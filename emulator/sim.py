@@ -316,6 +316,10 @@ class Twin:
     #: whether the direct path may be taken (see the module docstring); the
     #: oracle test turns it off to compare with the stepped path
     allow_direct = True
+    #: whether a device's express lane may take the commonest command (a
+    #: fused direct path, see ``HostPort.express``); tests turn it off to
+    #: compare with the layers
+    allow_express = True
 
     def __init__(self, speed: "Speed | str | float" = "fast"):
         self.env = _Env()
@@ -482,7 +486,11 @@ class Twin:
         not before now): at once when nothing is due before it (on the direct
         path when nothing is scheduled at all, in fast mode), else as an
         event. The run loop calls it with the time the bytes arrived; tests
-        call it with times of their choosing."""
+        call it with times of their choosing. A device's express lane
+        (``port.express``) may take them first."""
+        express = port.express
+        if express is not None and express(port, data, at):
+            return
         env = self.env
         now = env._now
         port.rx_count += len(data)
@@ -499,10 +507,7 @@ class Twin:
             finally:
                 self.direct = False
             if direct and env._now != now and self._busy == 0:
-                # idle again, now: as a busy period's end does
-                pacer = self.pacer
-                pacer.wall = time.monotonic()
-                pacer.sim = env._now
+                self.idle_again()
         elif at <= now or queue[0][0] > at:  # nothing due before: at once
             if at > now:
                 env.jump(at)
@@ -510,6 +515,14 @@ class Twin:
         else:
             ev = env.timeout(at - now)
             ev.callbacks.append(_Call(handler, data))
+
+    def idle_again(self) -> None:
+        """After work carried out at once on the direct path (the clock has
+        jumped, nothing is busy): simulated time follows wall time from now
+        on, as at the end of a busy period."""
+        pacer = self.pacer
+        pacer.wall = time.monotonic()
+        pacer.sim = self.env._now
 
     def _hooks_passive(self) -> bool:
         """Whether no port's hook has a fault armed or a trigger waiting (the

@@ -72,7 +72,7 @@ DEVICES = [
     for m in EMULATOR
     if m.startswith("emulator.hw")
     or m.endswith(".device")
-    or m in {"emulator.power.model", "emulator.dut.timing"}
+    or m in {"emulator.power.model", "emulator.dut.timing", "emulator.dut.express"}
     # what-if computations on the board models (the power model among them)
     or (m.startswith("emulator.whatif") and m != "emulator.whatif.cli")
     # packages whose __init__ re-exports their devices

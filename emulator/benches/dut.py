@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from ..config import TwinConfig
 from ..dut.device import Dut
+from ..dut.express import DbExpress
 from ..dut.timing import DutTiming
 from ..hw.usb_bridge import HostBridge
 from ..sim import Twin
@@ -48,6 +49,7 @@ def build_dut_bench(
     dut = Dut(twin, engine, timing, energy_mode=cfg.energy_mode, baud=cfg.baud, timer_start_us=cfg.timer_start_us,
               variant=cfg.firmware_variant)
     bridge = HostBridge(twin, dut.uart, "dut", honour_host_baud=cfg.honour_host_baud)
+    bridge.express = DbExpress(bridge, dut)
     return DutBench(twin, dut, bridge, cfg)
 
 

@@ -285,9 +285,10 @@ class DutCore:
         data = self.rx
         if not data:
             return None
-        if data.startswith(b"db ") and not self.cmd and data[-1] == EE_CMD_TERMINATOR:
-            script = self._db_chunk_at_once(data)
+        if not self.cmd:
+            script = self.db_chunk(data)
             if script is not None:
+                data.clear()
                 return script
         cmd = self.cmd
         pos = 0
@@ -328,14 +329,18 @@ class DutCore:
         finally:
             del data[:pos]
 
-    def _db_chunk_at_once(self, data: bytearray) -> list[Action] | None:
-        """The common case of the loop below: exactly one ``db HH..%`` line,
-        hex digits only, whole, at the start of a command, taken at once (the
-        same script and state as byte by byte); ``None``, having done
-        nothing, otherwise."""
+    def db_chunk(self, data: bytes | bytearray) -> list[Action] | None:
+        """The common case of :meth:`step`'s byte loop: ``data`` is exactly
+        one ``db HH..%`` line, hex digits only, whole, and no command is
+        under way; it is taken at once (the same script and state as byte by
+        byte, except that ``data`` is not removed from :attr:`rx`: the caller
+        does that, or never put it there). ``None``, having done nothing,
+        otherwise."""
         n = len(data)
-        if not self.parser_enabled or n > self.cmd_size + 1 or n < 6 or n & 1:
+        if not self.parser_enabled or n > self.cmd_size + 1 or n < 6 or n & 1 or self.cmd:
             return None  # (an odd count of digits is an even length: "db " + digits + "%")
+        if data[-1] != EE_CMD_TERMINATOR or not data.startswith(b"db "):
+            return None
         try:
             values = unhexlify(data[3:-1])
         except binascii.Error:
@@ -353,7 +358,6 @@ class DutCore:
             ops = [_PRINT_READY]
         self.buff_pos = pos + count
         self.stdin_prev = EE_CMD_TERMINATOR
-        data.clear()
         return ops
 
     def receive(self, data: bytes) -> list[list[Action]]:

@@ -29,9 +29,14 @@ class HostBridge:
         self.endpoint.before_rx = self._sync_rx_baud
         self.ports: list[HostPort] = []
         self._warned_baud: int | None = None
+        #: the device's express lane for its commonest command, handed to
+        #: the ports attached from now on (see :attr:`HostPort.express`);
+        #: the bench that wires the device sets it
+        self.express = None
 
     def attach(self, port: HostPort) -> HostPort:
         port.on_host_bytes = functools.partial(self._from_host, port)
+        port.express = self.express
         self.ports.append(port)
         self.twin.add_port(port)
         return port

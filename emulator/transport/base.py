@@ -58,6 +58,13 @@ class HostPort:
     #: the one tap/fault hook on this port's wire (None: bytes pass untouched)
     hook: PortHook | None = None
 
+    #: the attached device's express lane (e.g. :class:`emulator.dut.express.DbExpress`),
+    #: called by the twin as ``express(port, data, at)`` with what the host
+    #: sent and the simulated time it arrives, before :attr:`on_host_bytes`;
+    #: it returns ``False``, having changed nothing, unless it has carried
+    #: the bytes out exactly as the device's layers would
+    express: "Callable[[HostPort, bytes, int], bool] | None" = None
+
     def __init__(self, name: str, fd: int | None):
         self.name = name
         self.fd = fd
