@@ -55,6 +55,9 @@ import time
 import tty
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import fork_pty_server  # noqa: E402
+
 CHUNK = b"db " + bytes(range(31)).hex().encode() + b"%"
 LOAD = b"db load 490%"
 READY = b"m-ready\r\n"
@@ -91,20 +94,7 @@ def pyserial_roundtrips(port, n: int) -> float:
 
 def echo_server() -> tuple[int, str]:
     """Fork a bare pty echo server; returns its pid and the pty's path."""
-    master, slave = os.openpty()
-    tty.setraw(master)
-    tty.setraw(slave)
-    name = os.ttyname(slave)
-    pid = os.fork()
-    if pid == 0:  # answer m-ready to every '%'
-        try:
-            while True:
-                if os.read(master, 4096).endswith(b"%"):
-                    os.write(master, READY)
-        finally:
-            os._exit(0)
-    os.close(master)
-    return pid, name
+    return fork_pty_server(lambda data: READY if data.endswith(b"%") else b"")
 
 
 def serve_loop_floor(link: str) -> None:

@@ -1,16 +1,21 @@
-"""The fast-mode twin's spin after each command (`emulator.sim.Twin.SPIN_S`),
-on and off: wall time of an ad01 accuracy run over ptys with one pair (one
-twin, one runner) and with two pairs (`--jobs 2`, two twins), on a generated
-set (`tinytwin dataset synth`, 20 files of 200 frames by default, kept in
---work).
+"""A twin setting on and off, on the run that stresses it most: wall time of
+an ad01 accuracy run over ptys with one pair (one twin, one runner) and with
+two pairs (`--jobs 2`, two twins), on a generated set (`tinytwin dataset
+synth`, 20 files of 200 frames by default, kept in --work). The settings
+(`--compare`):
 
-Each twin is its own process (`tinytwin dut --speed fast`, started with
-`Twin.SPIN_S` set to 200 µs or 0); the runner is `tinytwin run --mode
-accuracy`, a process of its own, twin start-up not counted. The settings are
-measured in turns (on, off, on, ...; three rounds by default) and the medians
-compared, so that a change of machine load affects both.
+* `spin` (the default): the fast-mode twin's spin after each command
+  (`emulator.sim.Twin.SPIN_S`, 200 µs or 0);
+* `express`: the DUT's express lane for `db` chunks
+  (`emulator.sim.Twin.allow_express`, `emulator.dut.express`) or the layers.
 
-    python benchmarks/spin_tradeoff.py [--models-dir ../shared/models] [--files 20] [--rounds 3] [--jobs 1,2] [--json out.json]
+Each twin is its own process (`tinytwin dut --speed fast`, started with the
+setting); the runner is `tinytwin run --mode accuracy`, a process of its own,
+twin start-up not counted. The settings are measured in turns (on, off, on,
+...; three rounds by default) and the medians compared, so that a change of
+machine load affects both.
+
+    python benchmarks/spin_tradeoff.py [--compare spin|express] [--models-dir ../shared/models] [--files 20] [--rounds 3] [--jobs 1,2] [--json out.json]
 """
 from __future__ import annotations
 
@@ -30,17 +35,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from suite_walltime import cli  # noqa: E402
 
-SETTINGS = {"spin 200 µs": 0.0002, "no spin": 0.0}
-TWIN = "import sys, emulator.sim as s; s.Twin.SPIN_S = float(sys.argv[1]); from emulator.cli import main; sys.argv[1:2] = []; main()"
+#: --compare: (name, statement run in the twin's process before `tinytwin dut`) for on and off
+SETTINGS = {
+    "spin": {"spin 200 µs": "s.Twin.SPIN_S = 0.0002", "no spin": "s.Twin.SPIN_S = 0.0"},
+    "express": {"express lane": "s.Twin.allow_express = True", "layers": "s.Twin.allow_express = False"},
+}
+TWIN = "import sys, emulator.sim as s; exec(sys.argv[1]); from emulator.cli import main; sys.argv[1:2] = []; main()"
 
 
-def one_run(ds: Path, jobs: int, spin: float, models_dir: Path) -> float:
+def one_run(ds: Path, jobs: int, setting: str, models_dir: Path) -> float:
     with tempfile.TemporaryDirectory(prefix="tinytwin-spin-") as tmp:
         procs, ports = [], []
         try:
             for k in range(jobs):
                 link = Path(tmp) / f"dut{k}"
-                p = subprocess.Popen([sys.executable, "-c", TWIN, str(spin), "dut", "--model", "ad01", "--link", str(link),
+                p = subprocess.Popen([sys.executable, "-c", TWIN, setting, "dut", "--model", "ad01", "--link", str(link),
                                       "--speed", "fast", "--models-dir", str(models_dir)],
                                      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
                 p.stdout.readline()  # its first line: the port is there
@@ -61,6 +70,7 @@ def one_run(ds: Path, jobs: int, spin: float, models_dir: Path) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--compare", choices=sorted(SETTINGS), default="spin")
     ap.add_argument("--models-dir", type=Path, default=Path(os.environ.get("TINYTWIN_SHARED", REPO.parent / "shared")) / "models")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "tinytwin-spin")
     ap.add_argument("--files", type=int, default=20)
@@ -79,8 +89,8 @@ def main() -> int:
     rows: dict[str, list[float]] = {}
     for jobs in (int(j) for j in args.jobs.split(",")):
         for _ in range(args.rounds):
-            for name, spin in SETTINGS.items():
-                wall = one_run(root, jobs, spin, models_dir)
+            for name, setting in SETTINGS[args.compare].items():
+                wall = one_run(root, jobs, setting, models_dir)
                 rows.setdefault(f"{jobs}|{name}", []).append(wall)
                 print(f"jobs {jobs}, {name}: {wall:.2f} s", file=sys.stderr, flush=True)
     load_after = os.getloadavg()
@@ -94,12 +104,13 @@ def main() -> int:
         jobs, name = key.split("|")
         medians[key] = statistics.median(walls)
         print(f"| {jobs} | {name} | {', '.join(f'{w:.2f}' for w in walls)} | {medians[key]:.2f} |")
+    on_name, off_name = SETTINGS[args.compare]
     for jobs in sorted({k.split("|")[0] for k in rows}):
-        on, off = medians[f"{jobs}|spin 200 µs"], medians[f"{jobs}|no spin"]
-        print(f"{jobs} pair(s): spinning takes {on / off:.2f} x the wall time of not spinning (medians)")
+        on, off = medians[f"{jobs}|{on_name}"], medians[f"{jobs}|{off_name}"]
+        print(f"{jobs} pair(s): {on_name} takes {on / off:.2f} x the wall time of {off_name} (medians)")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "medians": medians, "files": args.files,
-                                         "load": [load_before, load_after]}, indent=1))
+        args.json.write_text(json.dumps({"compare": args.compare, "rows": rows, "medians": medians,
+                                         "files": args.files, "load": [load_before, load_after]}, indent=1))
     return 0
 
 

@@ -19,11 +19,13 @@ import os
 import socket
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import count_bytecodes, print_profile  # noqa: E402
 
 CHUNK = b"db " + bytes(range(31)).hex().encode() + b"%"
 LOAD = b"db load 490%"
@@ -82,32 +84,15 @@ def main() -> int:
     commands(1000)
     rate = max(commands(args.n) for _ in range(3))
 
-    ops, calls, by_fn = 0, Counter(), Counter()
-
-    def tracer(frame, event, arg):
-        nonlocal ops
-        if event == "call":
-            frame.f_trace_opcodes = True
-            calls[frame.f_code.co_qualname] += 1
-        elif event == "opcode":
-            ops += 1
-            by_fn[frame.f_code.co_qualname] += 1
-        return tracer
-
     counted = 14  # within one 490-byte download
     rt(LOAD)
-    for _ in range(counted):
-        sys.settrace(tracer)
-        rt(CHUNK)  # (the turns it takes, and this client's few bytecodes)
-        sys.settrace(None)
+    # (the turns one chunk takes, and this client's few bytecodes)
+    ops, ncalls, by_fn, calls = count_bytecodes(lambda: rt(CHUNK), counted)
     rt(LOAD)
     print(f"{rate:,.0f} commands/s ({1e6 / rate:.1f} µs each, best of 3 runs of {args.n:,}); one `db` chunk: "
-          f"{ops / counted:,.0f} Python bytecodes in {sum(calls.values()) / counted:.0f} Python calls")
+          f"{ops:,.0f} Python bytecodes in {ncalls:.0f} Python calls")
     if args.profile:
-        print("| function | bytecodes / command | calls / command |")
-        print("|---|---:|---:|")
-        for name, k in by_fn.most_common(25):
-            print(f"| {name} | {k / counted:.0f} | {calls[name] / counted:.0f} |")
+        print_profile(by_fn, calls, counted)
     twin.close()
     return 0
 

@@ -15,6 +15,8 @@ import select
 import time
 from typing import Callable
 
+import serial
+
 try:
     from termios import error as _TtyError  # a tty that went away mid-flush (tcdrain: EIO)
 except ImportError:  # pragma: no cover - not POSIX
@@ -105,8 +107,6 @@ class SerialLines:
     GONE_HINT = " (the port went away: was the board unplugged or reset its USB? plug it in and run again)"
 
     def _write(self, text: str) -> None:
-        import serial
-
         if self._ser is None:
             raise self._io_error(self._not_open_message())
         self._log_sent(text)
@@ -130,28 +130,31 @@ class SerialLines:
     def _write_fd(self, fd: int, data: bytes) -> None:
         """All of ``data`` to the non-blocking ``fd``, waiting for room at most
         the port's write timeout."""
-        import serial
-
-        view = memoryview(data)
+        try:
+            n = os.write(fd, data)
+        except BlockingIOError:
+            n = 0
+        if n == len(data):  # the usual case: a command fits at once
+            return
+        view = memoryview(data)[n:]
         limit = self._ser.write_timeout
         deadline = None if limit is None else time.monotonic() + limit
-        while view:
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise serial.SerialTimeoutException("write timeout")
+            select.select([], [fd], [], left)
             try:
                 n = os.write(fd, view)
             except BlockingIOError:
                 n = 0
             view = view[n:]
-            if view:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise serial.SerialTimeoutException("write timeout")
-                select.select([], [fd], [], left)
+            if not view:
+                return
 
     def _fill(self, wait: float) -> None:
         """Add what the port has to the buffer, waiting up to ``wait`` s for
         something to arrive."""
-        import serial
-
         fd = self._port_fd()
         try:
             if fd is None:
@@ -183,7 +186,7 @@ class SerialLines:
             if nl >= 0:
                 raw = buf[:nl]
                 del buf[: nl + 1]
-                line = raw.replace(b"\r", b"").replace(b"\0", b"").decode("ascii", "backslashreplace").strip()
+                line = raw.translate(None, b"\r\0").decode("ascii", "backslashreplace").strip()
                 if not line:
                     continue
                 self._log_line(line)

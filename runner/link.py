@@ -92,17 +92,16 @@ class WireLog:
         if ms != self._ms:
             self._ms = ms
             self._stamp = f"{ms // 1000:05d}.{ms % 1000:03d}"
-        line = f"{self._stamp} {who}: {text}"
         fh = self._fh
         if fh is not None:
-            fh.write(line + "\n")
+            fh.write(f"{self._stamp} {who}: {text}\n")
             if now - self._flushed > self.FLUSH_S:
                 self._flushed = now
                 fh.flush()
         if self.echo is not None and who in ("host", "dut"):
             if self.before_echo is not None:
                 self.before_echo()
-            print(line, file=self.echo, flush=True)
+            print(f"{self._stamp} {who}: {text}", file=self.echo, flush=True)
 
     def flush(self) -> None:
         if self._fh is not None:

@@ -203,6 +203,8 @@ def check_db_load(lines: list[str], nbytes: int) -> None:
 def check_db_chunk(lines: list[str], last: bool) -> None:
     """The answer to one ``db <hex>`` command: nothing but ``m-load-done``
     after the last byte."""
+    if not lines and not last:  # the usual answer: m-ready alone
+        return
     errs = error_lines(lines)
     if errs:
         raise ProtocolError(f"the DUT rejected a db command: {errs[0]}")
