@@ -223,8 +223,8 @@ class Tapped(Bench):
     ``tinytwin rig``/``external`` has) and a bench control over it; what
     crosses the tap towards the host is recorded with its time."""
 
-    def __init__(self, direct: bool, energy: bool = False, seed: int = 0):
-        super().__init__(direct, energy)
+    def __init__(self, direct: bool, energy: bool = False, seed: int = 0, express: bool = False):
+        super().__init__(direct, energy, express)
         self.tap = PortTap("dut", b"%", seed=seed)
         self.port.hook = self.tap
         self.control = BenchControl(self.twin, self.dut, {"dut": Plug("dut", "l4r5zi", lambda tap: self.port, self.tap,
@@ -240,8 +240,8 @@ class Tapped(Bench):
 def test_a_passive_tap_keeps_the_direct_path() -> None:
     """Nothing armed: the tap only counts; the direct path is taken and the
     host gets what an untapped bench gives it."""
-    plain, tapped = Bench(True, False), Tapped(True)
-    for b in (plain, tapped):
+    plain, tapped, express = Bench(True, False), Tapped(True), Tapped(True, express=True)
+    for b in (plain, tapped, express):
         for cmd in (b"name%", b"db load 7%", b"db 00010203040506%", b"help%"):
             b.send(cmd, b.twin.now + 1, 115200)
             b.twin.run_until_idle()
@@ -249,6 +249,9 @@ def test_a_passive_tap_keeps_the_direct_path() -> None:
     assert tapped.port.log == plain.port.log
     assert bytes(tapped.port.received) == bytes(plain.port.received)
     assert tapped.tap.commands == 4 and tapped.direct_commands == 4
+    # the express lane takes the db chunk through the passive tap, which counts it as the layers' path does
+    assert express.express.taken == 1 and express.direct_commands == 3
+    assert express.state() == tapped.state()
 
 
 ARMS = [
@@ -289,13 +292,14 @@ def test_direct_path_with_faults_on_demand_equals_the_stepped_path(seed: int) ->
     """Random faults armed on the port between random commands, and a fault
     plan that presses RESET after the 5th command and garbles after the 9th:
     the direct bench (which takes the direct path whenever its tap is passive
-    again) and the stepped bench agree on every byte, time and count."""
+    again), the same with the express lane for db chunks, and the stepped
+    bench agree on every byte, time and count."""
     rng = random.Random(1000 + seed)
-    stepped, direct = Tapped(False, seed=seed), Tapped(True, seed=seed)
+    stepped, direct, express = Tapped(False, seed=seed), Tapped(True, seed=seed), Tapped(True, seed=seed, express=True)
     plan = FaultPlan.parse("faults:\n"
                            "  - {do: reset, when: {after_command: 5, port: dut}}\n"
                            "  - {do: garble, port: dut, direction: to-host, count: 2, when: {after_command: 9}}\n")
-    for b in (stepped, direct):
+    for b in (stepped, direct, express):
         FaultPlan([type(f)(f.op, dict(f.args), dict(f.when), f.index) for f in plan.faults]).install(b.control)
     baud = stepped.dut.uart.baud
     for _ in range(60):
@@ -305,23 +309,26 @@ def test_direct_path_with_faults_on_demand_equals_the_stepped_path(seed: int) ->
             kind = rng.choice(["drop", "garble", "drop-line", "garble-line"])
             dir_ = rng.choice([TO_HOST, TO_BOARD])
             n = rng.randrange(1, 4)
-            for b in (stepped, direct):
+            for b in (stepped, direct, express):
                 b.control.call(kind, port="dut", direction=dir_, count=n)
         elif r < 0.4:  # a USB latency for this command
             delayed = rng.choice([TO_HOST, TO_BOARD])
             ms = rng.choice([0.05, 1.5])
-            for b in (stepped, direct):
+            for b in (stepped, direct, express):
                 b.control.call("delay", port="dut", direction=delayed, ms=ms)
         data = random_piece(rng) if rng.random() < 0.5 else rng.choice([b"name%", b"db load 7%", b"help%",
                                                                          b"db 00010203040506%", b"results%"])
-        at = max(stepped.twin.now, direct.twin.now) + rng.choice([0, 999, 87 * US, 3 * MS])
-        for b in (stepped, direct):
+        at = max(b.twin.now for b in (stepped, direct, express)) + rng.choice([0, 999, 87 * US, 3 * MS])
+        for b in (stepped, direct, express):
             b.send(data, at, baud)
             b.twin.run_until_idle()
             if delayed:
                 b.control.call("delay", port="dut", direction=delayed, ms=0)
         assert direct.state() == stepped.state()
-    # the direct path was taken between the faults, and the plan fired on both
+        assert express.state() == stepped.state()
+    # the direct path was taken between the faults, and the plan fired on all three
     assert direct.direct_commands > 10 and stepped.direct_commands == 0
-    assert not direct.tap.on_command and not stepped.tap.on_command  # its triggers fired and left
-    assert [h["op"] for h in direct.control.history if h["op"] == "reset"] == ["reset"]
+    assert express.direct_commands + express.express.taken == direct.direct_commands
+    assert not direct.tap.on_command and not stepped.tap.on_command and not express.tap.on_command
+    for b in (direct, express):
+        assert [h["op"] for h in b.control.history if h["op"] == "reset"] == ["reset"]

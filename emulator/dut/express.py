@@ -23,8 +23,9 @@ written there:
 It applies only where the direct path would carry the command out at once
 and nothing could observe the layers in between: fast mode, the direct path
 allowed (:attr:`~emulator.sim.Twin.allow_direct`, and
-:attr:`~emulator.sim.Twin.allow_express`), nothing scheduled, no hook on any
-host port, one host port on the bridge, the same baud
+:attr:`~emulator.sim.Twin.allow_express`), nothing scheduled, every host
+port's hook passive (a tap that only counts and traces, as on every port of
+``tinytwin rig`` and ``external``), one host port on the bridge, the same baud
 on the host, the bridge and the DUT, the DUT idle with no listener on its
 state, no partial command in the core. Otherwise, or when the core does not
 take the bytes at once (not hex, past the buffer, ...), it returns ``False``
@@ -75,7 +76,10 @@ class DbExpress:
         to; ``False``, having changed nothing, otherwise."""
         twin = self.twin
         env = twin.env
-        if env._queue or not twin._fast or not twin.allow_direct or not twin.allow_express or port.hook is not None:
+        if env._queue or not twin._fast or not twin.allow_direct or not twin.allow_express:
+            return False
+        hook = port.hook  # (a passive tap only counts and traces; anything armed steps aside)
+        if hook is not None and not hook.passive():
             return False
         dut = self.dut
         core = dut._core
@@ -107,11 +111,13 @@ class DbExpress:
             return False
         self.taken += 1
 
-        # Twin.inject_at: the clock moves to the arrival
+        # Twin.inject_at: the clock moves to the arrival; the port's tap sees the bytes
         now = env._now
         if at > now:
             env._now = now = at
         port.rx_count += len(data)
+        if hook is not None:
+            hook.from_host(port, data)  # (passive: the bytes go on unchanged, and it sets nothing off)
 
         # SerialEndpoint.send_now, bridge -> DUT: one segment, at its last stop bit
         n = len(data)
