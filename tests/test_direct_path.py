@@ -116,16 +116,11 @@ def random_piece(rng: random.Random) -> bytes:
     return bytes(rng.choice(b"ab 0%\r\n\0") for _ in range(rng.randrange(1, 90)))
 
 
-@pytest.mark.parametrize("seed", range(24))
-def test_direct_path_equals_the_stepped_path(seed: int) -> None:
-    """Three benches on the same random stream: the stepped path, the
-    direct path through the layers, and the direct path with the DUT's
-    express lane for ``db`` chunks (emulator.dut.express, the default)."""
+def play_stream(seed: int, benches, after_each=lambda: None) -> None:
+    """The random host stream of ``seed`` (60 pieces, random gaps and host
+    bauds, more bytes while an inference runs) sent to every bench alike."""
     rng = random.Random(seed)
-    energy = seed % 4 == 3
-    stepped, direct, express = Bench(False, energy), Bench(True, energy), Bench(True, energy, express=True)
-    benches = (stepped, direct, express)
-    baud = stepped.dut.uart.baud
+    baud = benches[0].dut.uart.baud
     for _ in range(60):
         data = random_piece(rng)
         host_baud = baud if rng.random() < 0.9 else rng.choice([9600, 115200, 921600])
@@ -133,7 +128,7 @@ def test_direct_path_equals_the_stepped_path(seed: int) -> None:
         at = max(b.twin.now for b in benches) + gap
         for b in benches:
             b.send(data, at, host_baud)
-        if direct.twin.env.peek() < math.inf and rng.random() < 0.5:
+        if benches[-1].twin.env.peek() < math.inf and rng.random() < 0.5:
             # the DUT still works (an inference: a process on every bench):
             # more bytes arrive meanwhile
             mid = max(b.twin.now for b in benches) + rng.choice([10 * US, 300 * US, 2 * MS])
@@ -143,27 +138,40 @@ def test_direct_path_equals_the_stepped_path(seed: int) -> None:
                 b.send(more, mid, host_baud)
         for b in benches:
             b.twin.run_until_idle()
+        after_each()
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_direct_path_equals_the_stepped_path(seed: int) -> None:
+    """Three benches on the same random stream: the stepped path, the
+    direct path through the layers, and the direct path with the DUT's
+    express lane for ``db`` chunks (emulator.dut.express, the default)."""
+    energy = seed % 4 == 3
+    stepped, direct, express = Bench(False, energy), Bench(True, energy), Bench(True, energy, express=True)
+
+    def same() -> None:
         assert direct.state() == stepped.state()
         assert express.state() == stepped.state()
+
+    play_stream(seed, (stepped, direct, express), same)
     # the direct path was taken (and not only for trivial commands), and
     # the express lane took chunks the layers would otherwise have carried
     assert direct.direct_commands > 10
     assert stepped.direct_commands == 0
     assert direct.express.taken == stepped.express.taken == 0
     assert express.direct_commands + express.express.taken == direct.direct_commands
-    TAKEN[seed] = express.express.taken
-
-
-TAKEN: dict[int, int] = {}
 
 
 def test_the_random_streams_exercise_the_express_lane() -> None:
-    """(After the test above, in file order.) The lane took 0-14 chunks per
-    stream when this was written; it declines the rest (a buffer already
-    past its end, a partial command, another baud, a busy DUT)."""
-    if len(TAKEN) < 24:
-        pytest.skip("runs after test_direct_path_equals_the_stepped_path for all its seeds")
-    assert sum(TAKEN.values()) > 100 and sum(1 for n in TAKEN.values() if n) >= 20
+    """The streams above give the lane work: it took 0-14 chunks per stream
+    when this was written (229 in all) and declined the rest (a buffer
+    already past its end, a partial command, another baud, a busy DUT)."""
+    taken = []
+    for seed in range(24):
+        b = Bench(True, seed % 4 == 3, express=True)
+        play_stream(seed, (b,))
+        taken.append(b.express.taken)
+    assert sum(taken) > 100 and sum(1 for n in taken if n) >= 20
 
 
 def test_the_express_lane_takes_a_download_and_steps_aside_otherwise() -> None:
