@@ -13,7 +13,8 @@ written there:
 
 * the arrival (:meth:`emulator.sim.Twin.inject_at`, which calls the lane);
 * the transfer over the bridge's UART to the DUT's
-  (:meth:`emulator.hw.uart.SerialEndpoint.send_now`, one segment);
+  (:meth:`emulator.hw.uart.SerialEndpoint.send_now`, one segment, timed by
+  the UART's own :meth:`~emulator.hw.uart.SerialEndpoint.line_times`);
 * the protocol core's decision (:meth:`emulator.dut.core.DutCore.db_chunk`,
   the very method :meth:`~emulator.dut.core.DutCore.step` uses);
 * the DUT's command time and its prints back over the UARTs
@@ -40,7 +41,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..sim import S
 from .core import DutState
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -121,15 +121,11 @@ class DbExpress:
 
         # SerialEndpoint.send_now, bridge -> DUT: one segment, at its last stop bit
         n = len(data)
-        free = ep._tx_free_at
-        start = free if free > now else now
-        done = start + n * (ep.bits_per_char * S / baud)
-        done_ns = int(round(done))
+        _, done_ns, t = ep.line_times(n, now)
         ep._tx_free_at = done_ns
         ep.tx_bytes += n
         if ep.tap is not None:
             ep.tap("tx", bytes(data), now)
-        t = now + int(round(done - now))
         uart.rx_bytes += n
         if uart.tap is not None:
             env._now = t
@@ -139,20 +135,17 @@ class DbExpress:
         # its last character has left the shift register
         dut.commands += 1
         t += int(dut.timing.command_ns)
-        ct = uart.bits_per_char * S / baud
+        line_times = uart.line_times
         for op in ops:
             text = op.text
             k = len(text)
-            free = uart._tx_free_at
-            start = free if free > t else t
-            done = start + k * ct
-            end = int(round(done))
+            _, end, arrival = line_times(k, t)
             uart._tx_free_at = end
             uart.tx_bytes += k
             if uart.tap is not None:
                 env._now = t
                 uart.tap("tx", text, t)
-            env._now = t = t + int(round(done - t))  # the host has the line at its last stop bit
+            env._now = t = arrival  # the host has the line at its last stop bit
             ep.rx_bytes += k
             if ep.tap is not None:
                 ep.tap("rx", text, t)

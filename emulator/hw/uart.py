@@ -158,10 +158,8 @@ class SerialEndpoint:
         if not data:
             return env.timeout(0)
         now = int(env.now)
-        start = max(now, self._tx_free_at)
+        start, done_ns, arrival = self.line_times(len(data), now)
         ct = self.bits_per_char * S / self.baud  # char_ns()
-        done = start + len(data) * ct
-        done_ns = int(round(done))
         self._tx_free_at = done_ns
         self.tx_bytes += len(data)
         if self.tap:
@@ -186,9 +184,9 @@ class SerialEndpoint:
             for seg_end, seg in segments:
                 ev = env.timeout(max(0, int(round(start + seg_end * ct - now))))
                 ev.callbacks.append(_Delivery(peer, seg, self.baud))
-            if max(0, int(round(done - now))) != done_ns - now:
+            if arrival != done_ns:
                 # (rounding tie: the last byte's arrival is 1 ns off the end)
-                ev = env.timeout(max(0, int(round(done - now))))
+                ev = env.timeout(arrival - now)
                 ev.callbacks.append(_Delivery(peer, last[1], self.baud))
                 last = None
         finished = env.timeout(max(0, done_ns - now))
@@ -200,6 +198,18 @@ class SerialEndpoint:
         # While bytes are on the wire the twin is busy: until the last
         # character has been shifted out (and received).
         return twin.busy_until(finished)
+
+    def line_times(self, n: int, now: int) -> tuple[int, int, int]:
+        """A transmission of ``n`` characters handed over at ``now`` (ns),
+        behind what is queued: when its first character starts, when its
+        last stop bit ends, and when the receiver has its last character
+        (the same instant but for a rounding tie), all in ns. The one place
+        of this arithmetic (:meth:`send`, :meth:`send_now`, and the DUT's
+        express lane, :mod:`emulator.dut.express`)."""
+        free = self._tx_free_at
+        start = free if free > now else now
+        done = start + n * (self.bits_per_char * S / self.baud)
+        return start, int(round(done)), now + int(round(done - now))
 
     def send_now(self, data: bytes) -> int | None:
         """:meth:`send` on the twin's direct path: the receiver gets the same
@@ -220,11 +230,8 @@ class SerialEndpoint:
             return now
         if peer.before_rx is not None:
             peer.before_rx()
-        free = self._tx_free_at
-        start = free if free > now else now
+        start, done_ns, arrival = self.line_times(n, now)
         baud = self.baud
-        done = start + n * (self.bits_per_char * S / baud)
-        done_ns = int(round(done))
         rx_baud = peer.baud
         if baud == rx_baud and not (self.per_byte or peer.per_byte):
             split = peer._split_re
@@ -234,11 +241,10 @@ class SerialEndpoint:
                 self.tx_bytes += n
                 if self.tap:
                     self.tap("tx", bytes(data), now)
-                at = now + int(round(done - now))
                 if env._queue:
-                    env.jump(at)
+                    env.jump(arrival)
                 else:
-                    env._now = at
+                    env._now = arrival
                 peer._receive(data, baud, synced=True)  # (its before_rx ran above, at this instant)
                 if env._now < done_ns:
                     self._busy_until(done_ns)
@@ -252,7 +258,7 @@ class SerialEndpoint:
         else:
             segments = self._segments(data, peer)
             deliveries = [(now + max(0, int(round(start + e * ct - now))), seg, baud) for e, seg in segments[:-1]]
-            deliveries.append((now + max(0, int(round(done - now))), segments[-1][1], baud))
+            deliveries.append((arrival, segments[-1][1], baud))
         if len(deliveries) > 1 and not peer.instant_receiver:
             return None
         self._tx_free_at = done_ns
