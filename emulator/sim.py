@@ -137,6 +137,9 @@ class _Env(simpy.Environment):
         self._now = t
 
 
+_INF = math.inf
+
+
 class Pacer:
     """How simulated time follows wall time, as a pure function of an anchor.
 
@@ -171,21 +174,25 @@ class Pacer:
     @property
     def unbounded(self) -> bool:
         """True while simulated time need not wait for wall time."""
-        return math.isinf(self.rate)
+        return self.rate == _INF
 
     def sim_target(self, wall: float) -> float:
         """The simulated time (ns) that wall time ``wall`` corresponds to."""
-        if math.isinf(self.rate):
-            return math.inf
-        return self.sim + (wall - self.wall) * 1e9 * self.rate
+        rate = self.rate
+        if rate == _INF:
+            return _INF
+        return self.sim + (wall - self.wall) * 1e9 * rate
 
     def wall_deadline(self, sim_t: float) -> float:
         """The wall time (s) at which simulated time ``sim_t`` is due."""
-        if math.isinf(self.rate):
-            return -math.inf
-        return self.wall + (sim_t - self.sim) / (1e9 * self.rate)
+        rate = self.rate
+        if rate == _INF:
+            return -_INF
+        return self.wall + (sim_t - self.sim) / (1e9 * rate)
 
 
+_POLLIN = select.POLLIN
+_POLLOUT = select.POLLOUT
 _POLL_IN_OUT = select.POLLIN | select.POLLOUT
 _POLL_GONE = select.POLLHUP | select.POLLERR
 _POLL_READ = select.POLLIN | _POLL_GONE
@@ -215,23 +222,22 @@ class _Loop:
         self.poller.register(twin._wake_r, select.POLLIN)
         self.registered: dict[int, int] = {}  # fd -> mask given to the poller
         self.polled: list[HostPort] = []  # the ports, as of `seen`
-        self.seen: tuple[int, int] | None = None
+        self.seen = -1  # the twin's _ports_changed as of `polled`
 
     def sync_ports(self) -> bool:
         """(Re)register the ports; a hung-up port (a pty nobody has open) is
         left out for a while instead of waking poll() in a loop. Returns
         whether one is left out."""
         twin = self.twin
-        ports = twin.ports
         registered = self.registered
-        poller = self.poller
-        if self.seen != (twin._ports_changed, len(ports)):
-            self.seen = (twin._ports_changed, len(ports))
+        if self.seen != twin._ports_changed:
+            ports = twin.ports
+            self.seen = twin._ports_changed
             self.polled = list(ports.values())
             for fd in list(registered):
                 if fd not in ports:
                     try:
-                        poller.unregister(fd)
+                        self.poller.unregister(fd)
                     except (KeyError, ValueError):
                         pass
                     del registered[fd]
@@ -245,15 +251,15 @@ class _Loop:
                 if port.hup_until > wall_now:
                     hung = True
                     if fd in registered:
-                        poller.unregister(fd)
+                        self.poller.unregister(fd)
                         del registered[fd]
                     continue
-            mask = _POLL_IN_OUT if port.wants_write() else select.POLLIN
+            mask = _POLL_IN_OUT if port.wants_write() else _POLLIN
             if registered.get(fd) != mask:
                 if fd in registered:
-                    poller.modify(fd, mask)
+                    self.poller.modify(fd, mask)
                 else:
-                    poller.register(fd, mask)
+                    self.poller.register(fd, mask)
                 registered[fd] = mask
         return hung
 
@@ -275,7 +281,7 @@ class _Loop:
                     except BlockingIOError:
                         pass
                 continue
-            if ev & select.POLLOUT:
+            if ev & _POLLOUT:
                 port.flush()
             if ev & _POLL_READ:
                 if not ev & _POLL_GONE:
@@ -477,9 +483,8 @@ class Twin:
         """Hand what the host sent at ``wall`` to the port's device, at the
         simulated time of that moment."""
         now = self.env._now
-        target = self.pacer.sim_target(wall)
-        delay = 0 if math.isinf(target) else max(0.0, target - now)
-        self.inject_at(port, data, now if delay < 1 else now + int(round(delay)))
+        delay = self.pacer.sim_target(wall) - now  # (inf while the bench is busy: at once)
+        self.inject_at(port, data, now + int(round(delay)) if 1 <= delay < _INF else now)
 
     def inject_at(self, port: HostPort, data: bytes, at: int) -> None:
         """Hand host bytes to the port's device at simulated time ``at`` (ns,
@@ -709,6 +714,7 @@ class Twin:
         for port in [*self.ports.values(), *self._fdless]:
             port.close()
         self.ports.clear()
+        self._ports_changed += 1
         self._fdless.clear()
         for fn in self._closers:
             try:

@@ -160,11 +160,12 @@ class PtyPort(HostPort):
     def read_available(self) -> bytes | None:
         if not self.announced:
             self._baud_turn = -1  # what the host sent may follow a baud change
+        read = HostPort.read_available
         while True:
-            data = super().read_available()
+            data = read(self)
             if not data or not self._packet:
                 return data
-            if data[0] == 0:  # TIOCPKT_DATA: what the host wrote
+            if not data[0]:  # TIOCPKT_DATA: what the host wrote
                 return data[1:]
             if data[0] & _TIOCPKT_IOCTL and self.announced:  # the host changed its settings
                 self._settings_changed()
@@ -197,7 +198,7 @@ class PtyPort(HostPort):
         if not (twin is not None and self.open_turn == twin.turn) and not self.host_connected():
             self.dropped += len(data)
             return
-        super().write_to_host(data)
+        HostPort.write_to_host(self, data)
 
     def close(self) -> None:
         if self.closed:
