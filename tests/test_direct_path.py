@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import socket
 from types import SimpleNamespace
 
 import pytest
@@ -20,7 +21,7 @@ from emulator.control.plan import FaultPlan
 from emulator.control.tap import TO_BOARD, TO_HOST, PortTap
 from emulator.dut.timing import DutTiming
 from emulator.sim import MS, US
-from emulator.transport import MemoryPort
+from emulator.transport import MemoryPort, SocketPort
 
 
 class SmallEngine:
@@ -65,18 +66,31 @@ class Recorder(MemoryPort):
 
 
 class Bench:
-    def __init__(self, direct: bool, energy: bool, express: bool = False):
+    """A DUT bench driven by a host in this test: by default a recorder of
+    what the host receives and when, with taps on both UARTs; ``os_host``: a
+    host behind a socket (a process of its own, as over a pty: it gets the
+    bytes and their order, never the simulated clock), no taps."""
+
+    def __init__(self, direct: bool, energy: bool, express: bool = False, os_host: bool = False):
         self.bench = build_dut_bench("kws01", engine=SmallEngine(), timing=TIMING, speed="fast", energy_mode=energy)
         self.twin = self.bench.twin
         self.twin.allow_direct = direct
         self.twin.allow_express = express
         self.express = self.bench.bridge.express
         self.dut = self.bench.dut
-        self.port = Recorder(self.dut.uart.baud)
-        self.bench.bridge.attach(self.port)
         self.taps: list[tuple[str, str, bytes, int]] = []
-        for ep in (self.bench.bridge.endpoint, self.dut.uart):
-            ep.tap = lambda d, data, t, name=ep.name: self.taps.append((name, d, bytes(data), t))
+        if os_host:
+            self.host, theirs = socket.socketpair()
+            self.host.setblocking(False)
+            self.port = SocketPort("host", theirs)
+            self.port.baud = self.dut.uart.baud
+            self.got = bytearray()
+        else:
+            self.host = None
+            self.port = Recorder(self.dut.uart.baud)
+            for ep in (self.bench.bridge.endpoint, self.dut.uart):
+                ep.tap = lambda d, data, t, name=ep.name: self.taps.append((name, d, bytes(data), t))
+        self.bench.bridge.attach(self.port)
         self.twin.run_until_idle()  # boot (a process either way)
         self.direct_commands = 0
         run_now = self.dut._run_now
@@ -91,10 +105,23 @@ class Bench:
         self.port.baud = baud
         self.twin.inject_at(self.port, data, at)
 
-    def state(self):
+    def received(self) -> bytes:
+        """Everything the host has received so far."""
+        if self.host is None:
+            return b"".join(data for _, data in self.port.log)
+        while True:
+            try:
+                self.got += self.host.recv(65536)
+            except BlockingIOError:
+                return bytes(self.got)
+
+    def state(self, host_view: bool = True):
+        """The bench's state; without ``host_view``, what a host behind an
+        fd cannot see (the simulated times of its bytes, the taps) left out."""
         dut, core = self.dut, self.dut._core
+        seen = (self.port.log, self.taps) if host_view else ()
         return (
-            self.twin.now, self.port.log, self.taps, dut.commands, dut.overrun_lost, dut.state, dut.hung,
+            self.twin.now, *seen, dut.commands, dut.overrun_lost, dut.state, dut.hung,
             dut._held, dut._cpu_busy, bytes(core.cmd), bytes(core.buff), core.buff_pos, core.buff_size,
             self.dut.timestamp_pin.edges, self.dut.uart._tx_free_at, self.bench.bridge.endpoint._tx_free_at,
         )
@@ -160,6 +187,26 @@ def test_direct_path_equals_the_stepped_path(seed: int) -> None:
     assert stepped.direct_commands == 0
     assert direct.express.taken == stepped.express.taken == 0
     assert express.direct_commands + express.express.taken == direct.direct_commands
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_the_express_lane_answers_a_host_behind_an_fd_first(seed: int) -> None:
+    """With the host behind an fd (a pty, a socket) and nothing watching the
+    wire, the lane writes its answer before its bookkeeping (the host's next
+    command then waits for the kernel, not for that arithmetic): the host
+    gets the same bytes as from the stepped path, and after every piece of
+    the stream the twin is in the same state."""
+    energy = seed % 4 == 3
+    stepped, express, behind_fd = Bench(False, energy), Bench(True, energy, express=True), Bench(
+        True, energy, express=True, os_host=True)
+
+    def same() -> None:
+        assert behind_fd.received() == stepped.received()
+        assert behind_fd.state(host_view=False) == stepped.state(host_view=False)
+
+    play_stream(seed, (stepped, express, behind_fd), same)
+    assert behind_fd.express.taken == express.express.taken  # (229 chunks over the 24 streams, see below)
+    behind_fd.host.close()
 
 
 def test_the_random_streams_exercise_the_express_lane() -> None:

@@ -21,6 +21,14 @@ written there:
   (:meth:`emulator.dut.device.Dut._run_now`);
 * the twin idle again (:meth:`emulator.sim.Twin.idle_again`).
 
+One thing differs from the layers, where nothing can see it: when the host
+is behind a file descriptor (a pty, a socket: a process that sees the bytes
+and their order, never the simulated clock) and nothing watches the wire in
+between (no hook on its port, no tap on either UART), the answer is written
+first and the arithmetic follows, so that the host's next command waits for
+the kernel rather than for this bookkeeping (over a pty, the time from the
+command's arrival to the answer's write went from about 16 to 14 µs).
+
 It applies only where the direct path would carry the command out at once
 and nothing could observe the layers in between: fast mode, the direct path
 allowed (:attr:`~emulator.sim.Twin.allow_direct`, and
@@ -35,7 +43,8 @@ having changed nothing, and the layers do the work.
 ``tests/test_direct_path.py`` holds it to the stepped path (every transfer a
 SimPy event): the same bytes to the host at the same simulated times, the
 same UART counters, taps and DUT state, for random streams, bauds and
-timings.
+timings; and, for a host behind a socket without taps, the same bytes and
+the same state after every piece of the stream.
 """
 from __future__ import annotations
 
@@ -110,6 +119,15 @@ class DbExpress:
         if ops is None:
             return False
         self.taken += 1
+        # A host behind an fd (a pty, a socket: a process that sees the
+        # bytes and their order, never the simulated clock) with nothing
+        # watching the wire in between (no hook on its port, no tap on either
+        # UART): it gets its answer first and the bookkeeping follows, so its
+        # next command waits for the kernel, not for this arithmetic.
+        watched = port.fd is None or hook is not None or ep.tap is not None or uart.tap is not None
+        if not watched:
+            for op in ops:
+                port.write_to_host(op.text)
 
         # Twin.inject_at: the clock moves to the arrival; the port's tap sees the bytes
         now = env._now
@@ -147,9 +165,10 @@ class DbExpress:
                 uart.tap("tx", text, t)
             env._now = t = arrival  # the host has the line at its last stop bit
             ep.rx_bytes += k
-            if ep.tap is not None:
-                ep.tap("rx", text, t)
-            port.write_to_host(text)
+            if watched:
+                if ep.tap is not None:
+                    ep.tap("rx", text, t)
+                port.write_to_host(text)
             if t < end:  # (rounding tie: the line stays busy until the stop bit's end)
                 t = end
         if t < done_ns:
