@@ -7,7 +7,10 @@ synth`, 20 files of 200 frames by default, kept in --work). The settings
 * `spin` (the default): the fast-mode twin's spin after each command
   (`emulator.sim.Twin.SPIN_S`, 200 µs or 0);
 * `express`: the DUT's express lane for `db` chunks
-  (`emulator.sim.Twin.allow_express`, `emulator.dut.express`) or the layers.
+  (`emulator.sim.Twin.allow_express`, `emulator.dut.express`) or the layers;
+* `runner-spin`: our runner's spin before it sleeps in each wait for the
+  device (`runner.lines.SerialLines.SPIN_S`, 200 µs or 0; the twins spin as
+  they do by default).
 
 Each twin is its own process (`tinytwin dut --speed fast`, started with the
 setting); the runner is `tinytwin run --mode accuracy`, a process of its own,
@@ -35,12 +38,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from suite_walltime import cli  # noqa: E402
 
-#: --compare: (name, statement run in the twin's process before `tinytwin dut`) for on and off
+#: --compare: name -> statement run in the twin's process before `tinytwin dut`
+#: (`s` is emulator.sim) or in the runner's before `tinytwin run` (`l` is
+#: runner.lines), for on and off
 SETTINGS = {
     "spin": {"spin 200 µs": "s.Twin.SPIN_S = 0.0002", "no spin": "s.Twin.SPIN_S = 0.0"},
     "express": {"express lane": "s.Twin.allow_express = True", "layers": "s.Twin.allow_express = False"},
+    "runner-spin": {"runner spins 200 µs": "l.SerialLines.SPIN_S = 0.0002", "runner sleeps": "l.SerialLines.SPIN_S = 0.0"},
 }
-TWIN = "import sys, emulator.sim as s; exec(sys.argv[1]); from emulator.cli import main; sys.argv[1:2] = []; main()"
+#: a process of the CLI with one setting made first (sys.argv[1])
+CLI = ("import sys, emulator.sim as s, runner.lines as l; exec(sys.argv[1]); from emulator.cli import main; "
+       "sys.argv[1:2] = []; sys.exit(main())")
 
 
 def one_run(ds: Path, jobs: int, setting: str, models_dir: Path) -> float:
@@ -49,15 +57,16 @@ def one_run(ds: Path, jobs: int, setting: str, models_dir: Path) -> float:
         try:
             for k in range(jobs):
                 link = Path(tmp) / f"dut{k}"
-                p = subprocess.Popen([sys.executable, "-c", TWIN, setting, "dut", "--model", "ad01", "--link", str(link),
+                p = subprocess.Popen([sys.executable, "-c", CLI, setting, "dut", "--model", "ad01", "--link", str(link),
                                       "--speed", "fast", "--models-dir", str(models_dir)],
                                      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
                 p.stdout.readline()  # its first line: the port is there
                 procs.append(p)
                 ports += ["--port", str(link)]
             t = time.monotonic()
-            r = cli("run", *ports, "--mode", "accuracy", "--dataset", str(ds), "--out", str(Path(tmp) / "out"),
-                    "--no-progress", "--jobs", str(jobs), "--baud", "921600", cwd=REPO)
+            r = subprocess.run([sys.executable, "-c", CLI, setting, "run", *ports, "--mode", "accuracy",
+                                "--dataset", str(ds), "--out", str(Path(tmp) / "out"), "--no-progress",
+                                "--jobs", str(jobs), "--baud", "921600"], cwd=REPO, capture_output=True, text=True)
             wall = time.monotonic() - t
             if r.returncode:
                 raise SystemExit(f"the run failed: {r.stderr.strip()[-400:]}")

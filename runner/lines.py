@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import select
+import threading
 import time
 from typing import Callable
 
@@ -37,6 +38,24 @@ def raw_fd(ser) -> int | None:
     if isinstance(ser, PosixSerial) and getattr(ser, "fd", None) is not None:
         return ser.fd
     return None
+
+
+def _ms(seconds: float) -> int:
+    """A wait for poll(): whole milliseconds, rounded up, not negative."""
+    return max(0, int(seconds * 1000 + 0.999))
+
+
+def _spin(poll: Callable[[int], list], seconds: float) -> bool:
+    """Look for input with ``poll(0)`` for up to ``seconds`` without sleeping,
+    yielding the CPU between looks; whether something arrived."""
+    monotonic = time.monotonic
+    sched_yield = os.sched_yield
+    until = monotonic() + seconds
+    while monotonic() < until:
+        sched_yield()
+        if poll(0):
+            return True
+    return False
 
 
 class SerialLines:
@@ -163,7 +182,12 @@ class SerialLines:
                     return
                 data = self._ser.read(waiting if waiting > 0 else 1)  # waits up to the port's timeout
             else:
-                if not self._poller.poll(max(0, int(wait * 1000 + 0.999))):
+                poll = self._poller.poll
+                spin = self._spin_s() if wait > 0 else 0.0
+                if spin:
+                    if not poll(0) and not _spin(poll, min(spin, wait)) and not poll(_ms(wait - spin)):
+                        return
+                elif not poll(_ms(wait)):
                     return
                 try:
                     data = os.read(fd, 65536)
@@ -175,6 +199,22 @@ class SerialLines:
             raise self._gone(f"reading from {self._port_label()} failed: {exc}{self.GONE_HINT}") from None
         if data:
             self._buf += data
+
+    #: how long a wait on a device path first looks for the answer without
+    #: sleeping (s), yielding the CPU between looks. A twin in fast mode
+    #: answers a command within tens of µs, and a process asleep in poll()
+    #: pays the kernel's wake-up on top of each of the millions of round trips
+    #: of an ad01 accuracy run (about 5 % of its wall time, with one pair and
+    #: with two: benchmarks/spin_tradeoff.py --compare runner-spin). A board
+    #: answers in milliseconds: the look costs at most this much CPU per wait,
+    #: and the same code runs against both.
+    SPIN_S = 0.0002
+
+    def _spin_s(self) -> float:
+        """How long this wait spins: :attr:`SPIN_S` in a process whose only
+        thread this is, else 0 (a spin would hold the GIL from a twin or a
+        test on another thread)."""
+        return self.SPIN_S if threading.active_count() == 1 else 0.0
 
     def _read_line(self, deadline: float) -> str | None:
         """The next non-empty line (without line end, CR or NUL), or ``None``
