@@ -1,12 +1,20 @@
-"""Helpers the benchmark scripts share: a forked pty server and a bytecode
-counter."""
+"""Helpers the benchmark scripts share: the machine's description, a forked
+pty server and a bytecode counter."""
 from __future__ import annotations
 
 import os
+import platform
 import sys
 import tty
 from collections import Counter
 from typing import Callable
+
+
+def machine() -> str:
+    """The machine a figure was measured on, as the scripts print it and keep
+    it in their JSON (this shared VM's kernel build changes between days)."""
+    return (f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}")
 
 
 def fork_pty_server(answer: Callable[[bytes], bytes]) -> tuple[int, str]:

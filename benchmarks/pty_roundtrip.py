@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -56,7 +55,7 @@ import tty
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import fork_pty_server  # noqa: E402
+from harness import fork_pty_server, machine  # noqa: E402
 
 CHUNK = b"db " + bytes(range(31)).hex().encode() + b"%"
 LOAD = b"db load 490%"
@@ -212,8 +211,7 @@ def main() -> int:
     ratio = {st: med[st, "twin"] / med[st, "echo"] for st in styles}
     floor_ratio = {st: med[st, "floor"] / med[st, "echo"] for st in styles}
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}, "
-        f"Python {platform.python_version()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after"
+        f"machine: {machine()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after"
     )
     print("| client | server | round trips/s, each round | median | server CPU µs / round trip (median) |")
     print("|---|---|---|---:|---:|")
@@ -233,7 +231,7 @@ def main() -> int:
             "median": {f"{st} {k}": v for (st, k), v in med.items()},
             "cpu_us": {f"{st} {k}": v for (st, k), v in cpu.items()}, "ratio": ratio,
             "loop_floor_ratio": floor_ratio, "pyserial": ps,
-            "load": [load_before, load_after],
+            "load": [load_before, load_after], "machine": machine(),
         }, indent=1) + "\n")
     return 0
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -30,6 +29,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import machine  # noqa: E402
 
 READY = b"m-ready\r\n"
 
@@ -122,8 +123,7 @@ def main() -> int:
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = med["runner"] / med["raw"]
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}, "
-        f"Python {platform.python_version()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after"
+        f"machine: {machine()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after"
     )
     print(f"ad01 accuracy, {args.files} generated files, {len(cmds):,} commands over a pty (twin in its own process)")
     print("| client | s, each round | median s | commands/s | client CPU µs / command (median) |")
@@ -134,7 +134,8 @@ def main() -> int:
     print(f"runner / raw (medians): {ratio:.2f}; the runner's log.txt: {log_mb:.1f} MB")
     if args.json:
         args.json.write_text(json.dumps({"times": times, "cpu_s": cpus, "median": med, "ratio": ratio, "commands": len(cmds),
-                                         "log_mb": log_mb, "load": [load_before, load_after]}, indent=1) + "\n")
+                                         "log_mb": log_mb, "load": [load_before, load_after],
+                                         "machine": machine()}, indent=1) + "\n")
     return 0
 
 

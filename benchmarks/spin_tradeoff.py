@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from harness import machine  # noqa: E402
 from suite_walltime import cli  # noqa: E402
 
 #: --compare: name -> statement run in the twin's process before `tinytwin dut`
@@ -103,10 +103,9 @@ def main() -> int:
                 rows.setdefault(f"{jobs}|{name}", []).append(wall)
                 print(f"jobs {jobs}, {name}: {wall:.2f} s", file=sys.stderr, flush=True)
     load_after = os.getloadavg()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-          f"Python {platform.python_version()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
+    print(f"machine: {machine()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
     print(f"ad01 accuracy, {args.files} generated files, over ptys")
-    print("| pairs (twin + runner) | twin | s, each round | median s |")
+    print("| pairs (twin + runner) | setting | s, each round | median s |")
     print("|---:|---|---|---:|")
     medians = {}
     for key, walls in rows.items():
@@ -119,7 +118,8 @@ def main() -> int:
         print(f"{jobs} pair(s): {on_name} takes {on / off:.2f} x the wall time of {off_name} (medians)")
     if args.json:
         args.json.write_text(json.dumps({"compare": args.compare, "rows": rows, "medians": medians,
-                                         "files": args.files, "load": [load_before, load_after]}, indent=1))
+                                         "files": args.files, "load": [load_before, load_after],
+                                         "machine": machine()}, indent=1))
     return 0
 
 

@@ -40,14 +40,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("kws01", "vww01", "ic01", "ad01")
@@ -176,7 +177,6 @@ def commands_sent(out: Path) -> int:
 def echo_rate(n: int = 20000, rounds: int = 3) -> float:
     """The machine's floor: round trips/s through a pty to a bare echo server
     (benchmarks/pty_roundtrip.py's), median of ``rounds``."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import statistics
 
     from pty_roundtrip import echo_server, open_raw, roundtrips
@@ -246,8 +246,7 @@ def main() -> int:
                         print(f"{transport} jobs {jobs} {mode} {model}: {row['wall_s']:.1f} s (exit {row['exit']}) "
                               f"{row['result']}", file=sys.stderr, flush=True)
     load_after = os.getloadavg()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}, Python "
-          f"{platform.python_version()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
+    print(f"machine: {machine()}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
 
     def wall(transport: str, jobs: int, mode: str, model: str) -> float | None:
         for r in rows:
@@ -300,7 +299,8 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "totals": {f"{t} {j}": v for (t, j), v in totals.items()},
                                          "board_total": board_total, "load": [load_before, load_after],
-                                         "pty_round_trips": total_trips, "echo_round_trips_per_s": floor_rate},
+                                         "pty_round_trips": total_trips, "echo_round_trips_per_s": floor_rate,
+                                         "machine": machine()},
                                         indent=1) + "\n")
     return 1 if bad else 0
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import statistics
 import sys
@@ -36,6 +35,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import machine  # noqa: E402
 
 CHUNK = b"db " + bytes(range(31)).hex().encode() + b"%"
 LOAD = b"db load 490%"
@@ -137,8 +138,7 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=20000)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-          f"Python {platform.python_version()}; load average {os.getloadavg()[0]:.2f}")
+    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f}")
     rows = {}
     print("| server | poll -> answer written (µs, median) | of which write() | read() | the rest (Python) |")
     print("|---|---:|---:|---:|---:|")
@@ -146,7 +146,7 @@ def main() -> int:
         r = rows[kind] = measure(kind, args.models_dir, args.n)
         print(f"| {kind} | {r['turn_to_write_us']:.2f} | {r['write_us']:.2f} | {r['read_us']:.2f} | {r['python_us']:.2f} |")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "n": args.n, "load": os.getloadavg()}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"rows": rows, "n": args.n, "load": os.getloadavg(), "machine": machine()}, indent=1) + "\n")
     return 0
 
 
