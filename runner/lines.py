@@ -2,9 +2,10 @@
 
 Ports are opened (and configured: baud, exclusive lock) with pyserial. A
 device path (pyserial's POSIX ``Serial``: a board's ``/dev/ttyACM0``, a twin's
-pty) is then read and written through its file descriptor directly: one
-``poll`` and one non-blocking ``read`` of whatever has arrived, lines split
-here, no per-byte calls; writes go to the fd at once. Any other pyserial port
+pty) is then read and written through its file descriptor directly: a
+``poll`` (after a short spin of ``poll(0)`` looks, :attr:`SerialLines.SPIN_S`)
+and one non-blocking ``read`` of whatever has arrived, lines split here, no
+per-byte calls; writes go to the fd at once. Any other pyserial port
 (``socket://``, ``rfc2217://``, ``tinytwin://`` ...) is used through
 pyserial's ``in_waiting``/``read``/``write``.
 """
@@ -204,10 +205,11 @@ class SerialLines:
     #: sleeping (s), yielding the CPU between looks. A twin in fast mode
     #: answers a command within tens of µs, and a process asleep in poll()
     #: pays the kernel's wake-up on top of each of the millions of round trips
-    #: of an ad01 accuracy run (about 5 % of its wall time, with one pair and
-    #: with two: benchmarks/spin_tradeoff.py --compare runner-spin). A board
-    #: answers in milliseconds: the look costs at most this much CPU per wait,
-    #: and the same code runs against both.
+    #: of an ad01 accuracy run: one runner and one twin take 0.78x the wall
+    #: time; two pairs on two cores, bound by CPU, gain nothing measurable
+    #: (benchmarks/spin_tradeoff.py --compare runner-spin). A board answers
+    #: in milliseconds: the look costs at most this much CPU per wait, and the
+    #: same code runs against both.
     SPIN_S = 0.0002
 
     def _spin_s(self) -> float:
