@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from . import pystack
 from .config import TwinConfig, twin_options
 from .errors import TinytwinError
 
@@ -62,7 +63,7 @@ def serve_until_signal(twin, lines: list[str], on_close=None) -> None:
         print(line, flush=True)
     twin.log = lambda msg: print(f"tinytwin: {msg}", file=sys.stderr, flush=True)
     try:
-        twin.run(stop)
+        pystack.with_headroom(twin.run, stop)  # see emulator/pystack.py
     finally:
         (on_close or twin.close)()
         for s, h in old.items():
