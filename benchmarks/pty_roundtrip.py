@@ -96,6 +96,43 @@ def echo_server() -> tuple[int, str]:
     return fork_pty_server(lambda data: READY if data.endswith(b"%") else b"")
 
 
+def echo_pairs_rate(pairs: int, n: int) -> float:
+    """Round trips per second, in all, of ``pairs`` bare echo servers, each
+    with its own blocking raw client (`roundtrips`), all in processes of
+    their own and started together: the machine's floor for ``pairs``
+    twin/runner pairs (``--jobs pairs`` over ptys)."""
+    servers = [echo_server() for _ in range(pairs)]
+    go_r, go_w = os.pipe()
+    clients = []
+    try:
+        for _, path in servers:
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    fd = open_raw(path)
+                    os.read(go_r, 1)  # all start together
+                    roundtrips(fd, n)
+                    code = 0
+                finally:
+                    os._exit(code)
+            clients.append(pid)
+        time.sleep(0.2)  # the clients have opened their ptys
+        t = time.perf_counter()
+        os.write(go_w, b"x" * pairs)
+        failed = [pid for pid in clients if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0]
+        wall = time.perf_counter() - t
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {pairs} echo clients failed")
+    finally:
+        os.close(go_r)
+        os.close(go_w)
+        for pid, _ in servers:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+    return pairs * (n + n // 15) / wall
+
+
 def serve_loop_floor(link: str) -> None:
     """The twin's run loop and pty port, with a device that answers at once
     (run as this script's own process: ``--serve-loop-floor LINK``)."""

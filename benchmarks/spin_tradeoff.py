@@ -10,7 +10,8 @@ synth`, 20 files of 200 frames by default, kept in --work). The settings
   (`emulator.sim.Twin.allow_express`, `emulator.dut.express`) or the layers;
 * `runner-spin`: our runner's spin before it sleeps in each wait for the
   device (`runner.lines.SerialLines.SPIN_S`, 200 µs or 0; the twins spin as
-  they do by default).
+  they do by default);
+* `both-spins`: the twin's and the runner's spins together, 200 µs or 0.
 
 Each twin is its own process (`tinytwin dut --speed fast`, started with the
 setting); the runner is `tinytwin run --mode accuracy`, a process of its own,
@@ -18,7 +19,7 @@ twin start-up not counted. The settings are measured in turns (on, off, on,
 ...; three rounds by default) and the medians compared, so that a change of
 machine load affects both.
 
-    python benchmarks/spin_tradeoff.py [--compare spin|express] [--models-dir ../shared/models] [--files 20] [--rounds 3] [--jobs 1,2] [--json out.json]
+    python benchmarks/spin_tradeoff.py [--compare spin|express|runner-spin|both-spins] [--models-dir ../shared/models] [--files 20] [--rounds 3] [--jobs 1,2] [--json out.json]
 """
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ SETTINGS = {
     "spin": {"spin 200 µs": "s.Twin.SPIN_S = 0.0002", "no spin": "s.Twin.SPIN_S = 0.0"},
     "express": {"express lane": "s.Twin.allow_express = True", "layers": "s.Twin.allow_express = False"},
     "runner-spin": {"runner spins 200 µs": "l.SerialLines.SPIN_S = 0.0002", "runner sleeps": "l.SerialLines.SPIN_S = 0.0"},
+    "both-spins": {"both spin 200 µs": "s.Twin.SPIN_S = l.SerialLines.SPIN_S = 0.0002",
+                   "neither spins": "s.Twin.SPIN_S = l.SerialLines.SPIN_S = 0.0"},
 }
 #: a process of the CLI with one setting made first (sys.argv[1])
 CLI = ("import sys, emulator.sim as s, runner.lines as l; exec(sys.argv[1]); from emulator.cli import main; "

@@ -16,6 +16,8 @@ its own, start-up included):
 It also counts the round trips (commands) of the pty runs from their logs and
 measures a bare pty echo server's rate in the same run: those round trips at
 that rate are the floor over a pty for one client, whatever either side does.
+For each `--jobs` value above 1 it measures that many echo servers, each with
+its own client, all at once: the floor for that many twin/runner pairs.
 
 Transports: `pty` (each twin its own process, `tinytwin dut --speed fast`, the
 runner on its pty; `--jobs 2` runs two twins and gives both ports) and
@@ -174,21 +176,15 @@ def commands_sent(out: Path) -> int:
     return n
 
 
-def echo_rate(n: int = 20000, rounds: int = 3) -> float:
-    """The machine's floor: round trips/s through a pty to a bare echo server
-    (benchmarks/pty_roundtrip.py's), median of ``rounds``."""
+def echo_rate(pairs: int = 1, n: int = 20000, rounds: int = 3) -> float:
+    """The machine's floor: round trips/s through ptys to bare echo servers,
+    ``pairs`` of them each with its own client, in all (benchmarks/
+    pty_roundtrip.py's), median of ``rounds``."""
     import statistics
 
-    from pty_roundtrip import echo_server, open_raw, roundtrips
+    from pty_roundtrip import echo_pairs_rate
 
-    pid, path = echo_server()
-    fd = open_raw(path)
-    try:
-        return statistics.median(roundtrips(fd, n) for _ in range(rounds))
-    finally:
-        os.close(fd)
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
+    return statistics.median(echo_pairs_rate(pairs, n) for _ in range(rounds))
 
 
 def same_results(a: Path, b: Path) -> bool:
@@ -279,7 +275,8 @@ def main() -> int:
     print(f"| **suite** | {board_total:,.0f} | " + " | ".join(f"**{totals[c]:.1f}**" for c in cols) + " |")
     # the floor over ptys: the same number of round trips, one client, at the
     # rate of a server that does nothing but answer m-ready (measured now)
-    floor_rate = echo_rate() if "pty" in args.transports else None
+    floor_rates = {j: echo_rate(j) for j in jobs_list} if "pty" in args.transports else {}
+    floor_rate = floor_rates.get(1) or (echo_rate(1) if floor_rates else None)
     trips = {}
     for r in rows:
         if r["transport"] == "pty" and r["jobs"] == jobs_list[0]:
@@ -289,6 +286,11 @@ def main() -> int:
         print(f"round trips in the pty --jobs {jobs_list[0]} runs: {total_trips:,}; a bare pty echo server "
               f"answers {floor_rate:,.0f}/s here: {total_trips / floor_rate:.0f} s for those round trips "
               "with nothing computed on either side (one client)")
+    for j, rate in floor_rates.items():
+        if j > 1:
+            print(f"{j} bare pty echo servers, each with its own client, all at once: {rate:,.0f}/s in all: "
+                  f"{total_trips / rate:.0f} s for those round trips (the floor for --jobs {j}; performance "
+                  "and energy runs are not sharded)")
     bad = [r for r in rows if r["exit"] not in (0, 1)]
     for r in bad:
         print(f"FAILED: {r['transport']} jobs {r['jobs']} {r['mode']} {r['model']}: {r['result']}")
@@ -300,6 +302,7 @@ def main() -> int:
         args.json.write_text(json.dumps({"rows": rows, "totals": {f"{t} {j}": v for (t, j), v in totals.items()},
                                          "board_total": board_total, "load": [load_before, load_after],
                                          "pty_round_trips": total_trips, "echo_round_trips_per_s": floor_rate,
+                                         "echo_round_trips_per_s_by_pairs": floor_rates,
                                          "machine": machine()},
                                         indent=1) + "\n")
     return 1 if bad else 0
