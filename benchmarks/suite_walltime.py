@@ -17,7 +17,8 @@ It also counts the round trips (commands) of the pty runs from their logs and
 measures a bare pty echo server's rate in the same run: those round trips at
 that rate are the floor over a pty for one client, whatever either side does.
 For each `--jobs` value above 1 it measures that many echo servers, each with
-its own client, all at once: the floor for that many twin/runner pairs.
+its own client, all at once: the floor for that many twin/runner pairs. The
+floors are measured before and after the runs (this VM's rate moves).
 
 Transports: `pty` (each twin its own process, `tinytwin dut --speed fast`, the
 runner on its pty; `--jobs 2` runs two twins and gives both ports) and
@@ -220,6 +221,9 @@ def main() -> int:
     modes = args.modes.split(",")
     jobs_list = [int(j) for j in args.jobs.split(",")]
     load_before = os.getloadavg()
+    # this VM's pty rate moves by a third within an hour: the floors are
+    # measured before and after the runs
+    floors_before = {j: echo_rate(j) for j in jobs_list} if "pty" in args.transports else {}
     rows = []
     with tempfile.TemporaryDirectory(prefix="tinytwin-suite-run-") as tmp:
         tmp = Path(tmp)
@@ -277,6 +281,8 @@ def main() -> int:
     # rate of a server that does nothing but answer m-ready (measured now)
     floor_rates = {j: echo_rate(j) for j in jobs_list} if "pty" in args.transports else {}
     floor_rate = floor_rates.get(1) or (echo_rate(1) if floor_rates else None)
+    for j in floors_before:
+        print(f"echo floor, {j} pair(s): {floors_before[j]:,.0f}/s before the runs, {floor_rates[j]:,.0f}/s after")
     trips = {}
     for r in rows:
         if r["transport"] == "pty" and r["jobs"] == jobs_list[0]:
@@ -303,6 +309,7 @@ def main() -> int:
                                          "board_total": board_total, "load": [load_before, load_after],
                                          "pty_round_trips": total_trips, "echo_round_trips_per_s": floor_rate,
                                          "echo_round_trips_per_s_by_pairs": floor_rates,
+                                         "echo_round_trips_per_s_by_pairs_before": floors_before,
                                          "machine": machine()},
                                         indent=1) + "\n")
     return 1 if bad else 0
