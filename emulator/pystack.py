@@ -16,12 +16,13 @@ CPython fixed this in 3.13 and 3.14 by keeping one spare chunk
 (python/cpython gh-142183); 3.11 and 3.12 keep the behaviour.
 
 :func:`with_headroom` calls a function from a frame that is larger than a
-16 KiB chunk can hold, so that frame always begins a new chunk (of 32 KiB),
-and the function, with everything it calls, runs in the remaining ~15.9 KiB:
-some 60 ordinary frames, more than a session of the runner or a twin's run
-loop goes down. Where the loop sits no longer depends on its caller, and the
-chunk is unmapped once, when the function returns. On a CPython with the fix
-it costs one 32 KiB chunk and changes nothing else.
+16 or 32 KiB chunk can hold (the sizes CPython makes for ordinary frames), so
+that frame always begins a new chunk, of 64 KiB, and the function, with
+everything it calls, runs in the remaining ~32 KiB: over a hundred ordinary
+frames, more than a session of the runner or a twin's run loop goes down
+(imports included). Where the loop sits no longer depends on its caller, and
+the chunk is unmapped once, when the function returns. On a CPython with the
+fix it costs one 64 KiB chunk and changes nothing else.
 
 Pure: no clock, no I/O (layer 1), so both the runner and the twin's front
 ends use it.
@@ -32,9 +33,10 @@ from typing import Callable, TypeVar
 
 T = TypeVar("T")
 
-#: pointer-sized slots reserved by the calling frame: more than a 16 KiB chunk
-#: (2,048 slots, less its header) can ever hold, so the frame never shares one
-FRAME_SLOTS = 2100
+#: pointer-sized slots reserved by the calling frame: more than a 32 KiB chunk
+#: (4,096 slots, less its header) can hold, so the frame never shares one;
+#: CPython then makes a 64 KiB chunk (the frame plus 1,000 spare slots)
+FRAME_SLOTS = 4100
 
 #: off: call directly (``benchmarks/stack_chunks.py`` compares the two)
 ENABLED = True
