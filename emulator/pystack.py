@@ -5,7 +5,7 @@ its own per thread, made of 16 KiB chunks. A call that does not fit in the
 current chunk maps a new one (``mmap``); its return, if it was the first frame
 of that chunk, unmaps it again (``munmap``). A loop whose calls cross the end
 of a chunk therefore maps, touches and unmaps 16 KiB on every turn: on the
-2-core VM of our benchmarks that is 7-8 µs a crossing, against under 0.1 µs for
+2-core VM of our benchmarks that is 6.5-8 µs a crossing, against under 0.1 µs for
 the same call inside a chunk (``benchmarks/stack_chunks.py``). Whether a loop
 crosses depends only on how deep its caller happens to be, so one more frame
 in a command-line path can turn it on or off. The runner's ``db`` loop was
