@@ -79,8 +79,9 @@ def test_cli_lists_cases_and_reports_errors_as_messages():
     cli = CliRunner()
     res = cli.invoke(app, ["conform", "--list", "--profile", "lpm01a"])
     assert res.exit_code == 0 and "acquisition_stopped_by_the_host" in res.output and "inferred" in res.output
-    res = cli.invoke(app, ["conform", "--port", "/nonexistent/tty-for-conform"])
+    res = cli.invoke(app, ["conform", "--port", "/nonexistent/tty-for-conform", "--port-wait", "0.2"])
     assert res.exit_code == 2 and "cannot open port /nonexistent/tty-for-conform" in res.output
+    assert "after 0.2 s" in res.output
     assert "Traceback" not in res.output
     res = cli.invoke(app, ["conform", "--port", "loop://", "--profile", "nope"])
     assert res.exit_code == 2 and "unknown profile 'nope'" in res.output
@@ -99,3 +100,31 @@ def test_a_port_that_answers_nothing_is_named():
         assert "loop://" in str(exc) and "--profile" in str(exc)
     else:
         raise AssertionError("no error")
+
+
+def test_part_of_a_command_is_not_awaited_as_a_whole_silence():
+    """A setup write without a terminator (``na``, before ``me%``) gets no
+    answer: the tester waits ``no_answer``, not ``--timeout``. A write with a
+    command in it is read up to its ending line, as before."""
+    import os
+    import time
+
+    from runner.conform import ConformOptions
+    from runner.conform.profiles import make_driver, profile_named
+
+    for name, part, whole in (("dut", b"na", b"name%"), ("ioman-arduino", b"na", b"name%"), ("lpm01a", b"htc", b"htc\r\n")):
+        drv = make_driver(profile_named(name), ConformOptions(port="unused", profile=name, timeout=30.0))
+        assert drv.setup_shape(part).lines == 0, name
+        assert drv.setup_shape(whole) == drv.prep_shape(1), name
+    master, slave = os.openpty()  # a port on which nothing answers
+    try:
+        w = Wire(serial.Serial(os.ttyname(slave), timeout=0.01))
+        drv = make_driver(profile_named("dut"), ConformOptions(port="unused", profile="dut", timeout=30.0))
+        t0 = time.monotonic()
+        ex = w.exchange("setup", b"na", drv.setup_shape(b"na"))
+        assert ex.ended == "no-answer" and time.monotonic() - t0 < 10.0
+        assert os.read(master, 16) == b"na"
+        w.close()
+    finally:
+        os.close(master)
+        os.close(slave)

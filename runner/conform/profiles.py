@@ -11,7 +11,7 @@ YAML.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from firmware_api_spec import Case, Spec, load_spec, spec_path
@@ -120,6 +120,19 @@ class Driver:
     def setup_ready(self, data: bytes) -> int:
         """How many answers a setup write gets (the count of complete commands)."""
         return 1 if self.terminator in data else 0
+
+    def setup_shape(self, data: bytes, ready: int | None = None) -> AnswerShape:
+        """How to read the answer to a setup or teardown write. A write without
+        any terminator is part of a command: nothing is expected back, and
+        anything that comes late is read with the next exchange's answer (where
+        it shows as a deviation), so it is awaited only ``no_answer`` s, not a
+        whole silence."""
+        if ready is None:
+            ready = self.setup_ready(data)
+        shape = self.prep_shape(ready)
+        if not ready and self.terminator not in data:
+            shape = replace(shape, lines=0)
+        return shape
 
     def wrote(self, data: bytes) -> None:
         if data:

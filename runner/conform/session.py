@@ -20,6 +20,7 @@ session, as a runner would.
 """
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from typing import Any, Callable
 from firmware_api_spec import Case, MissingData
 
 from ..errors import DeviceError
+from ..link import PORT_APPEAR_S
 from .profiles import Driver, Profile, make_driver, profile_named
 from .timing import TIMING_CHECKS, TimingVerdict
 from .wire import AnswerShape, Exchange, Wire
@@ -68,6 +70,8 @@ class ConformOptions:
     on_result: Callable[["CaseResult"], None] | None = None
     #: opens a port: (port, baud) -> pyserial port (default runner.link.open_serial)
     opener: Callable[[str, int], Any] | None = None
+    #: how long a port path that does not exist yet is waited for (s)
+    port_wait_s: float = PORT_APPEAR_S
 
 
 @dataclass
@@ -128,10 +132,10 @@ class ConformReport:
         raise KeyError(case_id)
 
 
-def _default_opener(port: str, baud: int):
+def _default_opener(port: str, baud: int, wait_s: float):
     from ..link import open_serial
 
-    return open_serial(port, baud)
+    return open_serial(port, baud, wait_s=wait_s)
 
 
 def _data_dir(opts: ConformOptions) -> Path | None:
@@ -157,7 +161,7 @@ class Conformance:
     # -- port ----------------------------------------------------------------------
     def open(self) -> list[Exchange]:
         """Open the port, catch a boot banner, find the baud, identify the board."""
-        opener = self.opts.opener or _default_opener
+        opener = self.opts.opener or functools.partial(_default_opener, wait_s=self.opts.port_wait_s)
         bauds = (self.opts.baud,) if self.opts.baud else self.profile.bauds
         log: list[Exchange] = []
         for i, baud in enumerate(bauds):
@@ -300,7 +304,7 @@ class Conformance:
                 raise DeviceError(f"case {case.id}: setup step {kind} cannot be sent over a serial port")
             if ready is None:
                 ready = drv.setup_ready(data)
-            wire.exchange("setup", data, drv.prep_shape(ready))
+            wire.exchange("setup", data, drv.setup_shape(data, ready))
             drv.wrote(data)
             if not ready:
                 time.sleep(0.02)
@@ -327,7 +331,7 @@ class Conformance:
             if kind == "wait":
                 time.sleep(float(data))
             else:
-                wire.exchange("teardown", data, drv.prep_shape(drv.setup_ready(data)))
+                wire.exchange("teardown", data, drv.setup_shape(data))
                 drv.wrote(data)
         if case.hangs:
             probe = wire.exchange("probe", drv.terminator, drv.prep_shape(), note="does the board still answer?")
