@@ -105,8 +105,9 @@ def test_sweep_command_writes_table_json_and_plot(plan_file, tmp_path):
     assert json.loads(js.read_text())[0]["model"] == "kws01"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "wrote" in r.output and "kws01" in r.output
-    bad = CliRunner().invoke(app, ["sweep", str(plan_file), "--cluster", "tcp://127.0.0.1:9"])
-    assert bad.exit_code == 2 and ("Dask" in bad.output or "scheduler" in bad.output)
+    bad = CliRunner().invoke(app, ["sweep", str(plan_file), "--cluster", "tcp://127.0.0.1:9", "--cluster-timeout", "1"])
+    assert bad.exit_code == 2 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9 within 1 s" in bad.output
+    assert "--cluster-timeout" in bad.output
 
 
 def test_whatif_command(models_dir):

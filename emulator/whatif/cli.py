@@ -73,9 +73,16 @@ def accuracy_task(task: dict) -> dict:
         return {"model": Path(task["model"]).stem, "error": str(exc)}
 
 
-def run_plan(plan: SW.Plan, cluster: str | None = None, workers: int | None = None) -> list[dict]:
+#: how long ``--cluster`` waits for its scheduler to answer (Dask retries a
+#: refused connection until then: a scheduler that is still starting is found)
+CLUSTER_TIMEOUT_S = 20.0
+
+
+def run_plan(plan: SW.Plan, cluster: str | None = None, workers: int | None = None,
+             cluster_timeout: float = CLUSTER_TIMEOUT_S) -> list[dict]:
     """Every point of ``plan`` (and its accuracy runs) on local processes, or
-    on the Dask cluster at ``cluster``; rows in table order."""
+    on the Dask cluster at ``cluster`` (waited for ``cluster_timeout`` s);
+    rows in table order."""
     points = plan.points()
     acc_tasks = []
     if plan.accuracy:
@@ -90,9 +97,10 @@ def run_plan(plan: SW.Plan, cluster: str | None = None, workers: int | None = No
         except ImportError:
             raise TinytwinError("--cluster needs Dask: pip install 'tinytwin[dask]'") from None
         try:
-            client = Client(cluster, timeout="20s")
+            client = Client(cluster, timeout=f"{cluster_timeout:g}s")
         except (OSError, TimeoutError) as exc:
-            raise TinytwinError(f"cannot reach the Dask scheduler at {cluster} ({exc}); start one or drop --cluster") from None
+            raise TinytwinError(f"cannot reach the Dask scheduler at {cluster} within {cluster_timeout:g} s ({exc}); "
+                                "start one, give it longer (--cluster-timeout S) or drop --cluster") from None
         with client:
             rows = client.gather(client.map(SW.compute_point, points, pure=False))
             accs = client.gather(client.map(accuracy_task, acc_tasks, pure=False)) if acc_tasks else []
@@ -113,6 +121,7 @@ def run_plan(plan: SW.Plan, cluster: str | None = None, workers: int | None = No
 def sweep_cmd(
     plan_file: Annotated[Path, typer.Argument(help="the plan (YAML; see emulator/whatif/sweep.py)")],
     cluster: Annotated[Optional[str], typer.Option("--cluster", help="Dask scheduler address (tcp://HOST:PORT); default: local processes")] = None,
+    cluster_timeout: Annotated[float, typer.Option("--cluster-timeout", min=0.1, help="seconds to wait for the --cluster scheduler")] = CLUSTER_TIMEOUT_S,
     workers: Annotated[Optional[int], typer.Option("--workers", help="local worker processes (default: one per core)")] = None,
     csv_out: Annotated[Optional[Path], typer.Option("--csv", help="write the table as CSV")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the table as JSON")] = None,
@@ -121,7 +130,7 @@ def sweep_cmd(
     """Run a grid of what-ifs (models x clocks x supplies x profiles, optional accuracy runs): one table, plots."""
     try:
         plan = SW.load_plan(plan_file)
-        rows = run_plan(plan, cluster, workers)
+        rows = run_plan(plan, cluster, workers, cluster_timeout)
     except TinytwinError as exc:
         _fail(str(exc))
     outs = {"csv": csv_out or plan.output.get("csv"), "json": json_out or plan.output.get("json"),
