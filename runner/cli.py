@@ -13,6 +13,8 @@ from typing import List, Optional
 
 import typer
 
+from .link import PORT_APPEAR_S
+
 MODE_HELP = (
     "performance (5 timed windows, median throughput), accuracy (every input once: Top-1 / AUC) or "
     "energy (5 windows measured by an LPM01A through an IO manager: --io-port, --emon-port); "
@@ -39,6 +41,7 @@ def run_command(
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="with --port tinytwin://...: where the twin finds its models (passed into the URL as models_dir=)"),
     truth: Optional[str] = typer.Option(None, "--truth", help="sww01 (streaming wakeword): the truth JSON in DATASET/sww01/ (default sww_long_test.json, the submission test); it also says the DUT is sww01"),
     dut_baud: Optional[int] = typer.Option(None, "--dut-baud", help="energy/sww01 with the H573: the DUT-side baud (setbaud); default 9600 (EEMBC energy firmware), 115200 for sww01"),
+    port_wait: float = typer.Option(PORT_APPEAR_S, "--port-wait", min=0.0, help="seconds to wait for a port path that does not exist: at the start (a twin or board started a moment ago) and, in performance/accuracy mode, when it goes away mid-run (unplugged); 0: fail at once"),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="accuracy: share the inputs out among N DUTs, each driven by its own process (one --port per job, or one tinytwin:// URL: N in-process twins); results.txt/results.json as a serial run's (default: 1, or the number of ports given)"),
 ) -> None:
     """Run the MLPerf Tiny performance, accuracy or energy procedure against a DUT."""
@@ -60,7 +63,7 @@ def run_command(
             return run_energy(
                 energy_options_from_cli(
                     io_port, emon_port, dataset, out, interface, voltage, iterations, warmup, windows, timeout,
-                    verbose, no_progress, mode=mode, truth=truth, dut_baud=dut_baud,
+                    verbose, no_progress, mode=mode, truth=truth, dut_baud=dut_baud, port_wait_s=port_wait,
                 )
             )
     else:
@@ -89,6 +92,7 @@ def run_command(
                     verbose=verbose,
                     progress=not no_progress,
                     jobs=jobs,
+                    port_wait_s=port_wait,
                 )
             )
 

@@ -64,6 +64,7 @@ the folder keeps everything done so far.
 """
 from __future__ import annotations
 
+import functools
 import statistics
 import sys
 import threading
@@ -78,7 +79,7 @@ from .emon_lpm01a import SAMPLE_RATE_HZ, EmonError, Event, Lpm01aClient
 from .errors import DeviceError, DeviceTimeout, RunnerError
 from .ioman_client import DB_CHUNK_BYTES, DUT_ENERGY_BAUD, INTERFACES, IoManagerClient
 from .lifecycle import EXIT_ERROR, EXIT_INVALID, EXIT_OK, RunOutcome, RunSession, report_outcome
-from .link import FIRST_INFERENCE_LIMIT_S, WireLog
+from .link import FIRST_INFERENCE_LIMIT_S, PORT_APPEAR_S, WireLog, open_serial
 from .progress import Progress
 from .protocol import (
     MODELS,
@@ -136,6 +137,8 @@ class EnergyOptions:
     truth: str | None = None
     #: the DUT-side baud set on the H573 (setbaud); None: 115200 for a streaming run, else 9600
     dut_baud: int | None = None
+    #: how long a port that does not exist yet is waited for at its path
+    port_wait_s: float = PORT_APPEAR_S
 
     def supply_v(self) -> float:
         """The DUT supply the EMON is set to: ``voltage``, else 1.8 V (the v0.5
@@ -266,10 +269,13 @@ class _EnergyRun(RunSession):
                 (self.out / name).unlink()  # a previous run's trace must not pass for this one's
             except FileNotFoundError:
                 pass
-        self.emon = (Lpm01aClient(opts.emon_port, self.log.lines, timeout=opts.timeout, stall_s=opts.emon_stall_s)
+        opener = functools.partial(open_serial, wait_s=opts.port_wait_s)
+        self.emon = (Lpm01aClient(opts.emon_port, self.log.lines, timeout=opts.timeout, stall_s=opts.emon_stall_s,
+                                  opener=opener)
                      if opts.emon_port else None)
         self.io = IoManagerClient(
-            opts.io_port, self.log.lines, interface=opts.interface, timeout=opts.timeout, on_wait=self._waiting
+            opts.io_port, self.log.lines, interface=opts.interface, timeout=opts.timeout, on_wait=self._waiting,
+            opener=opener,
         )
         self.inference_s: float | None = None
         self._loaded: bytes | None = None  # the input downloaded last (a repeated window downloads it again)
@@ -795,6 +801,7 @@ def energy_options_from_cli(
     mode: str = "energy",
     truth: str | None = None,
     dut_baud: int | None = None,
+    port_wait_s: float = PORT_APPEAR_S,
 ) -> EnergyOptions:
     missing = [name for name, v in (("--io-port", io_port), ("--emon-port", emon_port)) if not v]
     if missing and mode == "energy":
@@ -818,6 +825,7 @@ def energy_options_from_cli(
         mode=mode,
         truth=truth,
         dut_baud=dut_baud,
+        port_wait_s=port_wait_s,
     )
 
 

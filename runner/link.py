@@ -13,6 +13,7 @@ A timeout raises :class:`DeviceTimeout` naming the command and the port.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shutil
@@ -123,8 +124,9 @@ class WireLog:
             self._fh = None
 
 
-#: how long opening a device path waits for it to appear (a twin or board
-#: started a moment ago makes its port a little later)
+#: how long a device path that does not exist is waited for (``--port-wait``):
+#: a twin or board started a moment ago makes its port a little later, and a
+#: board unplugged mid-run may come back
 PORT_APPEAR_S = 10.0
 
 
@@ -206,7 +208,8 @@ class DutLink(SerialLines):
         baud: int | None = None,
         timeout: float = 5.0,
         on_wait: Callable[[], None] | None = None,
-        opener=open_serial,
+        port_wait_s: float = PORT_APPEAR_S,
+        opener=None,
     ):
         self.port = port
         self.log = log
@@ -214,7 +217,7 @@ class DutLink(SerialLines):
         self.baud: int | None = None
         self.timeout = float(timeout)
         self.on_wait = on_wait
-        self._opener = opener
+        self._opener = opener or functools.partial(open_serial, wait_s=port_wait_s)
         self._ser = None
         self._buf = bytearray()
         #: longest single inference seen so far (µs), for infer timeouts

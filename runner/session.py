@@ -21,7 +21,7 @@ Faults (``firmware_api_spec/faults.md``): a garbled or lost exchange is
 repeated after a resync (``retries``); a step the DUT's reset cut short (its
 boot banner in an answer) is repeated after identifying the DUT again
 (``resets``); a port that went away is waited for at the same path
-(``reconnect_s``) and reopened. A DUT that stops answering ends the run with
+(``port_wait_s``) and reopened. A DUT that stops answering ends the run with
 a message saying it hung. Each recovery is logged and listed under
 ``recoveries`` in ``results.json``.
 """
@@ -35,7 +35,7 @@ from . import metrics
 from .dataset import Dataset, Entry
 from .errors import DeviceError, DeviceTimeout, RunnerError
 from .lifecycle import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, RunOutcome, RunSession
-from .link import DutLink
+from .link import PORT_APPEAR_S, DutLink
 from .progress import Progress
 from .protocol import (
     MODELS,
@@ -70,8 +70,10 @@ class RunOptions:
     retries: int = 1  # a garbled step (download + infer) is repeated this often after a resync
     #: after a step fails because the DUT reset, it is repeated (after identifying the DUT again) this often
     resets: int = 3
-    #: how long a port that went away (unplugged) is waited for at the same path
-    reconnect_s: float = 10.0
+    #: how long a port that does not exist is waited for at its path: at the
+    #: start (a twin or board started a moment ago) and when it went away
+    #: mid-run (unplugged)
+    port_wait_s: float = PORT_APPEAR_S
     #: accuracy: DUTs to share the inputs out among (runner.shards); ``port``
     #: then names one per job (comma-separated) or is a tinytwin:// URL
     jobs: int = 1
@@ -91,7 +93,8 @@ class _Run(RunSession):
             opts, mode=opts.mode, dut_port=opts.port, log_ports=f" on {opts.port}",
             record_ports={"port": opts.port, "baud": None},
         )
-        self.link = DutLink(opts.port, self.log, baud=opts.baud, timeout=opts.timeout, on_wait=self._tick)
+        self.link = DutLink(opts.port, self.log, baud=opts.baud, timeout=opts.timeout, on_wait=self._tick,
+                            port_wait_s=opts.port_wait_s)
 
     def check_options(self, opts: RunOptions) -> None:
         if opts.mode not in MODES:
@@ -169,7 +172,7 @@ class _Run(RunSession):
         or lost exchange is repeated after a resync (``retries`` times); one
         the DUT's reset cut short is repeated after identifying the DUT again
         (``resets`` times); a port that went away is waited for
-        (``reconnect_s``) and reopened."""
+        (``port_wait_s``) and reopened."""
         attempt = resets = 0
         while True:
             try:
@@ -182,8 +185,8 @@ class _Run(RunSession):
                 if isinstance(exc, DeviceError) and not isinstance(exc, DeviceTimeout) and not gone:
                     raise
                 if gone:
-                    if attempt >= self.opts.retries or not self.link.reopen(self.opts.reconnect_s):
-                        raise DeviceError(f"{what}: {exc}; it did not come back within {self.opts.reconnect_s:g} s") from None
+                    if attempt >= self.opts.retries or not self.link.reopen(self.opts.port_wait_s):
+                        raise DeviceError(f"{what}: {exc}; it did not come back within {self.opts.port_wait_s:g} s") from None
                     attempt += 1
                     self.recovered(what, exc, f"the port came back; repeating ({attempt}/{self.opts.retries})")
                     self.link.take_reboot()  # it was unplugged: a reboot is expected

@@ -50,6 +50,7 @@ from typing import Callable
 from .dataset import Dataset
 from .errors import DeviceError, RunnerError
 from .lifecycle import EXIT_OK, RunOutcome
+from .link import PORT_APPEAR_S
 from .progress import Progress
 from .protocol import ModelInfo
 
@@ -73,6 +74,7 @@ class ShardSpec:
     baud: int | None = None
     timeout: float = 5.0
     retries: int = 1
+    port_wait_s: float = PORT_APPEAR_S
 
     def describe(self) -> str:
         return (
@@ -148,7 +150,7 @@ def plan_slices(inputs_per_file: list[int], jobs: int) -> list[tuple[int, int]]:
 
 
 def plan_shards(ds: Dataset, ports: list[str], out: Path, *, baud: int | None = None, timeout: float = 5.0,
-                retries: int = 1) -> list[ShardSpec]:
+                retries: int = 1, port_wait_s: float = PORT_APPEAR_S) -> list[ShardSpec]:
     """The shards of an accuracy run over ``ds``: one per port (fewer when the
     dataset has fewer files), each writing to its own folder under ``out``."""
     per_file = [len(e.windows()) for e in ds.entries]
@@ -158,7 +160,7 @@ def plan_shards(ds: Dataset, ports: list[str], out: Path, *, baud: int | None = 
         ShardSpec(
             index=k, count=len(slices), port=ports[k], dataset=str(root), start=a, stop=b,
             inputs=sum(per_file[a:b]), model=ds.model.name, out=str(Path(out) / SHARDS_DIR / f"shard{k + 1}"),
-            baud=baud, timeout=timeout, retries=retries,
+            baud=baud, timeout=timeout, retries=retries, port_wait_s=port_wait_s,
         )
         for k, (a, b) in enumerate(slices)
     ]
@@ -172,7 +174,7 @@ def run_shard(spec: ShardSpec, on_inference: Callable[[], None] | None = None) -
     try:
         opts = RunOptions(
             port=spec.port, mode="accuracy", dataset=Path(spec.dataset), out=Path(spec.out), baud=spec.baud,
-            timeout=spec.timeout, retries=spec.retries, progress=False, files=(spec.start, spec.stop),
+            timeout=spec.timeout, retries=spec.retries, port_wait_s=spec.port_wait_s, progress=False, files=(spec.start, spec.stop),
             expect_model=spec.model, on_inference=on_inference,
         )
         outcome = _Run(opts).execute()
@@ -314,7 +316,7 @@ def run_sharded(opts) -> RunOutcome:
         def measure(self, ds: Dataset) -> int:
             opts = self.opts
             specs = plan_shards(ds, self.ports, self.out, baud=self.link.baud, timeout=opts.timeout,
-                                retries=opts.retries)
+                                retries=opts.retries, port_wait_s=opts.port_wait_s)
             self.log.write("runner", f"{len(specs)} jobs, each a shard of the files on its own DUT, in its own process")
             for spec in specs:
                 self.log.write("runner", spec.describe())

@@ -82,6 +82,14 @@ def test_run_errors_are_messages_not_tracebacks(shared, tmp_path):
     assert f"port {dev} does not answer" in r.stderr
     r = tinytwin("run", "--port", dev, "--mode", "speed", "--dataset", tmp_path, "--out", tmp_path / "o2")
     assert r.returncode == 2 and "--mode must be performance or accuracy" in r.stderr
+    # a port path that does not exist: waited for --port-wait seconds (0: not at all), in every mode
+    gone = tmp_path / "no-such-tty"
+    r = tinytwin("run", "--port", gone, "--mode", "accuracy", "--dataset", shared / "datasets", "--out", tmp_path / "o3",
+                 "--port-wait", "0")
+    assert r.returncode == 2 and f"cannot open port {gone}: no such file after 0 s" in r.stderr
+    r = tinytwin("run", "--io-port", gone, "--emon-port", gone, "--mode", "energy", "--dataset", shared / "datasets",
+                 "--out", tmp_path / "o4", "--port-wait", "0.1")
+    assert r.returncode == 2 and f"cannot open port {gone}: no such file after 0.1 s" in r.stderr
 
 
 def test_dataset_synth_command_then_accuracy_run(models_dir, dut_process, tmp_path):

@@ -154,7 +154,7 @@ def test_an_unplugged_port_that_comes_back_is_reopened(dut_bench, kws_dataset, t
 
 def test_an_unplugged_port_that_stays_away_is_reported(dut_bench, kws_dataset, tmp_path):
     b = dut_bench("faults: [{do: unplug, port: dut, when: {after_command: 45}}]")
-    outcome = b.run(tmp_path / "out", kws_dataset, reconnect_s=1.0)
+    outcome = b.run(tmp_path / "out", kws_dataset, port_wait_s=1.0)
     assert (outcome.status, outcome.exit_code) == ("stopped", EXIT_ERROR)
     assert "the port went away: was the board unplugged" in outcome.message
     assert "did not come back within 1 s" in outcome.message

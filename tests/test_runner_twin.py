@@ -442,8 +442,13 @@ def test_port_that_does_not_answer(kws_small, tmp_path):
 
 
 def test_port_that_does_not_exist(kws_small, tmp_path):
-    res = go("/dev/does-not-exist-tty", "accuracy", kws_small, tmp_path / "o")
+    """Waited for --port-wait seconds (a twin started a moment ago makes its
+    port a little later), then named with the fix."""
+    t0 = time.monotonic()
+    res = go("/dev/does-not-exist-tty", "accuracy", kws_small, tmp_path / "o", port_wait_s=0.5)
     assert res.exit_code == EXIT_ERROR and "cannot open port /dev/does-not-exist-tty" in res.message
+    assert "no such file after 0.5 s" in res.message and "start the twin" in res.message
+    assert time.monotonic() - t0 >= 0.5
 
 
 def test_invalid_window_is_reported_with_nonzero_exit(kws_small, url, tmp_path):

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from ..link import PORT_APPEAR_S
+
 
 EXIT_PASS, EXIT_DEVIATION, EXIT_ERROR = 0, 1, 2
 
@@ -32,6 +34,7 @@ def conform_command(
     boot_wait: float = typer.Option(0.0, "--boot-wait", help="seconds to listen for a boot banner after opening the port (reset the board meanwhile)"),
     with_dut: bool = typer.Option(False, "--with-dut", help="IO managers: a powered DUT with the reference firmware is wired behind the board"),
     dut_baud: int = typer.Option(9600, "--dut-baud", help="ioman-h573 with --with-dut: the DUT's baud (setbaud)"),
+    port_wait: float = typer.Option(PORT_APPEAR_S, "--port-wait", min=0.0, help="seconds to wait for a port path that does not exist yet (0: fail at once)"),
     timeout: float = typer.Option(5.0, "--timeout", help="longest silence between two lines of an answer (s)"),
     inference_timeout: float = typer.Option(10.0, "--inference-timeout", help="longest one inference may take (s)"),
     list_cases: bool = typer.Option(False, "--list", help="list the profile's cases and exit"),
@@ -64,7 +67,7 @@ def conform_command(
         opts = ConformOptions(
             port=port, profile=prof.name, baud=baud, only=_split(only), include_risky=include_risky, model=model,
             data=data, boot_wait=boot_wait, with_dut=with_dut, dut_baud=dut_baud, timeout=timeout,
-            inference_timeout=inference_timeout, on_result=_progress,
+            inference_timeout=inference_timeout, on_result=_progress, port_wait_s=port_wait,
         )
         rep = run_conformance(opts)
     except RunnerError as exc:
