@@ -125,6 +125,9 @@ def test_dut_ad01_found_at_921600_baud(models_dir, shared):
         bench.twin.close()
     assert_all_pass(rep)
     assert rep.baud == 921600 and rep.model == "ad01"
+    # a quick look at 115200 first (AUTO_BAUD_WAIT_S), not the whole --timeout (5 s) of silence
+    first, second = [ex for ex in rep.preamble if ex.kind == "sync"][:2]
+    assert first.ended == "silence" and second.t_sent - first.t_sent < 2.0
     for case_id in ("db_load_window_ad01", "infer_ad01_counts_floats", "infer_runner_window"):
         assert rep.result(case_id).status == PASS
 

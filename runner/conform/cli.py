@@ -24,7 +24,7 @@ def _split(values: list[str] | None) -> list[str] | None:
 
 def conform_command(
     port: Optional[str] = typer.Option(None, "--port", "-p", help="serial device (/dev/ttyACM0, COM3) or pyserial URL (socket://, tinytwin://kws01?...)"),
-    baud: Optional[int] = typer.Option(None, "--baud", help="baud rate (default: the profile's: dut tries 115200 then 921600; dut-energy 9600; IO managers 115200)"),
+    baud: Optional[int] = typer.Option(None, "--baud", help="baud rate (default: the profile's: dut tries 115200 then 921600, a quick look at each then the full --timeout, as tinytwin run does; dut-energy 9600; IO managers 115200)"),
     profile: str = typer.Option("dut", "--profile", help=PROFILE_HELP),
     only: Optional[list[str]] = typer.Option(None, "--only", help="run only these cases (ids, comma separated; repeatable)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for report.json and transcript.md (default: none written)"),

@@ -106,10 +106,12 @@ class Driver:
             deadline=max(120.0, 10 * self.opts.timeout),
         )
 
-    def prep_shape(self, ready: int = 1) -> AnswerShape:
-        """A preparation or setup command's answer: up to its ending line(s)."""
+    def prep_shape(self, ready: int = 1, silence: float | None = None) -> AnswerShape:
+        """A preparation or setup command's answer: up to its ending line(s),
+        waiting at most ``silence`` s (default ``--timeout``) between lines."""
         return AnswerShape(
-            ready=ready, lines=None, quiet=0.0 if ready else self.opts.quiet, silence=self.opts.timeout,
+            ready=ready, lines=None, quiet=0.0 if ready else self.opts.quiet,
+            silence=self.opts.timeout if silence is None else silence,
             ready_lines=self.ready_lines, gap=self.gap, no_answer=0.05,
             deadline=max(120.0, 10 * self.opts.timeout),
         )
@@ -139,15 +141,18 @@ class Driver:
             self.partial = bool(data.rsplit(self.terminator, 1)[-1]) if self.terminator in data else (self.partial or bool(data))
 
     # -- the board's state ----------------------------------------------------------
-    def sync(self, wire: Wire) -> Exchange | None:
-        """End whatever partial command the board holds."""
-        ex = wire.exchange("sync", self.terminator, self.prep_shape(), note="end any partial command the board holds")
+    def sync(self, wire: Wire, silence: float | None = None) -> Exchange | None:
+        """End whatever partial command the board holds (its answer awaited
+        ``silence`` s, default ``--timeout``)."""
+        ex = wire.exchange("sync", self.terminator, self.prep_shape(silence=silence),
+                           note="end any partial command the board holds")
         self.partial = False
         return ex
 
-    def probe(self, wire: Wire) -> bool:
-        """Is a board speaking this protocol there (at this baud)?"""
-        ex = self.sync(wire)
+    def probe(self, wire: Wire, silence: float | None = None) -> bool:
+        """Is a board speaking this protocol there (at this baud)? Its answer is
+        awaited ``silence`` s (default ``--timeout``)."""
+        ex = self.sync(wire, silence)
         # a complete line (an echo of the "%" or line noise is not an answer)
         return ex is not None and any(line.endswith(b"\n") and line.strip() for _, line in ex.lines())
 
@@ -319,9 +324,9 @@ class ArduinoDriver(Driver):
 class H573Driver(Driver):
     """The MLCommons interface board (STM32H573I-DK)."""
 
-    def sync(self, wire: Wire) -> Exchange | None:
+    def sync(self, wire: Wire, silence: float | None = None) -> Exchange | None:
         # an empty line matches no command: the board answers m-ready
-        ex = wire.exchange("sync", b"%", self.prep_shape(), note="end any partial command the board holds")
+        ex = wire.exchange("sync", b"%", self.prep_shape(silence=silence), note="end any partial command the board holds")
         self.partial = False
         return ex
 
@@ -348,22 +353,24 @@ class Lpm01aDriver(Driver):
         sh.ready = 0
         return sh
 
-    def prep_shape(self, ready: int = 1) -> AnswerShape:
-        return AnswerShape(ready=0, lines=ready, quiet=0.05, silence=self.opts.timeout, no_answer=0.3,
+    def prep_shape(self, ready: int = 1, silence: float | None = None) -> AnswerShape:
+        return AnswerShape(ready=0, lines=ready, quiet=0.05, silence=self.opts.timeout if silence is None else silence,
+                           no_answer=0.3,
                            ready_lines=frozenset(), deadline=max(30.0, 3 * self.opts.timeout))
 
     def setup_ready(self, data: bytes) -> int:
         return data.count(b"\n")
 
-    def sync(self, wire: Wire) -> Exchange | None:
+    def sync(self, wire: Wire, silence: float | None = None) -> Exchange | None:
         # a line end on its own is an empty line: ignored
-        ex = wire.exchange("sync", b"\r\n", self.prep_shape(0), note="end any partial command line")
+        ex = wire.exchange("sync", b"\r\n", self.prep_shape(0, silence), note="end any partial command line")
         self.partial = False
         return ex
 
-    def probe(self, wire: Wire) -> bool:
-        self.sync(wire)
-        ex = wire.exchange("identify", b"powershield\r\n", self.prep_shape(), note="is a PowerShield there")
+    def probe(self, wire: Wire, silence: float | None = None) -> bool:
+        self.sync(wire, silence)
+        ex = wire.exchange("identify", b"powershield\r\n", self.prep_shape(silence=silence),
+                           note="is a PowerShield there")
         lines = ex.text_lines()
         if any(x.startswith("PowerShield > ") for x in lines):
             self.identity["powershield"] = lines[0]

@@ -31,7 +31,7 @@ from typing import Any, Callable
 from firmware_api_spec import Case, MissingData
 
 from ..errors import DeviceError
-from ..link import PORT_APPEAR_S
+from ..link import AUTO_BAUD_WAIT_S, PORT_APPEAR_S
 from .profiles import Driver, Profile, make_driver, profile_named
 from .timing import TIMING_CHECKS, TimingVerdict
 from .wire import AnswerShape, Exchange, Wire
@@ -163,8 +163,15 @@ class Conformance:
         """Open the port, catch a boot banner, find the baud, identify the board."""
         opener = self.opts.opener or functools.partial(_default_opener, wait_s=self.opts.port_wait_s)
         bauds = (self.opts.baud,) if self.opts.baud else self.profile.bauds
+        # as the runner guesses a baud: a quick look at each candidate (a running
+        # board answers within milliseconds), then the full --timeout at each (one
+        # still booting answers late)
+        plan: list[tuple[int, float | None]] = [(bauds[0], None)]
+        if len(bauds) > 1:
+            quick = min(self.opts.timeout, AUTO_BAUD_WAIT_S)
+            plan = [(b, quick) for b in bauds] + [(b, None) for b in bauds]
         log: list[Exchange] = []
-        for i, baud in enumerate(bauds):
+        for i, (baud, silence) in enumerate(plan):
             if self.wire is None:
                 self.wire = Wire(opener(self.opts.port, baud), log)
                 if self.opts.on_open is not None:
@@ -173,13 +180,13 @@ class Conformance:
                     self.boot_baud = baud
                     self.wire.listen("boot", self._boot_shape(), first_byte_wait=self.opts.boot_wait,
                                      note="what the board prints after a reset")
-            else:
+            elif baud != self.baud:
                 self.wire.ser.baudrate = baud
                 self.wire.discard_input()
             self.baud = baud
-            if self.driver.probe(self.wire):
+            if self.driver.probe(self.wire, silence):
                 break
-            if i == len(bauds) - 1:
+            if i == len(plan) - 1:
                 self.close()
                 raise DeviceError(
                     f"nothing answers on {self.opts.port} at {' or '.join(str(b) for b in bauds)} baud "
