@@ -1,5 +1,6 @@
 """PtyPort's view of its host end: whether a host has the slave open (asked
-before every write) and the baud the host set (asked at every transfer)."""
+before a write, at most once per turn of the twin's loop) and the baud the
+host set (asked at every transfer)."""
 from __future__ import annotations
 
 import os
@@ -29,6 +30,42 @@ def test_host_connected_follows_each_open_and_close_of_the_slave():
         assert port.dropped == 3 * len(b"lost\r\n")
     finally:
         port.close()
+
+
+def test_on_a_twin_the_host_end_is_asked_for_once_per_turn():
+    """A device printing byte by byte (a UART at its baud) makes many writes in
+    one turn of the twin's loop; the OS is asked whether a host is there once
+    per turn, as the loop's own poll() is, and again in the next turn."""
+    from emulator.sim import Twin
+
+    class CountingPoll:
+        def __init__(self, poll):
+            self.inner, self.calls = poll, 0
+
+        def poll(self, timeout):
+            self.calls += 1
+            return self.inner.poll(timeout)
+
+    twin = Twin("fast")
+    port = PtyPort("t", initial_baud=115200)
+    twin.add_port(port)
+    counting = port._hup_poll = CountingPoll(port._hup_poll)
+    fd = os.open(port.device, os.O_RDWR | os.O_NOCTTY)
+    try:
+        for b in b"m-ready\r\n":
+            port.write_to_host(bytes([b]))
+        assert counting.calls == 1
+        assert _retry(lambda: os.read(fd, 100)) == b"m-ready\r\n"
+        os.close(fd)
+        fd = None
+        twin.turn += 1  # the next turn asks again: nobody there now
+        port.write_to_host(b"lost\r\n")
+        port.write_to_host(b"lost\r\n")
+        assert port.dropped == 2 * len(b"lost\r\n") and counting.calls == 3
+    finally:
+        if fd is not None:
+            os.close(fd)
+        twin.close()
 
 
 def test_baud_changes_by_the_host_are_seen_at_once():

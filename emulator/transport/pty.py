@@ -132,14 +132,19 @@ class PtyPort(HostPort):
     def host_connected(self) -> bool:
         twin = self.twin
         if twin is not None and self.open_turn == twin.turn:
-            return True  # the twin's poll saw it open a moment ago (this turn)
+            return True  # seen open a moment ago (this turn of the twin's loop)
         try:
             for _, ev in self._hup_poll.poll(0):
                 if ev & select.POLLHUP:
                     return False
-            return True
         except (OSError, ValueError):
             return False
+        if twin is not None:
+            # asked once per turn, as the loop's own poll is: a device that
+            # prints byte by byte (a UART at its baud) does not ask again for
+            # each byte of the turn
+            self.open_turn = twin.turn
+        return True
 
     def host_baud(self) -> int | None:
         """The baud rate the host set: as of its last announced change (the
