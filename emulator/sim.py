@@ -339,6 +339,10 @@ class Twin:
         #: bumped each time the run loop looks at the host ports (a port may
         #: keep what it asked the OS for during one turn)
         self.turn = 0
+        #: while :meth:`_advance` runs, consecutive output to one port is held
+        #: and written together (see :meth:`HostPort.emit`): the port holding it
+        self.holding = False
+        self.held: HostPort | None = None
         self._ports_changed = 0  # bumped whenever a port is added or removed
         self._busy = 0
         self._calls: deque[Callable[[], None]] = deque()
@@ -678,6 +682,7 @@ class Twin:
         pacer = self.pacer
         if not self.env._queue:
             return
+        self.holding = True
         try:
             if pacer.unbounded:
                 env = self.env
@@ -694,6 +699,11 @@ class Twin:
             self.errors.append(exc)
             self.log(f"internal error in the simulation: {exc!r}")
             traceback.print_exc()
+        finally:
+            self.holding = False
+            held, self.held = self.held, None
+            if held is not None:
+                held.emit_held()
 
     def start(self) -> "Twin":
         """Run the loop in a daemon thread."""

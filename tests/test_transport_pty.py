@@ -170,3 +170,36 @@ def test_a_host_that_clears_the_flag_is_asked_at_every_transfer(hosted):
     set_tty_baud(fd, 921600)  # no announcement any more
     assert _sent(port, fd, b"%") == b"%"
     assert port.host_baud() == 921600
+
+
+def test_a_turn_writes_consecutive_output_to_a_port_at_once_in_the_simulations_order():
+    """While the loop advances the simulation, a device printing byte by byte
+    costs one write per run of output to the same port, not one per byte; the
+    writes to two ports keep the order in which the devices printed, and
+    each host reads exactly what was printed."""
+    from emulator.sim import Twin
+
+    twin = Twin("fast")
+    a, b = PtyPort("a", initial_baud=115200), PtyPort("b", initial_baud=115200)
+    writes = []
+    for port in (a, b):
+        twin.add_port(port)
+        send = port._send
+        port._send = lambda data, port=port, send=send: (writes.append((port.name, bytes(data))), send(data))[1]
+    fds = [os.open(p.device, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK) for p in (a, b)]
+    try:
+        t = 0
+        for port, text in ((a, b"m-ready\r\n"), (b, b"event 1 ris\r\n"), (a, b"m-infer-done\r\n")):
+            for byte in text:
+                t += 1000
+                twin.schedule(t, lambda port=port, byte=byte: port.write_to_host(bytes([byte])))
+        twin.pump()  # one turn of the loop: every event is due at once in fast mode
+        assert writes == [("a", b"m-ready\r\n"), ("b", b"event 1 ris\r\n"), ("a", b"m-infer-done\r\n")]
+        assert _retry(lambda: os.read(fds[0], 100)) == b"m-ready\r\nm-infer-done\r\n"
+        assert _retry(lambda: os.read(fds[1], 100)) == b"event 1 ris\r\n"
+        a.write_to_host(b"x")  # outside a turn: written at once
+        assert writes[-1] == ("a", b"x")
+    finally:
+        for fd in fds:
+            os.close(fd)
+        twin.close()

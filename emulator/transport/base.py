@@ -158,8 +158,23 @@ class HostPort:
         self.emit(data)
 
     def emit(self, data: bytes) -> None:
-        """Queue bytes for the host, past the hook."""
+        """Queue bytes for the host, past the hook. While the twin's loop
+        advances the simulation, consecutive output to the same port is
+        written together: when another port's output comes, or at the end of
+        the turn (:meth:`Twin._advance`). A UART delivers a byte at a time, and
+        a USB serial bridge, too, hands the host its bytes in packets; the
+        ports' writes keep the order of the simulation. Elsewhere (the express
+        lane, a twin without a loop) output is written at once."""
         if not data or self.closed:
+            return
+        twin = self.twin
+        if twin is not None and twin.holding:
+            held = twin.held
+            if held is not self:
+                if held is not None:
+                    held.emit_held()
+                twin.held = self
+            self._out += data
             return
         if not self._out:  # the usual case: the fd takes it all at once
             try:
@@ -173,6 +188,13 @@ class HostPort:
                 return
             data = data[n:]
         self._out += data
+        self.flush()
+        if len(self._out) > self.max_pending:
+            del self._out[: len(self._out) - self.max_pending]
+
+    def emit_held(self) -> None:
+        """Write what :meth:`emit` held (what the fd does not take now waits
+        for it to be writable, as any output)."""
         self.flush()
         if len(self._out) > self.max_pending:
             del self._out[: len(self._out) - self.max_pending]
