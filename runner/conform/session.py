@@ -31,7 +31,7 @@ from typing import Any, Callable
 from firmware_api_spec import Case, MissingData
 
 from ..errors import DeviceError
-from ..link import AUTO_BAUD_WAIT_S, PORT_APPEAR_S
+from ..link import AUTO_BAUD_WAIT_S, PORT_APPEAR_S, open_serial
 from .profiles import Driver, Profile, make_driver, profile_named
 from .timing import TIMING_CHECKS, TimingVerdict
 from .wire import AnswerShape, Exchange, Wire
@@ -132,12 +132,6 @@ class ConformReport:
         raise KeyError(case_id)
 
 
-def _default_opener(port: str, baud: int, wait_s: float):
-    from ..link import open_serial
-
-    return open_serial(port, baud, wait_s=wait_s)
-
-
 def _data_dir(opts: ConformOptions) -> Path | None:
     if opts.data is not None:
         return Path(opts.data)
@@ -161,7 +155,7 @@ class Conformance:
     # -- port ----------------------------------------------------------------------
     def open(self) -> list[Exchange]:
         """Open the port, catch a boot banner, find the baud, identify the board."""
-        opener = self.opts.opener or functools.partial(_default_opener, wait_s=self.opts.port_wait_s)
+        opener = self.opts.opener or functools.partial(open_serial, wait_s=self.opts.port_wait_s)
         bauds = (self.opts.baud,) if self.opts.baud else self.profile.bauds
         # as the runner guesses a baud: a quick look at each candidate (a running
         # board answers within milliseconds), then the full --timeout at each (one
