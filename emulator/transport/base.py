@@ -188,13 +188,12 @@ class HostPort:
                 return
             data = data[n:]
         self._out += data
-        self.flush()
-        if len(self._out) > self.max_pending:
-            del self._out[: len(self._out) - self.max_pending]
+        self.emit_held()
 
     def emit_held(self) -> None:
-        """Write what :meth:`emit` held (what the fd does not take now waits
-        for it to be writable, as any output)."""
+        """Write what is queued, as :meth:`emit` held it (what the fd does not
+        take now waits for it to be writable; beyond :attr:`max_pending`, the
+        oldest is lost)."""
         self.flush()
         if len(self._out) > self.max_pending:
             del self._out[: len(self._out) - self.max_pending]
