@@ -132,12 +132,14 @@ def test_a_hung_dut_stops_the_run_with_the_fix_and_keeps_what_was_done(dut_bench
 
 
 def test_an_unplugged_port_that_comes_back_is_reopened(dut_bench, kws_dataset, tmp_path):
-    b = dut_bench()
-    tap = b.control.plugs["dut"].tap
+    # the twin pulls the cable at the 45th command itself (a thread watching
+    # the command count could come too late: a fast twin may have finished
+    # the run by then); the test plugs it in again half a second later
+    b = dut_bench("faults: [{do: unplug, port: dut, when: {after_command: 45}}]")
+    plug = b.control.plugs["dut"]
 
     def yank():
-        wait_for(lambda: tap.commands >= 45, timeout=30)
-        b.control.call("unplug", port="dut")
+        wait_for(lambda: not plug.plugged, timeout=30)
         time.sleep(0.5)
         b.control.call("replug", port="dut")
 
