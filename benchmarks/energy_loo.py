@@ -11,11 +11,12 @@ on three models' traces predicts the fourth's mean energy-window power.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import golden_folder  # noqa: E402
 
 from emulator.power.model import build_default_profile  # noqa: E402
 
@@ -27,19 +28,13 @@ MEANING = {
 }
 
 
-def _default_golden() -> Path:
-    env = os.environ.get("TINYTWIN_SHARED")
-    shared = Path(env) if env else Path(__file__).resolve().parents[2] / "shared"
-    return shared / "golden" / "l4r5zi-tflm-v0.5"
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--golden", type=Path, default=None)
     a = ap.parse_args(argv)
-    golden = a.golden or _default_golden()
+    golden = a.golden or golden_folder()
     if not (golden / "reference.csv").exists():
-        print(f"reference results not found in {golden} (set TINYTWIN_SHARED or pass --golden)")
+        print(f"reference results not found in {golden}: pass --golden DIR (the reference board's results)")
         return 1
     model, report = build_default_profile(golden)
     volts = sorted(set(model.provenance["supply_voltage"]["volts_by_log"].values()))

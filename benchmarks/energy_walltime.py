@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import re
 import statistics
 import sys
@@ -32,6 +31,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import golden_folder, models_folder, shared_folder  # noqa: E402
 
 SHORT = {"kws01": "kws", "vww01": "vww", "ic01": "ic", "ad01": "ad"}
 STAMP = re.compile(r"^(\d+\.\d+) session: m-session-(start|stop)-id")
@@ -70,7 +72,7 @@ def datasets(shared: Path, models_dir: Path, root: Path) -> Path:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shared", type=Path, default=Path(os.environ.get("TINYTWIN_SHARED", REPO.parent / "shared")))
+    ap.add_argument("--shared", type=Path, default=None, help="the ground-truth folder (default: $TINYTWIN_SHARED, else ../shared beside the checkout)")
     ap.add_argument("--models", default="kws01,vww01,ic01,ad01")
     ap.add_argument("--interface", default="arduino", choices=("arduino", "h573"))
     ap.add_argument("--auto", action="store_true", help="let the runner pick N (11 s windows) instead of the reference's N")
@@ -84,8 +86,9 @@ def main() -> int:
 
     volts = args.voltage if args.voltage is not None else DEFAULT_VOLTAGE_V
 
-    golden = args.shared / "golden" / "l4r5zi-tflm-v0.5"
-    models_dir = args.shared / "models"
+    args.shared = shared_folder(args.shared)
+    golden = golden_folder(args.shared)
+    models_dir = models_folder()
     ref = reference(golden)
     rows = []
     with tempfile.TemporaryDirectory(prefix="tinytwin-energy-bench-") as tmp:

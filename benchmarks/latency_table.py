@@ -11,19 +11,15 @@ fourth; (3) the fitted parameters.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import golden_folder, models_folder  # noqa: E402
 
 from emulator.cpu import calibrate as cal  # noqa: E402
 from emulator.cpu import cycles as C  # noqa: E402
-
-
-def _default_shared() -> Path:
-    env = os.environ.get("TINYTWIN_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared"
 
 
 def main(argv=None) -> int:
@@ -32,11 +28,10 @@ def main(argv=None) -> int:
     ap.add_argument("--models-dir", type=Path, default=None)
     ap.add_argument("--profile", type=Path, default=None)
     a = ap.parse_args(argv)
-    shared = _default_shared()
-    golden = a.golden or shared / "golden" / "l4r5zi-tflm-v0.5"
-    mdir = a.models_dir or shared / "models"
-    if not (golden / "reference.csv").exists() or not mdir.is_dir():
-        print(f"reference results not found under {shared} (set TINYTWIN_SHARED or pass --golden/--models-dir)")
+    golden = a.golden or golden_folder()
+    mdir = models_folder(a.models_dir)
+    if not (golden / "reference.csv").exists():
+        print(f"reference results not found in {golden}: pass --golden DIR (the reference board's results)")
         return 1
     prof = C.KernelProfile.load(a.profile) if a.profile else C.KernelProfile.load()
     ref = cal.read_reference_csv(golden / "reference.csv")

@@ -22,6 +22,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import golden_folder, models_folder, shared_folder  # noqa: E402
+
 MODELS = {"kws01": ("kws", 100), "vww01": ("vww", 100), "ic01": ("ic", 100), "ad01": ("ad", 1000)}
 
 
@@ -36,10 +40,11 @@ def tinytwin(*args: str) -> subprocess.CompletedProcess:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shared", type=Path, default=Path(os.environ.get("TINYTWIN_SHARED", REPO.parent / "shared")))
+    ap.add_argument("--shared", type=Path, default=None, help="the ground-truth folder (default: $TINYTWIN_SHARED, else ../shared beside the checkout)")
     args = ap.parse_args()
-    models_dir = args.shared / "models"
-    golden = args.shared / "golden" / "l4r5zi-tflm-v0.5"
+    args.shared = shared_folder(args.shared)
+    models_dir = models_folder()
+    golden = golden_folder(args.shared)
     work = Path(tempfile.mkdtemp(prefix="tinytwin-perf-"))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print("| model | N | twin wall s (fast) | median inf/s | board session s |")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -28,17 +27,22 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import models_folder, shared_folder  # noqa: E402
 
 BOARD_S = {"accuracy": 333.0, "performance": 93.0}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shared", type=Path, default=Path(os.environ.get("TINYTWIN_SHARED", REPO.parent / "shared")))
+    ap.add_argument("--shared", type=Path, default=None, help="the ground-truth folder, for the kws01 inputs (default: $TINYTWIN_SHARED, else ../shared beside the checkout)")
     ap.add_argument("--speed", default="fast")
     ap.add_argument("--modes", default="accuracy,performance")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    args.shared = shared_folder(args.shared)
+    models_dir = models_folder(names=("kws01",))
 
     from emulator.benches.dut import build_dut_bench
     from emulator.transport import PtyPort
@@ -46,7 +50,7 @@ def main() -> int:
 
     rows = []
     for mode in args.modes.split(","):
-        bench = build_dut_bench("kws01", models_dir=args.shared / "models", speed=args.speed)
+        bench = build_dut_bench("kws01", models_dir=models_dir, speed=args.speed)
         port = bench.bridge.attach(PtyPort("dut", initial_baud=bench.dut.uart.baud))
         bench.twin.start()
         try:

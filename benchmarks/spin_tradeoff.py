@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import machine  # noqa: E402
+from harness import machine, models_folder  # noqa: E402
 from suite_walltime import cli  # noqa: E402
 
 #: --compare: name -> statement run in the twin's process before `tinytwin dut`
@@ -83,14 +83,14 @@ def one_run(ds: Path, jobs: int, setting: str, models_dir: Path) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--compare", choices=sorted(SETTINGS), default="spin")
-    ap.add_argument("--models-dir", type=Path, default=Path(os.environ.get("TINYTWIN_SHARED", REPO.parent / "shared")) / "models")
+    ap.add_argument("--models-dir", type=Path, default=None, help="the official models (default: where every tinytwin command finds them)")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "tinytwin-spin")
     ap.add_argument("--files", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--jobs", default="1,2")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    models_dir = args.models_dir.resolve()
+    models_dir = models_folder(args.models_dir, names=("ad01",)).resolve()
     root = args.work.resolve() / f"ad01-{args.files}"
     if not (root / "ad01" / "y_labels.csv").exists():
         r = cli("dataset", "synth", "--model", "ad01", "--out", str(root), "--count", str(args.files),

@@ -51,7 +51,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import machine  # noqa: E402
+from harness import golden_folder, machine, models_folder, shared_folder  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("kws01", "vww01", "ic01", "ad01")
@@ -204,7 +204,7 @@ def same_results(a: Path, b: Path) -> bool:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shared", type=Path, default=Path(os.environ.get("TINYTWIN_SHARED", REPO.parent / "shared")))
+    ap.add_argument("--shared", type=Path, default=None, help="the ground-truth folder (default: $TINYTWIN_SHARED, else ../shared beside the checkout)")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "tinytwin-suite")
     ap.add_argument("--transports", default="pty,inproc")
     ap.add_argument("--jobs", default="1,2")
@@ -212,9 +212,9 @@ def main() -> int:
     ap.add_argument("--modes", default="accuracy,performance,energy")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    args.shared = args.shared.resolve()  # the kws01 set is linked into --work
-    models_dir = args.shared / "models"
-    golden = args.shared / "golden" / "l4r5zi-tflm-v0.5"
+    args.shared = shared_folder(args.shared).resolve()  # the kws01 set is linked into --work
+    models_dir = models_folder().resolve()
+    golden = golden_folder(args.shared)
     board = board_seconds(golden)
     ds = prepare(args.work, args.shared, models_dir)
     models = args.models.split(",")

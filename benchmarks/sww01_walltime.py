@@ -36,6 +36,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import models_folder, shared_folder  # noqa: E402
 
 SHORT = "short_wav_easy10s.wav"
 REPEATS = 120  # 120 x 10 s = 1200 s
@@ -123,14 +126,14 @@ def run(card: Path, dataset: Path, truth: str, out: Path, models_dir: Path) -> d
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shared", type=Path, default=Path(os.environ.get("TINYTWIN_SHARED", REPO.parent / "shared")))
+    ap.add_argument("--shared", type=Path, default=None, help="the ground-truth folder (default: $TINYTWIN_SHARED, else ../shared beside the checkout)")
     ap.add_argument("--skip-long", action="store_true", help="only the short test")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    shared = args.shared
-    models = shared / "models"
-    if not (shared / "sd_card" / SHORT).is_file() or not (models / "sww01.tflite").is_file():
-        print(f"needs {shared}/sd_card/{SHORT} and {models}/sww01.tflite (tinytwin models download)", file=sys.stderr)
+    shared = shared_folder(args.shared)
+    models = models_folder(names=("sww01",))
+    if not (shared / "sd_card" / SHORT).is_file():
+        print(f"needs {shared}/sd_card/{SHORT} (the project's ground-truth folder)", file=sys.stderr)
         return 2
     print(f"machine: {cpu_name()}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}")
     rows = []

@@ -15,7 +15,6 @@ counts are not).
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import sys
 import time
@@ -25,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import count_bytecodes, print_profile  # noqa: E402
+from harness import count_bytecodes, models_folder, print_profile  # noqa: E402
 
 CHUNK = b"db " + bytes(range(31)).hex().encode() + b"%"
 LOAD = b"db load 490%"
@@ -33,7 +32,7 @@ LOAD = b"db load 490%"
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models-dir", type=Path, default=Path(os.environ.get("TINYTWIN_SHARED", REPO.parent / "shared")) / "models")
+    ap.add_argument("--models-dir", type=Path, default=None, help="the official models (default: where every tinytwin command finds them)")
     ap.add_argument("-n", type=int, default=20000)
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
@@ -42,7 +41,7 @@ def main() -> int:
     from emulator.sim import _Loop
     from emulator.transport import SocketPort
 
-    bench = build_dut_bench("kws01", models_dir=args.models_dir, speed="fast")
+    bench = build_dut_bench("kws01", models_dir=models_folder(args.models_dir, names=("kws01",)), speed="fast")
     ours, theirs = socket.socketpair()
     port = SocketPort("bench", theirs)
     port.baud = 115200

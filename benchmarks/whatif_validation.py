@@ -33,21 +33,14 @@ import platform
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import models_folder  # noqa: E402
 
 from emulator.whatif import validate as V  # noqa: E402
 from emulator.whatif.boards import priors  # noqa: E402
 
 TOL = 25.0
-
-
-def _default_models_dir() -> Path | None:
-    env = os.environ.get("TINYTWIN_MODELS_DIR")
-    if env:
-        return Path(env)
-    shared = os.environ.get("TINYTWIN_SHARED")
-    base = Path(shared) if shared else Path(__file__).resolve().parents[2] / "shared"
-    return base / "models" if (base / "models").is_dir() else None
 
 
 def _pct(x) -> str:
@@ -68,11 +61,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="also write the markdown here")
     ap.add_argument("--csv", type=Path, default=None, help="write every held-out row as CSV")
     a = ap.parse_args(argv)
-    mdir = a.models_dir or _default_models_dir()
-    if mdir is None or not (mdir / "kws01.tflite").exists():
-        print("the official models were not found: pass --models-dir, set TINYTWIN_SHARED, or run "
-              "`tinytwin models download`", file=sys.stderr)
-        return 1
+    mdir = models_folder(a.models_dir)
     sizes = tuple(int(x) for x in a.sizes.split(","))
     subsets = [s.split("+") for s in a.subset] if a.subset else None
     systems = V.read_published(a.runs)

@@ -219,12 +219,12 @@ def fit(
 REF_MODEL_DIRS = {"kws01": "kws", "ic01": "ic", "vww01": "vww", "ad01": "ad"}
 
 
-def default_golden_dir() -> Path | None:
-    """The reference board's results in the ground-truth folder
-    (:func:`emulator.models.store.shared_dir`), if there is one."""
+def default_golden_dir(shared: str | Path | None = None) -> Path | None:
+    """The reference board's results in the ground-truth folder ``shared``
+    (default: :func:`emulator.models.store.shared_dir`), if they are there."""
     from ..models.store import shared_dir
 
-    base = shared_dir()
+    base = Path(shared) if shared is not None else shared_dir()
     p = base / "golden" / "l4r5zi-tflm-v0.5" if base is not None else None
     return p if p is not None and p.is_dir() else None
 
