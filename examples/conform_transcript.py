@@ -6,12 +6,14 @@ boot banner is part of it), as a lesson in the protocol.
     python examples/conform_transcript.py [--models-dir DIR] [--data DIR] [--out FILE]
 
 ``--data`` is the shared data folder (the cases that load the reference
-inputs); without it those cases are listed as skipped.
+inputs; default: the one every tinytwin command finds, ``$TINYTWIN_SHARED`` or
+``../shared`` beside the checkout); without one those cases are listed as
+skipped. The model is found as every command finds it (``--models-dir``,
+``$TINYTWIN_MODELS_DIR``, the download cache, the shared folder).
 """
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from emulator.benches.dut import build_dut_bench
@@ -24,12 +26,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models-dir", default=os.environ.get("TINYTWIN_MODELS_DIR"))
-    ap.add_argument("--data", default=os.environ.get("TINYTWIN_SHARED"))
+    ap.add_argument("--models-dir", default=None)
+    ap.add_argument("--data", default=None)
     ap.add_argument("--out", type=Path, default=REPO / "firmware_api_spec" / "transcripts" / "dut_performance.md")
     args = ap.parse_args()
-    models = args.models_dir or (Path(args.data) / "models" if args.data else None)
-    bench = build_dut_bench("kws01", models_dir=models, speed="realtime")
+    bench = build_dut_bench("kws01", models_dir=args.models_dir, speed="realtime")
     pty = bench.bridge.attach(PtyPort("dut", initial_baud=bench.dut.uart.baud))
     try:
         rep = run_conformance(ConformOptions(port=pty.device, profile="dut", boot_wait=2.0, data=args.data,

@@ -30,7 +30,7 @@ def conform_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for report.json and transcript.md (default: none written)"),
     include_risky: bool = typer.Option(False, "--include-risky", help="also run the cases that may hang the board or damage its state (reset it afterwards)"),
     model: Optional[str] = typer.Option(None, "--model", help="run this model's cases (default: the model the board names in profile%)"),
-    data: Optional[Path] = typer.Option(None, "--data", help="shared data folder for the cases that load reference inputs (default $TINYTWIN_SHARED)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="shared data folder for the cases that load reference inputs (default $TINYTWIN_SHARED, else ../shared beside a checkout)"),
     boot_wait: float = typer.Option(0.0, "--boot-wait", help="seconds to listen for a boot banner after opening the port (reset the board meanwhile)"),
     with_dut: bool = typer.Option(False, "--with-dut", help="IO managers: a powered DUT with the reference firmware is wired behind the board"),
     dut_baud: int = typer.Option(9600, "--dut-baud", help="ioman-h573 with --with-dut: the DUT's baud (setbaud)"),

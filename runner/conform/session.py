@@ -21,7 +21,6 @@ session, as a runner would.
 from __future__ import annotations
 
 import functools
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from firmware_api_spec import Case, MissingData
+
+from emulator.models import store
 
 from ..errors import DeviceError
 from ..link import AUTO_BAUD_WAIT_S, PORT_APPEAR_S, open_serial
@@ -49,7 +50,7 @@ class ConformOptions:
     include_risky: bool = False
     #: the model whose cases to run (default: what the board's profile% says)
     model: str | None = None
-    #: the shared data folder (db_file cases); default $TINYTWIN_SHARED
+    #: the shared data folder (db_file cases); default $TINYTWIN_SHARED, else ../shared beside a checkout
     data: Path | None = None
     #: seconds to wait for a boot banner after opening the port (0: do not look)
     boot_wait: float = 0.0
@@ -133,10 +134,11 @@ class ConformReport:
 
 
 def _data_dir(opts: ConformOptions) -> Path | None:
+    """``--data``, else the ground-truth folder every command finds
+    (:func:`emulator.models.store.shared_dir`)."""
     if opts.data is not None:
         return Path(opts.data)
-    env = os.environ.get("TINYTWIN_SHARED")
-    return Path(env) if env else None
+    return store.shared_dir()
 
 
 class Conformance:
@@ -273,7 +275,7 @@ class Conformance:
         try:
             case.setup_steps(_data_dir(self.opts), self.driver.model)
         except MissingData as exc:
-            return SKIPPED, f"{exc}; give the shared data folder with --data (or $TINYTWIN_SHARED)"
+            return SKIPPED, f"{exc}; give the shared data folder with --data (or set $TINYTWIN_SHARED)"
         return None
 
     def run_case(self, case: Case, boot: Exchange | None) -> CaseResult:
