@@ -228,6 +228,50 @@ def test_h573_stale_dut_output_is_relayed_by_the_next_passthrough(h5):
     )
 
 
+def test_h573_the_reference_banner_overflows_the_dut_queue_and_the_relay_stays_in_step(h5):
+    # the energy firmware's banner, unasked after power-on: 154 bytes into a
+    # 100-byte queue; the last 54 are lost, its m-ready among them
+    banner = (b"m-timestamp-mode-energy\r\n4 bytes lost due to alignment. To avoid this loss, please make "
+              b"sure the tensor_arena is 16 bytes aligned.\r\nm-init-done\r\nm-ready\r\n")
+    assert len(banner) == 154
+    assert h5.feed_dut(banner) == 54
+    cut = banner[25:100]
+    h5_answer = send(h5, b"dut name%")
+    h5.feed_dut(b"m-name-dut-[unspecified]\r\nm-ready\r\n")
+    text = host_text(h5_answer + drain(h5))
+    assert text == (
+        b"m-dut-passthrough(name)\r\nm-ready\r\n[dut]: m-timestamp-mode-energy\r\n"
+        b"[dut]: " + cut + b"m-name-dut-[unspecified]\r\n[dut]: m-ready\r\n"
+    )
+    # the next command's answer is its own
+    send(h5, b"dut name%")
+    h5.feed_dut(b"m-name-dut-[unspecified]\r\nm-ready\r\n")
+    assert host_text(drain(h5)) == b"[dut]: m-name-dut-[unspecified]\r\n[dut]: m-ready\r\n"
+
+
+def test_h573_an_argument_ends_at_a_nul(h5):
+    # Menu::HandleCommand hands the action &buffer[len + 1]: a C string
+    acts = send(h5, b"dut na\0me%")
+    assert host_text(acts) == b"m-dut-passthrough(na)\r\nm-ready\r\n"
+    assert dut_text(acts) == b"na%"
+    h5.feed_dut(b"m-ready\r\n")
+    drain(h5)
+    assert host_text(send(h5, b"setbaud 115200\0zz%")) == b"set baud to: 115200\nm-ready\r\n"
+    assert h5.flash_baud == 115200
+
+
+def test_h573_setbaud_below_977_hangs_at_every_boot(h5):
+    assert host_text(send(h5, b"setbaud 976%")) == b"set baud to: 976\nm-ready\r\n"
+    for _ in range(2):  # the restart, then a power cycle: the flash keeps the baud
+        h5.reset()
+        acts = h5.boot()
+        assert len(acts) == 1 and isinstance(acts[0], Hang) and "HAL_UART_Init" in acts[0].reason
+        assert send(h5, b"name%") == []
+    h5.flash_baud = 977  # rewritten with a programmer: the lowest baud USART3 can divide down to
+    h5.reset()
+    assert h5.boot() == [SetDutBaud(977)]
+
+
 def test_h573_line_matching_is_readuntil_crlf(h5):
     send(h5, b"dut x%")
     h5.feed_dut(b"a\rb\r\r\nm-ready\n\r\n")

@@ -12,8 +12,9 @@ prefix*, in this order: ``dut``, ``name``, ``ls``, ``play``, ``setbaud``,
 ``checkbaud``, ``record_detections``, ``print_detections``,
 ``print_dutycycle``. A line equal to a name runs it with no argument; a name
 followed by a space and at least one more character runs it with the rest as
-argument; a name followed by anything else (``names``, ``dut `` with nothing
-after the space) runs nothing and answers *nothing*. A line that matches no
+argument (a C string: it ends at the first NUL byte); a name followed by
+anything else (``names``, ``dut `` with nothing after the space) runs nothing
+and answers *nothing*. A line that matches no
 name (or an empty line) answers ``m-ready``. Answers::
 
     name               tinyML Enhanced Interface Board / m-ready
@@ -40,14 +41,22 @@ Without a name ``play`` reads 180 KiB of the board's flash at 0x08080000,
 which the twin takes as erased: not a WAV file.
 
 ``setbaud`` with a non-number makes ``std::stoi`` throw; the firmware has no
-handler, so the board stops (answers nothing) until power-cycled.
+handler, so the board stops (answers nothing) until power-cycled. ``setbaud``
+with 1 to 976 is stored and answered, but at the next boot USART3's divider
+(its 64.0007 MHz clock over the baud) is above 0xFFFF: ``HAL_UART_Init``
+fails, ``Error_Handler`` loops with interrupts off, and so at every boot until
+the configuration flash is rewritten with a programmer.
 
 DUT side: USART3 at the baud in flash (default 9600). Its receive queue (100
 entries) is always filled, also between commands, so whatever the DUT prints
 unasked (the boot banner after power-on) is still queued when the next
-``dut`` command reads the DUT's answer: that command then relays the stale
-lines up to the first ``m-ready`` and the real answer is relayed by the next
-``dut`` command. The passthrough reads lines ending in ``\\r\\n`` and waits as
+``dut`` command reads the DUT's answer, and is relayed first. The queue
+drops what comes while it is full: the energy firmware's 154-byte banner
+loses its last 54 bytes, its ``m-ready`` among them, so the next ``dut``
+command relays the banner's first line, then its cut second line joined to
+the first line of the command's own answer, then the rest of that answer
+(unasked output that fits in the queue with its ``m-ready`` would be relayed
+up to that ``m-ready``, and the command's own answer by the next one). The passthrough reads lines ending in ``\\r\\n`` and waits as
 long as it takes for a line equal to ``m-ready``: a DUT that never answers
 (powered off, wrong baud) leaves the board waiting for good.
 """
@@ -84,6 +93,16 @@ INT_MAX = 2**31 - 1
 #: FileX/SD and audio init). An estimate: no measurement of the board is
 #: published.
 BOOT_US = 100_000.0
+#: USART3's kernel clock (``RCC.USART3Freq_Value`` of benchmark-interface.ioc),
+#: and the range of its baud-rate divider (``UART_BRR_MIN``/``UART_BRR_MAX`` of
+#: the STM32H5 HAL, oversampling by 16, prescaler 1)
+USART3_CLOCK_HZ = 64_000_701
+BRR_MIN, BRR_MAX = 0x10, 0xFFFF
+
+
+def usart_divider(baud: int) -> int:
+    """``UART_DIV_SAMPLING16(pclk, baud, UART_PRESCALER_DIV1)``."""
+    return (USART3_CLOCK_HZ + baud // 2) // baud
 
 COMMANDS = (
     "dut",
@@ -185,7 +204,14 @@ class H573IoCore:
 
     # -- inputs ------------------------------------------------------------------------
     def boot(self) -> list[Action]:
-        """``MX_USART3_UART_Init`` with the flash baud; the firmware prints nothing."""
+        """``MX_USART3_UART_Init`` with the flash baud; the firmware prints
+        nothing. A baud whose divider is out of the UART's range (1 to 976)
+        fails ``HAL_UART_Init``, and ``Error_Handler`` loops for good."""
+        if not BRR_MIN <= usart_divider(self.dut_baud) <= BRR_MAX:
+            self.stopped = True
+            return [Hang(f"HAL_UART_Init failed for the flash baud {self.dut_baud} (USART3 divider "
+                         f"{usart_divider(self.dut_baud)} > 0xFFFF): Error_Handler at every boot until the "
+                         "configuration flash is rewritten")]
         return [SetDutBaud(self.dut_baud)]
 
     def feed_host(self, data: bytes) -> int:
@@ -270,7 +296,9 @@ class H573IoCore:
                 if n == len(cmd):
                     return self.run(name, b"")
                 if n > len(cmd) + 1 and buffer[len(cmd)] == ord(" "):
-                    return self.run(name, buffer[len(cmd) + 1 :])
+                    # action(&buffer[len + 1]) into a const std::string&: a C
+                    # string, which ends at the first NUL byte
+                    return self.run(name, buffer[len(cmd) + 1 :].split(b"\0", 1)[0])
                 return []
         return [ToHost(READY)]  # Default()
 
