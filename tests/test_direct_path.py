@@ -122,7 +122,7 @@ class Bench:
         seen = (self.port.log, self.taps) if host_view else ()
         return (
             self.twin.now, *seen, dut.commands, dut.overrun_lost, dut.state, dut.hung,
-            dut._held, dut._cpu_busy, bytes(core.cmd), bytes(core.buff), core.buff_pos, core.buff_size,
+            dut._rx.held, dut._rx.polling, dut._rx.changed_at, dut._rx.held_when_resumed, dut._cpu_busy, bytes(core.cmd), bytes(core.buff), core.buff_pos, core.buff_size,
             self.dut.timestamp_pin.edges, self.dut.uart._tx_free_at, self.bench.bridge.endpoint._tx_free_at,
         )
 

@@ -5,6 +5,7 @@ assertions are exact; the transports are tested separately.
 """
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -115,6 +116,31 @@ def test_bytes_sent_while_busy_overrun(kws_bench):
     host.out.clear()
     host.send("ame%")
     assert "m-name-dut-[unspecified]" in host.out.decode()
+
+
+def _one_write(models_dir, data: bytes, energy: bool, byte_by_byte: bool):
+    bench = build_dut_bench("kws01", models_dir=models_dir, speed="fast", energy_mode=energy)
+    host = Collector(bench)
+    if byte_by_byte:  # as at the board's pace (realtime): every byte its own delivery
+        host.ep.per_byte = bench.dut.uart.per_byte = True
+    bench.twin.run_until_idle()
+    host.out.clear()
+    host.send(data.decode())
+    return bytes(host.out), bench.dut.overrun_lost
+
+
+@pytest.mark.parametrize("energy", [False, True])
+@pytest.mark.parametrize("tail", [3, 40, 60])
+def test_a_tail_sent_with_a_command_overruns_as_it_does_byte_by_byte(models_dir, energy, tail):
+    # In fast mode the UART hands the DUT a segment at its last byte's
+    # arrival. The tail's bytes that came while the DUT answered 'name' met
+    # a busy CPU, as they do one at a time: the first is kept, the rest lost.
+    data = b"name%" + b"A" * tail + b"%"
+    out, lost = _one_write(models_dir, data, energy, byte_by_byte=False)
+    assert (out, lost) == _one_write(models_dir, data, energy, byte_by_byte=True)
+    assert b"m-name-dut-[unspecified]" in out
+    if tail == 60:  # longer than the answer: the tail's end is read, after the first A
+        assert lost > 0 and re.search(rb"e-\[Unknown command: (A+)\]", out).group(1) == b"A" * (tail - lost)
 
 
 def test_power_off_silences_and_power_on_boots_with_fresh_state(kws_bench):

@@ -186,6 +186,37 @@ def test_profile_files_say_what_is_wrong(tmp_path):
     assert Sww01Timing.from_dict(t.to_dict()).frame_us == t.frame_us
 
 
+def test_a_command_that_straddles_a_frames_start_overruns_as_it_does_byte_by_byte(engine, card):
+    # the DUT's UART gets a command in one segment, at its last byte's arrival;
+    # 'n' and 'a' came while the main loop polled, 'm' after it stopped (kept
+    # in the receive register), 'e' and '%' overran: as byte by byte
+    def streaming() -> Bench:
+        b = Bench(engine, card)
+        b.cmd("dut start%")
+        b.host.send(b"play short_wav_easy10s.wav%")
+        b.twin.run_until_idle(limit_ns=b.twin.now + 200 * MS)
+        return b
+
+    b = streaming()
+    rx = b.dut._rx  # the UART's receive register
+    while not rx.polling:  # the main loop polls again
+        b.twin.env.step()
+    while rx.polling:  # until it stops (the next frame's interrupt)
+        b.twin.env.step()
+    start = rx.changed_at
+
+    def run(byte_by_byte: bool):
+        b = streaming()
+        if byte_by_byte:
+            b.io.dut_uart.per_byte = b.dut.uart.per_byte = True
+        # its first stop bit 163 µs before the interrupt, its third 10.6 µs after
+        b.twin.schedule(start - 250 * US - b.twin.now, lambda: b.io.dut_uart.send(b"name%"))
+        b.twin.run_until_idle(limit_ns=start + 30 * MS)
+        return b.dut.overrun_lost, bytes(b.dut.core._cmd)  # (the firmware's g_cmd_buf so far)
+
+    assert run(False) == run(True) == (2, b"nam")
+
+
 def test_bytes_sent_while_a_frame_is_processed_overrun(engine, card):
     b = Bench(engine, card)
     b.cmd("dut start%")

@@ -36,7 +36,7 @@ import simpy
 
 from ..hw.gpio import Pin
 from ..sim import US, Twin
-from ..hw.uart import SerialEndpoint
+from ..hw.uart import RxRegister, SerialEndpoint
 from ..core import Hang
 from .core import MSG_READY, Action, DutCore, DutState, Infer, LoadTensor, Print, Results, Timestamp, check_variant
 from .timing import DutTiming
@@ -89,12 +89,12 @@ class Dut:
         self.state_listeners: list[Callable[[DutState, int], None]] = []
         self.powered = False
         self.hung = False
-        self.overrun_lost = 0
         self.commands = 0
         self._reset_at = 0
         self._core: DutCore | None = None
         self._cpu_busy = False  # the CPU is not reading its UART
-        self._held: int | None = None  # the receive register during busy time
+        #: the UART's receive register (what comes while the CPU is busy)
+        self._rx = RxRegister(self.uart)
         self._pending: list[list[Action]] = []
         self._proc: simpy.Process | None = None
         self._epoch = 0  # incremented at every power change; stale processes stop
@@ -129,7 +129,7 @@ class Dut:
         self._epoch += 1
         self._reset_at = self.twin.now
         self._core = DutCore(self.profile, energy_mode=self.energy_mode, variant=self.variant)
-        self._held = None
+        self._rx.clear(polling=False)
         self._pending.clear()
         self.timestamp_pin.set(1)
         self._cpu_busy = True
@@ -161,22 +161,24 @@ class Dut:
         self._epoch += 1  # a command being carried out stops at its next step
         self.hung = True
         self._cpu_busy = True
-        self._held = None
+        self._rx.clear(polling=False)
         self._pending.clear()
         self._set_state(DutState.BUSY)
 
     # -- UART receive ---------------------------------------------------------------
+    @property
+    def overrun_lost(self) -> int:
+        """Bytes lost to overruns of the UART's receive register."""
+        return self._rx.lost
+
     def _on_rx(self, data: bytes) -> None:
         if not self.powered or self.hung:
             return
-        if self._cpu_busy:
-            # the CPU is not reading: the receive register keeps its first
-            # byte, the following ones overrun
-            if self._held is None:
-                self._held = data[0]
-                self.overrun_lost += len(data) - 1
-            else:
-                self.overrun_lost += len(data)
+        data = self._rx.receive(data)  # what the CPU reads of it (all, while it polls)
+        if self._cpu_busy or not data:
+            # busy: the receive register keeps the first byte that came, the
+            # rest overrun (busy begins with a command or a boot: nothing of
+            # this was read before it)
             return
         self._feed(data)
 
@@ -193,6 +195,7 @@ class Dut:
                 self._run_now()
                 return
             self._cpu_busy = True
+            self._rx.stop()
             self._proc = self.env.process(self._execute_pending(self._epoch))
 
     def _can_run_now(self) -> bool:
@@ -220,6 +223,7 @@ class Dut:
         epoch = self._epoch
         pending = self._pending
         self._cpu_busy = True
+        self._rx.stop()
         try:
             while pending:
                 script = pending.pop(0)
@@ -292,7 +296,9 @@ class Dut:
             self._after_command()
 
     def _after_command(self) -> None:
-        held, self._held = self._held, None
+        """The CPU reads its UART again: first what the receive register
+        kept while it was busy."""
+        held = self._rx.resume()
         if held is not None:
             self._feed(bytes([held]))
 

@@ -175,6 +175,7 @@ class DbExpress:
             t = done_ns
         env._now = t
         dut.state = _IDLE  # (BUSY and back, with nobody listening)
+        dut._rx.resume()  # Dut._after_command: the CPU reads its UART again (nothing was held)
 
         # inject_at: idle again, now, as a busy period's end does
         if t != now and twin._busy == 0:

@@ -31,6 +31,7 @@ to each with :meth:`~emulator.sim.Twin.jump`.
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Callable
 
@@ -331,6 +332,79 @@ class SerialEndpoint:
             self.tap("rx", data, self.twin.now)
         if self.receiver is not None:
             self.receiver(data)
+
+
+class RxRegister:
+    """A UART's one-byte receive register in front of a CPU that reads it only
+    while it polls (the reference firmwares' main loops): a byte that comes
+    while the CPU does something else stays in the register if that is
+    empty, the ones after it overrun and are lost, and the CPU reads the kept
+    one first when it polls again.
+
+    A :class:`SerialEndpoint` delivers a segment at its last byte's arrival,
+    its bytes having come back to back (start, 8 data bits, stop: the
+    sender's characters; :func:`char_ns` at this UART's baud).
+    :meth:`receive` sorts them by their own arrival against the last change of
+    the CPU's polling, so that a segment gives what its bytes give one at a
+    time at the board's pace (a segment that spans two changes is taken at the
+    later one)."""
+
+    __slots__ = ("uart", "polling", "changed_at", "held", "held_when_resumed", "lost")
+
+    def __init__(self, uart: "SerialEndpoint"):
+        self.uart = uart
+        #: bytes lost to overruns
+        self.lost = 0
+        self.clear(polling=False)
+
+    def clear(self, polling: bool) -> None:
+        """Empty, polling or not, from now (power on, a hang)."""
+        self.polling = polling
+        self.changed_at = self.uart.twin.env._now
+        self.held: int | None = None
+        self.held_when_resumed = False
+
+    def stop(self) -> None:
+        """The CPU stops polling, now (a command, an interrupt)."""
+        if self.polling:
+            self.polling = False
+            self.changed_at = self.uart.twin.env._now
+
+    def resume(self) -> int | None:
+        """The CPU polls again, now; returns the byte the register kept, which
+        it reads first."""
+        held, self.held = self.held, None
+        self.polling = True
+        self.changed_at = self.uart.twin.env._now
+        self.held_when_resumed = held is not None
+        return held
+
+    def receive(self, data: bytes) -> bytes:
+        """A segment that has just arrived: the bytes the CPU has read of it,
+        in order (polling now: all, but for those that came before it
+        resumed; not polling: those that came before it stopped). The others
+        are kept in the register or lost."""
+        n = len(data)
+        k = 0  # how many came before the last change
+        if n > 1:
+            c = char_ns(self.uart.baud)
+            first = self.uart.twin.env._now - (n - 1) * c
+            if self.changed_at > first:
+                k = min(n - 1, math.ceil((self.changed_at - first) / c))
+        if self.polling:
+            if not k:
+                return data
+            if self.held_when_resumed:  # the register was full: they all overran
+                self.lost += k
+                return data[k:]
+            self.lost += k - 1  # the first was kept, and read when the CPU resumed
+            return data[:1] + data[k:]
+        if self.held is None:
+            self.held = data[k]
+            self.lost += n - k - 1
+        else:
+            self.lost += n - k
+        return data[:k]
 
 
 class _Delivery:

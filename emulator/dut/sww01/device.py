@@ -40,7 +40,7 @@ from typing import Callable
 from ...core import Hang
 from ...hw.gpio import Pin
 from ...hw.i2s import I2sLink, SaiReceiver
-from ...hw.uart import SerialEndpoint
+from ...hw.uart import RxRegister, SerialEndpoint
 from ...sim import US, Twin
 from ..core import DutState
 from . import core as C
@@ -83,6 +83,8 @@ class Sww01Dut:
         # printf's per-byte HAL_UART_Transmit leaves the line idle between bytes
         self.uart = SerialEndpoint(twin, f"{name}.uart", rate, split_after=b"%", receiver=self._on_rx,
                                    bits_per_char=10 + self.timing.putchar_gap_us * rate / 1e6)
+        #: the UART's receive register (what comes while the main loop is not polling)
+        self._rx = RxRegister(self.uart)
         self.pins = {p: Pin(twin, f"{name}.{p.value}", level=1) for p in C.Pin}
         self.ww_pin = self.pins[C.Pin.WW_DETECTED]
         self.processing_pin = self.pins[C.Pin.PROCESSING]
@@ -96,15 +98,12 @@ class Sww01Dut:
         self.commands = 0
         self.frames = 0  # frames processed by the interrupt
         self.frames_dropped = 0  # transfers completing with no DMA armed in the firmware
-        self.overrun_lost = 0
         self._core: C.Sww01Core | None = None
         self._epoch = 0
         self._timer_start = 0
-        self._held: int | None = None
         self._irq: deque[bytes] = deque()
         self._main: deque | None = None  # the rest of the main-loop unit being executed
         self._cpu_running = False
-        self._polling = False  # the main loop waits in HAL_UART_Receive
         self._marks: list[int] = []
         if powered:
             self.power_on()
@@ -134,10 +133,9 @@ class Sww01Dut:
         self.hung = False
         self._epoch += 1
         self._core = C.Sww01Core(engine=self.engine, fixed=self.fixed, extractor=FeatureExtractor())
-        self._held = None
+        self._rx.clear(polling=False)
         self._irq.clear()
         self._main = None
-        self._polling = False
         self._cpu_running = True
         self.env.process(self._boot(self._epoch))
 
@@ -150,7 +148,7 @@ class Sww01Dut:
         self._irq.clear()
         self._main = None
         self._cpu_running = False
-        self._polling = False
+        self._rx.clear(polling=False)
         self.sai.disable()
         for pin in self.pins.values():
             pin.set(1)  # floating: the interface board's pull-ups
@@ -181,19 +179,21 @@ class Sww01Dut:
             self._idle()
 
     # -- inputs ----------------------------------------------------------------------------------
+    @property
+    def overrun_lost(self) -> int:
+        """Bytes lost to overruns of the UART's receive register."""
+        return self._rx.lost
+
     def _on_rx(self, data: bytes) -> None:
         if not self.powered or self.hung or not data:
             return
-        if not self._polling:
-            # the receive register keeps its first byte; the rest overrun
-            if self._held is None:
-                self._held = data[0]
-                self.overrun_lost += len(data) - 1
-            else:
-                self.overrun_lost += len(data)
-            return
-        self.core.feed(data)
-        self._wake()
+        # what the main loop's poll read of it: all while it polls; else what
+        # came before it stopped, the register keeping the next byte and the
+        # rest overrunning
+        data = self._rx.receive(data)
+        if data:
+            self.core.feed(data)
+            self._wake()
 
     def _on_dma_complete(self, data: bytes) -> None:
         if not self.powered or self.hung:
@@ -204,15 +204,14 @@ class Sww01Dut:
     def _wake(self) -> None:
         if not self._cpu_running and self.powered and not self.hung:
             self._cpu_running = True
-            self._polling = False
+            self._rx.stop()
             self.env.process(self._cpu(self._epoch))
 
     def _idle(self) -> None:
         """Back in the main loop's UART poll: a byte held in the receive
         register is read first."""
-        self._polling = True
+        held = self._rx.resume()
         self._set_state(DutState.IDLE)
-        held, self._held = self._held, None
         if held is not None:
             self.core.feed(bytes([held]))
             self._wake()
