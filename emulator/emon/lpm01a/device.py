@@ -51,7 +51,8 @@ class Lpm01a:
     Not modelled: the static acquisition mode (``acqmode stat`` streams like
     ``dyn``), ``funcmode``, ``currthre`` events on D2/D3, overcurrent, the
     Tx-buffer load (``buff`` is always 00%: the host port buffers instead),
-    the duration of a calibration after ``volt``, ``autotest``.
+    the duration of a calibration after ``volt``, ``autotest`` and ``range``
+    (answered as unknown commands: no source fixes their answers).
     """
 
     def __init__(
