@@ -54,6 +54,8 @@ _PATTERN_RE = {
     "{value}": r"[0-9]{4}[-+][0-9]{2}",
 }
 _SPLIT = re.compile("(" + "|".join(re.escape(p) for p in PATTERNS) + ")")
+#: an empty line (at the start, or after a line end)
+_BLANK_LINE = re.compile(rb"(?:^|(?<=\n))\r?\n")
 
 
 def b(text: str) -> bytes:
@@ -311,6 +313,16 @@ class Spec:
         if m is None:
             return False
         return all(not name.startswith("u") or int(v) <= UINT32_MAX for name, v in m.groupdict().items())
+
+    def matches_but_for_blank_lines(self, lines: list[Any], output: bytes, model: str | None) -> bool:
+        """Whether ``output`` is ``lines`` but for empty lines, where the spec
+        leaves blank lines around answers open (``framing.blank_lines:
+        inferred``: a board may frame its answers with them, and runners skip
+        them)."""
+        if self.framing.get("blank_lines") != "inferred":
+            return False
+        want = [line for line in self.expand(lines, model) if line != ""]
+        return self.matches(want, _BLANK_LINE.sub(b"", output), model)
 
     def describe(self, lines: list[Any], model: str | None) -> list[str]:
         """The expected lines as a reader sees them (variables filled in)."""

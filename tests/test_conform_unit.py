@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import serial
 
+from firmware_api_spec import load_spec
 from runner.conform.report import prose_section, show_bytes, slug
-from runner.conform.wire import AnswerShape, Wire
+from runner.conform.session import DEVIATION, NA, PASS, CaseResult, Conformance, ConformOptions
+from runner.conform.wire import AnswerShape, Exchange, Wire
 
 
 def loop_wire() -> Wire:
@@ -128,3 +130,24 @@ def test_part_of_a_command_is_not_awaited_as_a_whole_silence():
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_an_lpm01a_answer_framed_by_blank_lines_is_allowed_not_a_runner_breaking_deviation():
+    # whether blank lines frame the PowerShield's answers is inferred (a 2019
+    # host driver reads exactly "\r\nPowerShield > ack htc\r\n\r\n"), and the
+    # runners skip blank lines: such a board breaks no runner
+    conf = Conformance(ConformOptions(port="unused", profile="lpm01a"))  # (opens nothing)
+    case = conf.spec.case("htc")
+
+    def classify(answer: bytes) -> CaseResult:
+        ex = Exchange("send", case.send, 0.0, chunks=[(0.001, answer)])
+        return conf._classify(case, ex, CaseResult(case, ""))
+
+    assert classify(b"PowerShield > ack htc\r\n").status == PASS
+    framed = classify(b"\r\nPowerShield > ack htc\r\n\r\n")
+    assert framed.status == NA and not framed.breaks_runner and "blank lines" in framed.reason
+    wrong = classify(b"\r\nPowerShield > error htc\r\n\r\n")
+    assert wrong.status == DEVIATION and wrong.breaks_runner
+    # the DUT's spec fixes its framing: there a blank line is a deviation
+    assert not load_spec().matches_but_for_blank_lines(["m-ready"], b"\r\nm-ready\r\n", None)
+    assert conf.spec.matches_but_for_blank_lines(["PowerShield > ack htc"], b"\r\nPowerShield > ack htc\r\n\r\n", None)
