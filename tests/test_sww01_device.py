@@ -19,7 +19,7 @@ from emulator.hw.sdcard import SdCard
 from emulator.hw.uart import SerialEndpoint, connect
 from emulator.ioman.device import H573IoManager
 from emulator.power.model import PowerModel
-from emulator.sim import MS, US, Twin
+from emulator.sim import MS, S, US, Twin
 from runner.sww_metrics import detection_stats, duty_cycle
 
 SHORT = "short_wav_easy10s.wav"
@@ -215,6 +215,26 @@ def test_a_command_that_straddles_a_frames_start_overruns_as_it_does_byte_by_byt
         return b.dut.overrun_lost, bytes(b.dut.core._cmd)  # (the firmware's g_cmd_buf so far)
 
     assert run(False) == run(True) == (2, b"nam")
+
+
+@pytest.mark.parametrize("command", [b"help%", b"db print%"])
+def test_a_long_print_while_streaming_loses_no_frame(engine, card, command):
+    # the main loop prints byte by byte; the DMA's interrupt preempts it
+    # between two bytes, so every frame is processed in time (help: 0.8 kB of
+    # lines; db print: one 6 kB line)
+    b = Bench(engine, card)
+    b.cmd("dut start%")
+    dut_out = bytearray()
+    b.io.dut_uart.receiver = lambda data: dut_out.extend(data)  # (what the DUT prints, before the board relays it)
+    b.host.send(b"play short_wav_easy10s.wav%")
+    b.twin.run_until_idle(limit_ns=b.twin.now + 1000 * MS)
+    rx = b.dut._rx
+    while not rx.polling:  # between two frames
+        b.twin.env.step()
+    b.io.dut_uart.send(command)
+    b.twin.run_until_idle(limit_ns=b.twin.now + 11 * S)
+    assert dut_out.endswith(b"m-ready\r\n") and len(dut_out) > 800
+    assert b.dut.frames == 312 and b.dut.sai.lost_pairs == 0
 
 
 def test_bytes_sent_while_a_frame_is_processed_overrun(engine, card):

@@ -187,6 +187,18 @@ class SaiReceiver:
         self.got.append(self.link.stream.read(n0, n))
         self.need -= n
 
+    def completion_at(self) -> int | None:
+        """When the open transfer completes (its DMA interrupt), in ns, if the
+        stream being played holds its pairs; ``None`` otherwise (nothing open,
+        no stream, or too few pairs: what arrives is collected when it stops)."""
+        link = self.link
+        if not self.armed or self.need <= 0 or link.stream is None or self.session != link.session:
+            return None
+        last = self.cursor + self.need - 1
+        if last < link.total() and link.running:
+            return link.pair_end(last)
+        return None
+
     def _schedule(self) -> None:
         """Plan the completion of the open transfer from the link's state."""
         self._gen += 1
@@ -194,14 +206,10 @@ class SaiReceiver:
             if self.armed:
                 self._complete(self._gen)
             return
-        link = self.link
-        if link.stream is None or self.session != link.session:
-            return  # waits for a stream
-        last = self.cursor + self.need - 1
-        if last < link.total() and link.running:
+        at = self.completion_at()
+        if at is not None:
             gen = self._gen
-            self.twin.schedule(max(0, link.pair_end(last) - self.twin.now), lambda: self._complete(gen))
-        # else: not enough pairs in this stream; what arrives is collected when it stops
+            self.twin.schedule(max(0, at - self.twin.now), lambda: self._complete(gen))
 
     def _complete(self, gen: int) -> None:
         if gen != self._gen or not self.armed:

@@ -11,8 +11,8 @@ decides, taking the time the board takes:
   kept, the rest are lost;
 * **SAI + DMA** (:class:`emulator.hw.i2s.SaiReceiver`) on the I2S wires from the
   interface board: a transfer of 512 stereo pairs (32 ms at 16 kHz) completes,
-  the DMA interrupt preempts the main loop (at its next action boundary: a
-  line being printed is finished first) and processes the frame: Processing
+  the DMA interrupt preempts the main loop (at its next action boundary; a
+  print between two of its bytes) and processes the frame: Processing
   (PE9) high, re-arm, feature extraction, quantisation, model, the detection
   pulse on WW_DETECTED (PB8), Processing low. Frames completing while one is
   processed wait (same interrupt priority); one processed in over 32 ms makes
@@ -33,6 +33,7 @@ Unpowered, its pins float and the interface board's pull-ups read them high.
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable
@@ -261,6 +262,20 @@ class Sww01Dut:
         self._set_state(DutState.BUSY if self._main else DutState.IDLE)
 
     # -- actions -----------------------------------------------------------------------------------
+    def _bytes_before_interrupt(self, n: int) -> int:
+        """Of a print of ``n`` bytes starting now, how many the main loop
+        hands to the UART before the open DMA transfer's interrupt (all if
+        none comes during it; at least one)."""
+        at = self.sai.completion_at()
+        if at is None:
+            return n
+        uart = self.uart
+        start = uart.tx_idle_at()
+        c = uart.char_time_ns
+        if start + n * c <= at:
+            return n
+        return min(n, max(1, math.ceil((at - start) / c)))
+
     def _delay_1us(self, epoch: int):
         """``th_delay_us(1)``: until TIM16 passes its value at the call."""
         start = self.tim16()
@@ -279,7 +294,19 @@ class Sww01Dut:
                 return
             prev = self.state
             self._set_state(DutState.TX)
-            yield self.uart.send(act.text)
+            text = act.text
+            while text:
+                # the main loop prints byte by byte and the DMA's interrupt
+                # preempts it between two bytes; an interrupt's own prints are
+                # not preempted (one priority)
+                k = len(text) if isr else self._bytes_before_interrupt(len(text))
+                yield self.uart.send(text[:k])
+                text = text[k:]
+                if not text or epoch != self._epoch or self.hung:
+                    break
+                while self._irq and epoch == self._epoch and not self.hung:
+                    yield from self._interrupt(epoch)
+                self._set_state(DutState.TX)
             if epoch == self._epoch:
                 self._set_state(prev)
         elif isinstance(act, C.SetPin):
