@@ -125,6 +125,28 @@ def anomaly_auc(file_scores: list[float], labels: list[int]) -> float | None:
     return float(roc_auc_score(np.asarray(labels), np.asarray(file_scores, dtype=float)))
 
 
+def anomaly_top1(file_scores: list[float], labels: list[int]) -> float:
+    """ad01's "Top-1" as mlcommons/tiny's runner computes it (``calculate_accuracy``
+    in benchmark/runner/main.py; the EnergyRunner's post-processing printed the
+    same figure): the best ``100 (precision + recall) / 2`` over 100 thresholds
+    from the lowest file score up to the highest, a file counting as anomalous
+    above the threshold. The quality metric of ad01 is its AUC."""
+    s = np.asarray(file_scores, dtype=float)
+    y = np.asarray(labels)
+    if s.size == 0:
+        raise ValueError("no scores")
+    best = 0.0
+    for threshold in s.min() + np.arange(0.0, 1.0, 0.01) * (s.max() - s.min()):
+        anomalous = s > threshold
+        tp = float(np.sum(anomalous[y == 1]))
+        fp = float(np.sum(anomalous[y == 0]))
+        fn = float(np.sum(~anomalous[y == 1]))
+        precision = tp / (tp + fp + 1e-8)
+        recall = tp / (tp + fn + 1e-8)
+        best = max(best, 100 * (precision + recall) / 2)
+    return best
+
+
 def file_score(window_scores: list[float]) -> float:
     """ad01: a file's anomaly score, the mean over its windows."""
     return float(np.mean(np.asarray(window_scores, dtype=float)))

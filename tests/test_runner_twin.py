@@ -266,7 +266,10 @@ def test_every_model_accuracy_with_generated_set(model, synth_sets, twin, tmp_pa
     acc = rec["accuracy"]
     if model == "ad01":
         assert rec["baud"] == 921600
-        assert checker_value(out, CHECKER_TOP1) is None
+        # a Top-1 line as mlcommons/tiny's runner and the EnergyRunner print one
+        # for ad01 (best mean of precision and recall over thresholds); the
+        # checker reads ad01's AUC
+        assert checker_value(out, CHECKER_TOP1) == "100.0"
         assert float(checker_value(out, CHECKER_AUC)) == pytest.approx(manifest["expected"]["auc"], abs=5e-4)
         assert manifest["expected"]["auc"] == 1.0
         assert len(acc["inferences"]) == 6 * 5  # 9 frames: 5 windows of 5 frames, stride 1

@@ -218,6 +218,15 @@ def test_anomaly_auc_per_file_mean():
     assert metrics.anomaly_auc([1.0, 2.0], [0, 0]) is None
 
 
+def test_anomaly_top1_as_the_mlcommons_runner_computes_it():
+    # the best 100 (precision + recall) / 2 over 100 thresholds from the lowest
+    # file score to the highest, anomalous above the threshold
+    assert metrics.anomaly_top1([1.0, 2.0, 3.0, 4.0], [0, 0, 1, 1]) == pytest.approx(100.0)
+    # reversed: best at the lowest threshold, 3 files above it of which 1 anomalous
+    assert metrics.anomaly_top1([4.0, 3.0, 2.0, 1.0], [0, 0, 1, 1]) == pytest.approx(100 * (1 / 3 + 1 / 2) / 2)
+    assert metrics.anomaly_top1([1.0, 2.0], [0, 0]) == 0.0
+
+
 # -- results.txt -------------------------------------------------------------------------------
 
 
