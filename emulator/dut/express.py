@@ -175,7 +175,11 @@ class DbExpress:
             t = done_ns
         env._now = t
         dut.state = _IDLE  # (BUSY and back, with nobody listening)
-        dut._rx.resume()  # Dut._after_command: the CPU reads its UART again (nothing was held)
+        # Dut._after_command's RxRegister.resume(): the CPU reads its UART again
+        # from now (it was polling before, and nothing came meanwhile)
+        rx = dut._rx
+        rx.changed_at = t
+        rx.held_when_resumed = False
 
         # inject_at: idle again, now, as a busy period's end does
         if t != now and twin._busy == 0:
