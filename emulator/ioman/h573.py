@@ -56,9 +56,10 @@ loses its last 54 bytes, its ``m-ready`` among them, so the next ``dut``
 command relays the banner's first line, then its cut second line joined to
 the first line of the command's own answer, then the rest of that answer
 (unasked output that fits in the queue with its ``m-ready`` would be relayed
-up to that ``m-ready``, and the command's own answer by the next one). The passthrough reads lines ending in ``\\r\\n`` and waits as
-long as it takes for a line equal to ``m-ready``: a DUT that never answers
-(powered off, wrong baud) leaves the board waiting for good.
+up to that ``m-ready``, and the command's own answer by the next one). The
+passthrough reads lines ending in ``\\r\\n`` and waits as long as it takes
+for a line equal to ``m-ready``: a DUT that never answers (powered off, wrong
+baud) leaves the board waiting for good.
 """
 from __future__ import annotations
 
