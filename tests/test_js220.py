@@ -191,3 +191,35 @@ def test_the_real_joulescope_package_on_the_twins_js220(joulescope, tmp_path):
     assert r["nan_after"] == 5000 and r["gpi_in_gap"] == 0 and r["rise_after_gap"]
     # unplugged: the joulescope package closes the device
     assert r["after_unplug"]
+
+
+def test_a_host_that_dies_with_the_device_open_does_not_lock_it():
+    # a process that exits without close() (killed, os._exit): the OS frees the
+    # USB interface, and the next process's open works
+    import socket
+
+    from emulator.emon.js220.device import Js220
+    from emulator.sim import Twin
+    from emulator.transport import SocketPort
+
+    twin = Twin("fast")
+    js = Js220(twin)
+
+    def host():
+        ours, theirs = socket.socketpair()
+        theirs.setblocking(False)
+        return js.attach(SocketPort("js220#host", ours)), theirs
+
+    def ask(port, sock, msg) -> dict:
+        twin.inject_at(port, json.dumps(msg).encode() + b"\n", twin.now)
+        twin.run_until_idle()
+        return json.loads(sock.recv(65536).splitlines()[-1])
+
+    first, first_sock = host()
+    assert ask(first, first_sock, {"op": "open", "id": 1})["rc"] == 0
+    second, second_sock = host()
+    assert ask(second, second_sock, {"op": "open", "id": 2})["rc"] == RC_IN_USE  # while the first holds it
+    twin.remove_port(first)  # the first host's process died: its link closed, as the twin's loop sees it
+    first_sock.close()
+    assert ask(second, second_sock, {"op": "open", "id": 3})["rc"] == 0
+    twin.close()

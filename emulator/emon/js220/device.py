@@ -139,6 +139,11 @@ class Js220:
     def _handle(self, port: HostPort, data: bytes) -> None:
         if not self.powered or port.closed:
             return
+        if self.session is not None and self.session is not port and self.session.closed:
+            # the host that had it open went away without closing it (its
+            # process died): the OS released the USB interface, and the next
+            # open connects afresh
+            self._session_lost()
         core = self.core
         if self.session is not None and self.session is not port and not self.session.closed and core.is_open:
             # another host holds the device open: this one only gets "in use"
