@@ -21,7 +21,7 @@ from emulator.benches.external import run_external
 from emulator.benches.inject import JOULESCOPE_DRIVER
 from emulator.benches.setups import BenchSetup
 from emulator.emon.js220.core import (RC_CLOSED, RC_IN_USE, RC_NOT_SUPPORTED, RC_SYNTAX_ERROR, VERSIONS, Closed,
-                                      Js220Core, Opened, Reply, SetStreaming)
+                                      Js220Core, Opened, QueryGpi, Reply, SetStreaming)
 from test_external import ECHO_TIMING, KWS01, EchoEngine
 
 
@@ -49,6 +49,9 @@ def test_core_open_stream_close():
                     {"op": "publish", "topic": "s/gpi/0/ctrl", "value": 1, "id": 5})
     streams = [a.topics for a in acts if isinstance(a, SetStreaming)]
     assert streams == [frozenset({"s/i/"}), frozenset({"s/i/", "s/gpi/0/"})]
+    # the GPI query: its return code, then the instrument publishes the levels
+    acts = run_core(core, {"op": "publish", "topic": "s/gpi/+/!req", "value": 0, "id": 7})
+    assert replies(acts)[0]["rc"] == 0 and isinstance(acts[-1], QueryGpi)
     acts = run_core(core, {"op": "close", "id": 6})
     assert SetStreaming(frozenset()) in acts and any(isinstance(a, Closed) for a in acts)
 
@@ -117,6 +120,7 @@ out["fw"] = d.info()["ctl"]["fw"]["ver"]
 for k, v in (("source", "raw"), ("sensor_power", "on"), ("sampling_frequency", 1000000), ("io_voltage", "3.3V"),
              ("trigger_source", "gpi0"), ("current_lsb", "gpi0")):
     d.parameter_set(k, v)
+out["gpi_idle"] = d.extio_status()["gpi_value"]["value"]  # the timestamp pin idles high: GPI0 = 1
 d.start()
 
 emon = Lpm01aClient(role["power"], timeout=3)
@@ -179,6 +183,7 @@ def test_the_real_joulescope_package_on_the_twins_js220(joulescope, tmp_path):
     assert r["usb"] == ["16D0:10BA"] and "16D0:10BA" in r["find_one"]
     assert r["scan"] == ["JS220-TWIN0001"] and r["open"] == "None" and r["same"]
     assert r["path"] == "u/js220/TWIN0001" and r["fw"] == "1.2.1"
+    assert r["gpi_idle"] == 1  # extio_status() queries s/gpi/+/!req
     # the same window through both instruments: the LPM01A between falling
     # edges, the JS220 between rising ones (each shifted by the timestamp
     # pulse, ECHO_TIMING's hold): same length, same energy
@@ -222,4 +227,26 @@ def test_a_host_that_dies_with_the_device_open_does_not_lock_it():
     twin.remove_port(first)  # the first host's process died: its link closed, as the twin's loop sees it
     first_sock.close()
     assert ask(second, second_sock, {"op": "open", "id": 3})["rc"] == 0
+    twin.close()
+
+
+def test_the_gpi_query_is_answered_after_its_return_code():
+    # joulescope's extio_status(): publish s/gpi/+/!req, wait for s/gpi/+/!value
+    import socket
+
+    from emulator.emon.js220.device import Js220
+    from emulator.sim import Twin
+    from emulator.transport import SocketPort
+
+    twin = Twin("fast")
+    js = Js220(twin)  # nothing wired to its GPI: it reads 0
+    ours, theirs = socket.socketpair()
+    port = js.attach(SocketPort("js220#host", ours))
+    for msg in ({"op": "open", "id": 1}, {"op": "publish", "topic": "s/gpi/+/!req", "value": 0, "id": 2}):
+        twin.inject_at(port, json.dumps(msg).encode() + b"\n", twin.now)
+        twin.run_until_idle()
+    lines = [json.loads(x) for x in theirs.recv(65536).splitlines()]
+    assert [(m["op"], m["topic"]) for m in lines] == [("rc", "@/!open"), ("rc", "s/gpi/+/!req"),
+                                                      ("publish", "s/gpi/+/!value")]
+    assert lines[-1]["value"] == 0
     twin.close()

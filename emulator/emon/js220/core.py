@@ -24,6 +24,11 @@ instrument to host::
                                           the return code (open: with the
                                           retained values ``c/fw/version``,
                                           ``c/hw/version``, ``s/fpga/version``)
+    {"op": "publish", "topic": "s/gpi/+/!value", "value": BITS}
+                                          the GPI levels now, the answer to a
+                                          publish of ``s/gpi/+/!req`` (what
+                                          ``joulescope``'s ``extio_status()``
+                                          asks for)
     {"op": "data", "k0": K0, "k1": K1, "i": [[s, A], ...], "v": [[s, V], ...],
      "gpi": [[s, bits], ...]}             the signals over sample ids K0..K1
                                           (2 Msps counts since power-up) as
@@ -99,7 +104,17 @@ class Closed:
     """The host closed the device."""
 
 
-Action = Reply | SetStreaming | Opened | Closed
+@dataclass(frozen=True)
+class QueryGpi:
+    """``s/gpi/+/!req``: publish the GPI levels now on ``s/gpi/+/!value``
+    (after the request's return code)."""
+
+
+#: the request for the GPI levels, and the topic of the answer
+GPI_REQUEST = "s/gpi/+/!req"
+GPI_VALUE = "s/gpi/+/!value"
+
+Action = Reply | SetStreaming | Opened | Closed | QueryGpi
 
 
 def encode(msg: dict) -> bytes:
@@ -181,10 +196,13 @@ class Js220Core:
                     (self.streams.add if on else self.streams.discard)(base)
                     if self.streams != before:
                         out.append(SetStreaming(frozenset(self.streams)))
-            return out + [Reply(encode({"op": "rc", "topic": topic, "rc": RC_OK, "id": rid}))]
+            out.append(Reply(encode({"op": "rc", "topic": topic, "rc": RC_OK, "id": rid})))
+            if topic == GPI_REQUEST:
+                out.append(QueryGpi())
+            return out
         self.errors += 1
         return [Reply(encode({"op": "rc", "topic": str(op), "rc": RC_NOT_SUPPORTED, "id": rid}))]
 
 
-__all__ = ["Action", "Closed", "Js220Core", "Opened", "Reply", "SAMPLE_ID_RATE", "STREAM_TOPICS", "SetStreaming",
-           "VERSIONS", "encode"]
+__all__ = ["Action", "Closed", "GPI_REQUEST", "GPI_VALUE", "Js220Core", "Opened", "QueryGpi", "Reply", "SAMPLE_ID_RATE",
+           "STREAM_TOPICS", "SetStreaming", "VERSIONS", "encode"]

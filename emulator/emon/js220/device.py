@@ -30,7 +30,7 @@ from typing import Callable
 from ...power.model import PowerModel
 from ...sim import MS, S, Twin
 from ...transport.base import HostPort
-from .core import SAMPLE_ID_RATE, Closed, Js220Core, Opened, Reply, SetStreaming, encode
+from .core import GPI_VALUE, SAMPLE_ID_RATE, Closed, Js220Core, Opened, QueryGpi, Reply, SetStreaming, encode
 
 #: ns of simulated time per sample id (2 Msps)
 NS_PER_ID = S / SAMPLE_ID_RATE
@@ -166,6 +166,8 @@ class Js220:
                     self.session = None
                 elif isinstance(a, SetStreaming):
                     self._set_streaming(bool(a.topics))
+                elif isinstance(a, QueryGpi):
+                    port.write_to_host(encode({"op": "publish", "topic": GPI_VALUE, "value": self._gpi[-1][1]}))
 
     def _set_streaming(self, on: bool) -> None:
         if on == self.streaming:

@@ -28,6 +28,8 @@ What it does, as the real driver (``pyjoulescope_driver`` 2.x on
   and power as float32 at the output rate (power = current x voltage on the
   host, as the real driver computes it at 1 Msps), the current range as
   uint8 and the GPI inputs as packed bits (little bit order) at 2 Msps;
+* a publish of ``s/gpi/+/!req`` is answered on ``{path}/s/gpi/+/!value``
+  with the GPI levels (bit 0: GPI0), as ``extio_status()`` expects;
 * a stretch of the stream the instrument did not deliver (lost USB frames)
   shows as a jump of ``sample_id``: ``joulescope``'s stream buffer fills it
   with NaN (and GPI with 0), as with the real driver.
@@ -223,6 +225,10 @@ class _Session:
                 self._data(int(msg["k0"]), int(msg["k1"]), msg["i"], msg["v"], msg["gpi"])
             except (KeyError, TypeError, ValueError, IndexError):
                 return
+        elif op == "publish":  # a value the instrument publishes (s/gpi/+/!value)
+            topic = msg.get("topic")
+            if isinstance(topic, str):
+                self.driver._publish_local(f"{self.path}/{topic}", msg.get("value"))
 
     def _publish_stream(self, base, sample_id, decimate, data):
         if base not in self.enabled:
