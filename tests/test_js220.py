@@ -167,6 +167,10 @@ out["rise_after_gap"] = bool(len(gap) and g2[gap[-1] + 1] == 1)
 ctl.call("unplug", port="js220")
 time.sleep(0.5)
 out["after_unplug"] = d.stream_buffer is None
+out["scan_unplugged"] = [str(x) for x in scan()]
+ctl.call("replug", port="js220")
+time.sleep(1.0)  # the driver looks for hotplug every 0.2 s
+out["scan_replugged"] = [str(x) for x in scan()]
 emon.stop(); emon.release(); emon.close(); io.close()
 json.dump(out, open(sys.argv[1], "w"))
 '''
@@ -194,8 +198,10 @@ def test_the_real_joulescope_package_on_the_twins_js220(joulescope, tmp_path):
     # 5 ms of lost frames: 5000 NaN samples, GPI read as 0 there (a rising
     # edge at the end of the gap that the DUT never made)
     assert r["nan_after"] == 5000 and r["gpi_in_gap"] == 0 and r["rise_after_gap"]
-    # unplugged: the joulescope package closes the device
-    assert r["after_unplug"]
+    # unplugged: the joulescope package closes the device and forgets it; plugged
+    # in again, it is told (@/!add) and scans it again
+    assert r["after_unplug"] and r["scan_unplugged"] == []
+    assert r["scan_replugged"] == ["JS220-TWIN0001"]
 
 
 def test_a_host_that_dies_with_the_device_open_does_not_lock_it():

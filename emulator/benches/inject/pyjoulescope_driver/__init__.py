@@ -16,7 +16,9 @@ What it does, as the real driver (``pyjoulescope_driver`` 2.x on
 
 * ``device_paths()`` lists ``u/js220/<serial>`` for each JS220 of the twin
   (read from the ``ports.json`` named by ``$TINYTWIN_EXTERNAL_PORTS``) whose
-  link exists; ``@/!remove`` is published when the twin goes away;
+  link exists; ``@/!remove`` is published when one goes away and ``@/!add``
+  when one comes (``tinytwin ctl unplug/replug``: hotplug, looked for every
+  ``HOTPLUG_S``);
 * ``open()`` returns ``None`` (the real ``Driver.open`` returns nothing; the
   mlcommons runner's ``devices[0].open()`` is therefore always ``None``);
 * ``h/fs`` (the output rate) is the driver's own, host-side topic; the
@@ -53,6 +55,8 @@ _PORTS_ENV = "TINYTWIN_EXTERNAL_PORTS"
 SAMPLE_ID_RATE = 2_000_000
 _TIME64_2018 = 1514764800  # 2018-01-01 UTC: time64's epoch
 _DEFAULT_TIMEOUT = 1.0
+#: how often the driver looks for JS220s plugged in or out (s)
+HOTPLUG_S = 0.2
 #: the real driver's stream fields: topic -> (field_id, index)
 _FIELDS = {
     "s/i/": (1, 0),
@@ -310,6 +314,21 @@ class Driver:
         self._sessions = {}
         self._log_level = "WARNING"
         self._finalized = False
+        # hotplug, as the real backend reports it: @/!add and @/!remove
+        self._present = set(self.device_paths())
+        self._hotplug = threading.Thread(target=self._watch, name="tinytwin-js220-hotplug", daemon=True)
+        self._hotplug.start()
+
+    def _watch(self):
+        while not self._finalized:
+            time.sleep(HOTPLUG_S)
+            now = set(self.device_paths())
+            for path in sorted(now - self._present):
+                self._publish_local("@/!add", path)
+            for path in sorted(self._present - now):
+                if path not in self._sessions:  # (an open one published its removal when its link closed)
+                    self._publish_local("@/!remove", path)
+            self._present = now
 
     # -- housekeeping -------------------------------------------------------------
     @property
