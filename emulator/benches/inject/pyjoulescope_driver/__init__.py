@@ -326,8 +326,7 @@ class Driver:
             for path in sorted(now - self._present):
                 self._publish_local("@/!add", path)
             for path in sorted(self._present - now):
-                if path not in self._sessions:  # (an open one published its removal when its link closed)
-                    self._publish_local("@/!remove", path)
+                self._publish_local("@/!remove", path)
             self._present = now
 
     # -- housekeeping -------------------------------------------------------------
@@ -381,6 +380,7 @@ class Driver:
 
     def _removed(self, path):
         self._sessions.pop(path, None)
+        self._present.discard(path)  # (said once: the hotplug watcher need not say it again)
         self._publish_local("@/!remove", path)
 
     def _split(self, topic):
