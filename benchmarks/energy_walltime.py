@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import golden_folder, models_folder, shared_folder  # noqa: E402
+from harness import SHARED_HELP, golden_folder, models_folder, shared_folder  # noqa: E402
 
 SHORT = {"kws01": "kws", "vww01": "vww", "ic01": "ic", "ad01": "ad"}
 STAMP = re.compile(r"^(\d+\.\d+) session: m-session-(start|stop)-id")
@@ -72,7 +72,7 @@ def datasets(shared: Path, models_dir: Path, root: Path) -> Path:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shared", type=Path, default=None, help="the ground-truth folder (default: $TINYTWIN_SHARED, else ../shared beside the checkout)")
+    ap.add_argument("--shared", type=Path, default=None, help=SHARED_HELP)
     ap.add_argument("--models", default="kws01,vww01,ic01,ad01")
     ap.add_argument("--interface", default="arduino", choices=("arduino", "h573"))
     ap.add_argument("--auto", action="store_true", help="let the runner pick N (11 s windows) instead of the reference's N")

@@ -18,6 +18,10 @@ if str(REPO) not in sys.path:
 from emulator.models import store  # noqa: E402
 from emulator.models.profiles import PROFILES  # noqa: E402
 
+#: what a script's ``--models-dir`` and ``--shared`` say
+MODELS_DIR_HELP = store.MODELS_DIR_HELP
+SHARED_HELP = f"the ground-truth folder (default: ${store.ENV_SHARED}, else ../shared beside the checkout)"
+
 #: the four models of the EEMBC firmware's I/O profiles (sww01 runs on a firmware of its own)
 FOUR = tuple(PROFILES)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import golden_folder, models_folder, shared_folder  # noqa: E402
+from harness import SHARED_HELP, golden_folder, models_folder, shared_folder  # noqa: E402
 
 MODELS = {"kws01": ("kws", 100), "vww01": ("vww", 100), "ic01": ("ic", 100), "ad01": ("ad", 1000)}
 
@@ -40,7 +40,7 @@ def tinytwin(*args: str) -> subprocess.CompletedProcess:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shared", type=Path, default=None, help="the ground-truth folder (default: $TINYTWIN_SHARED, else ../shared beside the checkout)")
+    ap.add_argument("--shared", type=Path, default=None, help=SHARED_HELP)
     args = ap.parse_args()
     args.shared = shared_folder(args.shared)
     models_dir = models_folder()

@@ -29,14 +29,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import models_folder, shared_folder  # noqa: E402
+from harness import SHARED_HELP, models_folder, shared_folder  # noqa: E402
 
 BOARD_S = {"accuracy": 333.0, "performance": 93.0}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shared", type=Path, default=None, help="the ground-truth folder, for the kws01 inputs (default: $TINYTWIN_SHARED, else ../shared beside the checkout)")
+    ap.add_argument("--shared", type=Path, default=None, help=SHARED_HELP)
     ap.add_argument("--speed", default="fast")
     ap.add_argument("--modes", default="accuracy,performance")
     ap.add_argument("--json", type=Path, default=None)

@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import machine, models_folder  # noqa: E402
+from harness import MODELS_DIR_HELP, machine, models_folder  # noqa: E402
 from suite_walltime import cli  # noqa: E402
 
 #: --compare: name -> statement run in the twin's process before `tinytwin dut`
@@ -83,7 +83,7 @@ def one_run(ds: Path, jobs: int, setting: str, models_dir: Path) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--compare", choices=sorted(SETTINGS), default="spin")
-    ap.add_argument("--models-dir", type=Path, default=None, help="the official models (default: where every tinytwin command finds them)")
+    ap.add_argument("--models-dir", type=Path, default=None, help=MODELS_DIR_HELP)
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "tinytwin-spin")
     ap.add_argument("--files", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)

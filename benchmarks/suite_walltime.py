@@ -51,7 +51,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import golden_folder, machine, models_folder, shared_folder  # noqa: E402
+from harness import SHARED_HELP, golden_folder, machine, models_folder, shared_folder  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("kws01", "vww01", "ic01", "ad01")
@@ -204,7 +204,7 @@ def same_results(a: Path, b: Path) -> bool:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shared", type=Path, default=None, help="the ground-truth folder (default: $TINYTWIN_SHARED, else ../shared beside the checkout)")
+    ap.add_argument("--shared", type=Path, default=None, help=SHARED_HELP)
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "tinytwin-suite")
     ap.add_argument("--transports", default="pty,inproc")
     ap.add_argument("--jobs", default="1,2")

@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import models_folder, shared_folder  # noqa: E402
+from harness import SHARED_HELP, models_folder, shared_folder  # noqa: E402
 
 SHORT = "short_wav_easy10s.wav"
 REPEATS = 120  # 120 x 10 s = 1200 s
@@ -126,7 +126,7 @@ def run(card: Path, dataset: Path, truth: str, out: Path, models_dir: Path) -> d
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shared", type=Path, default=None, help="the ground-truth folder (default: $TINYTWIN_SHARED, else ../shared beside the checkout)")
+    ap.add_argument("--shared", type=Path, default=None, help=SHARED_HELP)
     ap.add_argument("--skip-long", action="store_true", help="only the short test")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()

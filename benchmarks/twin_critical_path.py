@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import machine, models_folder  # noqa: E402
+from harness import MODELS_DIR_HELP, machine, models_folder  # noqa: E402
 
 CHUNK = b"db " + bytes(range(31)).hex().encode() + b"%"
 LOAD = b"db load 490%"
@@ -133,7 +133,7 @@ def measure(kind: str, models_dir: Path, n: int) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models-dir", type=Path, default=None, help="the official models (default: where every tinytwin command finds them)")
+    ap.add_argument("--models-dir", type=Path, default=None, help=MODELS_DIR_HELP)
     ap.add_argument("-n", type=int, default=20000)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
