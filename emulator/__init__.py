@@ -12,7 +12,8 @@ are checked by ``tests/test_layering.py``):
    ``emon.js220.core``, and every
    ``*.core`` a new firmware adds), ``models`` (the model engine), ``cpu``
    (the cycle model), ``power.trace`` (the energy trace file format),
-   ``pystack`` (room on CPython's frame stack for a hot loop).
+   ``pystack`` (room on CPython's frame stack for a hot loop), ``figures``
+   (a figure drawn without pyplot, for every plot tinytwin saves).
    Rule 1: these never import SimPy, the clock, a board part, a transport, a
    bench, or an OS-level I/O module (select, socket, termios, tty, pty,
    threading, serial).
@@ -43,7 +44,8 @@ are checked by ``tests/test_layering.py``):
 
 The host runner (top-level ``runner``) works the same against a board and a
 twin. Rule 5: it imports from ``emulator`` only ``errors``, ``power.trace``
-(the file format it writes), ``pystack`` (where its hot loop runs),
+(the file format it writes), ``figures`` (how it draws), ``pystack`` (where
+its hot loop runs),
 ``urlhandler`` (to register ``tinytwin://``) and ``models`` (the dataset
 synthesizer labels inputs with the model); and only ``emulator.cli`` imports
 ``runner``.

@@ -222,41 +222,37 @@ def plot_stream(path, samples, rate_hz: float, events, stream: dict, title: str)
     D7 edges, and below it the detections against the truth windows (time
     after the sync pulse, as scored; the admissible part of each window up to
     2 s after the word)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, (ax, bx) = plt.subplots(2, 1, figsize=(12, 6.5), gridspec_kw={"height_ratios": [3, 1.3]})
-    try:
-        p_mw = np.asarray(samples, dtype=float) * rate_hz * 1e3
-        t = np.arange(len(p_mw)) / rate_hz
-        ax.plot(t, p_mw, lw=0.5, color="tab:blue", label="power")
-        en = stream.get("energy")
-        if en:
-            a, b = en["start_sample"] / rate_hz, en["end_sample"] / rate_hz
-            ax.axvspan(a, b, color="tab:orange", alpha=0.15, label=f"energy window: {en['power_mw']:.2f} mW, {en['elapsed_s']:.3f} s")
-        for i, e in enumerate(events):
-            ax.axvline(e.sample / rate_hz, color="tab:red", lw=0.8, label="D7 edge" if i == 0 else None)
-        ax.set_xlabel("time (s, EMON acquisition)")
-        ax.set_ylabel("power (mW)")
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
-        ax.set_title(title)
-        for i, (w0, w1) in enumerate(stream.get("detection_windows", [])):
-            bx.axvspan(w0, w1, color="tab:green", alpha=0.35, label="wakeword" if i == 0 else None)
-            bx.axvspan(w1, w1 + 2.0, color="tab:green", alpha=0.12, label="admissible (word end + 2 s, the runner's code)" if i == 0 else None)
-        det = stream.get("detections_after_sync_s", [])
-        bx.vlines(det, 0, 1, color="k", lw=0.8, label=f"detections ({len(det)} after the sync pulse)")
-        fps = stream.get("false_positives", [])
-        if fps:
-            bx.plot(fps, [1.05] * len(fps), "rv", label="false positive")
-        bx.set_ylim(0, 1.2)
-        bx.set_yticks([])
-        bx.set_xlabel("time after the sync pulse (s)")
-        bx.legend(loc="upper right", fontsize=7, ncol=2)
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-    finally:
-        plt.close(fig)
+    from emulator.figures import new_figure
+
+    fig = new_figure(figsize=(12, 6.5))
+    ax, bx = fig.subplots(2, 1, gridspec_kw={"height_ratios": [3, 1.3]})
+    p_mw = np.asarray(samples, dtype=float) * rate_hz * 1e3
+    t = np.arange(len(p_mw)) / rate_hz
+    ax.plot(t, p_mw, lw=0.5, color="tab:blue", label="power")
+    en = stream.get("energy")
+    if en:
+        a, b = en["start_sample"] / rate_hz, en["end_sample"] / rate_hz
+        ax.axvspan(a, b, color="tab:orange", alpha=0.15, label=f"energy window: {en['power_mw']:.2f} mW, {en['elapsed_s']:.3f} s")
+    for i, e in enumerate(events):
+        ax.axvline(e.sample / rate_hz, color="tab:red", lw=0.8, label="D7 edge" if i == 0 else None)
+    ax.set_xlabel("time (s, EMON acquisition)")
+    ax.set_ylabel("power (mW)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title)
+    for i, (w0, w1) in enumerate(stream.get("detection_windows", [])):
+        bx.axvspan(w0, w1, color="tab:green", alpha=0.35, label="wakeword" if i == 0 else None)
+        bx.axvspan(w1, w1 + 2.0, color="tab:green", alpha=0.12, label="admissible (word end + 2 s, the runner's code)" if i == 0 else None)
+    det = stream.get("detections_after_sync_s", [])
+    bx.vlines(det, 0, 1, color="k", lw=0.8, label=f"detections ({len(det)} after the sync pulse)")
+    fps = stream.get("false_positives", [])
+    if fps:
+        bx.plot(fps, [1.05] * len(fps), "rv", label="false positive")
+    bx.set_ylim(0, 1.2)
+    bx.set_yticks([])
+    bx.set_xlabel("time after the sync pulse (s)")
+    bx.legend(loc="upper right", fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

@@ -84,8 +84,6 @@ def test_plot_is_a_png(tmp_path, golden):
 def test_plot_labels_every_window_and_hides_none():
     """Energy per inference over each window, a legend outside the axes (the
     last window used to sit under it), the y axis from 0, and a note."""
-    import matplotlib.pyplot as plt
-
     from emulator.power.trace import trace_figure
 
     rate = 1000.0
@@ -96,19 +94,16 @@ def test_plot_labels_every_window_and_hides_none():
     labels = [f"W{i + 1}\n{7400 + i:,.1f} µJ/inf" for i in range(5)]
     fig = trace_figure(EnergyTrace(rate, uj), [x for w in wins for x in w], wins, "kws01",
                        window_labels=labels, note="partial run: it stopped after 5 of 6 windows")
-    try:
-        ax = fig.axes[0]
-        fig.canvas.draw()
-        texts = [t.get_text() for t in ax.texts]
-        assert all(lab in texts for lab in labels)
-        assert any(t.startswith("partial run") for t in texts)
-        assert ax.get_ylim()[0] == 0
-        renderer = fig.canvas.get_renderer()
-        legend = ax.get_legend().get_window_extent(renderer)
-        axes_box = ax.get_window_extent(renderer)
-        assert legend.y1 <= axes_box.y0  # below the plotting area: covers no window
-        # the labels of windows next to each other do not overlap
-        boxes = [t.get_window_extent(renderer) for t in ax.texts if t.get_text() in labels]
-        assert not any(a.overlaps(b) for a, b in zip(boxes, boxes[1:]))
-    finally:
-        plt.close(fig)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    texts = [t.get_text() for t in ax.texts]
+    assert all(lab in texts for lab in labels)
+    assert any(t.startswith("partial run") for t in texts)
+    assert ax.get_ylim()[0] == 0
+    renderer = fig.canvas.get_renderer()
+    legend = ax.get_legend().get_window_extent(renderer)
+    axes_box = ax.get_window_extent(renderer)
+    assert legend.y1 <= axes_box.y0  # below the plotting area: covers no window
+    # the labels of windows next to each other do not overlap
+    boxes = [t.get_window_extent(renderer) for t in ax.texts if t.get_text() in labels]
+    assert not any(a.overlaps(b) for a, b in zip(boxes, boxes[1:]))

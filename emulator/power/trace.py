@@ -152,14 +152,8 @@ def plot_trace(
     note: str | None = None,
 ) -> Path:
     """Save :func:`trace_figure` as a PNG at ``path``."""
-    import matplotlib.pyplot as plt
-
-    fig = trace_figure(trace, timestamps, windows, title, window_labels, note)
-    try:
-        path = Path(path)
-        fig.savefig(path, dpi=100)
-    finally:
-        plt.close(fig)
+    path = Path(path)
+    trace_figure(trace, timestamps, windows, title, window_labels, note).savefig(path, dpi=100)
     return path
 
 
@@ -176,53 +170,48 @@ def trace_figure(
     (``window_labels``, one per window, e.g. the energy per inference;
     default: the window's number and mean power). ``note`` (e.g. that the run
     stopped early) is printed on the plot. The legend sits below the axes, so
-    it hides no window. The caller closes the figure."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    it hides no window. The figure is drawn without pyplot (see
+    :mod:`emulator.figures`): there is nothing to close."""
+    from ..figures import new_figure
 
     if windows is None:
         windows = windows_from_timestamps(timestamps) if len(timestamps) >= 2 else []
     t = np.arange(len(trace.uj)) / trace.rate_hz
     span = float(t[-1]) if len(t) > 1 and t[-1] > 0 else 1.0
-    fig, ax = plt.subplots(figsize=(12, 5))
-    try:
-        power = trace.power_mw
-        ax.plot(t, power, lw=0.6, color="tab:blue", label="power")
-        raised = False
-        prev_x, prev_up = None, True
-        for i, (a, b) in enumerate(windows):
-            ax.axvspan(a, b, color="tab:orange", alpha=0.18, label="energy window" if i == 0 else None)
-            if window_labels is not None and i < len(window_labels):
-                text = window_labels[i]
-            elif trace.span_s(a, b) > 0:
-                text = f"W{i + 1}\n{trace.mean_power_mw(a, b):.2f} mW"
-            else:
-                text = f"W{i + 1}"
-            # a label too close to the one before goes one row up, so short
-            # windows close together do not print over each other
-            x = (a + b) / 2
-            up = prev_x is not None and not prev_up and (x - prev_x) / span < 0.1
-            raised |= up
-            ax.text(x, 1.01 + 0.13 * up, text, transform=ax.get_xaxis_transform(),
-                    ha="center", va="bottom", fontsize=7, linespacing=1.1)
-            prev_x, prev_up = x, up
-        for i, ts in enumerate(timestamps):
-            ax.axvline(ts, color="tab:red", lw=0.8, label="timestamp" if i == 0 else None)
-        ax.set_xlabel("time (s)")
-        ax.set_ylabel("power (mW)")
-        top = float(np.max(power)) if len(power) else 0.0
-        ax.set_ylim(0, top * 1.12 if top > 0 else 1.0)
-        ax.set_xlim(0, span)
-        ax.grid(True, alpha=0.3)
-        ax.set_title(title or "EMON energy trace", pad=(78 if raised else 38) if windows else 14)
-        if note:
-            ax.text(0.01, 0.97, note, transform=ax.transAxes, ha="left", va="top", fontsize=9, color="tab:red",
-                    bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "tab:red", "alpha": 0.9})
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=8, frameon=False)
-        fig.tight_layout()
-    except BaseException:
-        plt.close(fig)
-        raise
+    fig = new_figure(figsize=(12, 5))
+    ax = fig.subplots()
+    power = trace.power_mw
+    ax.plot(t, power, lw=0.6, color="tab:blue", label="power")
+    raised = False
+    prev_x, prev_up = None, True
+    for i, (a, b) in enumerate(windows):
+        ax.axvspan(a, b, color="tab:orange", alpha=0.18, label="energy window" if i == 0 else None)
+        if window_labels is not None and i < len(window_labels):
+            text = window_labels[i]
+        elif trace.span_s(a, b) > 0:
+            text = f"W{i + 1}\n{trace.mean_power_mw(a, b):.2f} mW"
+        else:
+            text = f"W{i + 1}"
+        # a label too close to the one before goes one row up, so short
+        # windows close together do not print over each other
+        x = (a + b) / 2
+        up = prev_x is not None and not prev_up and (x - prev_x) / span < 0.1
+        raised |= up
+        ax.text(x, 1.01 + 0.13 * up, text, transform=ax.get_xaxis_transform(),
+                ha="center", va="bottom", fontsize=7, linespacing=1.1)
+        prev_x, prev_up = x, up
+    for i, ts in enumerate(timestamps):
+        ax.axvline(ts, color="tab:red", lw=0.8, label="timestamp" if i == 0 else None)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("power (mW)")
+    top = float(np.max(power)) if len(power) else 0.0
+    ax.set_ylim(0, top * 1.12 if top > 0 else 1.0)
+    ax.set_xlim(0, span)
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title or "EMON energy trace", pad=(78 if raised else 38) if windows else 14)
+    if note:
+        ax.text(0.01, 0.97, note, transform=ax.transAxes, ha="left", va="top", fontsize=9, color="tab:red",
+                bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "tab:red", "alpha": 0.9})
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout()
     return fig

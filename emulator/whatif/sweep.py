@@ -213,8 +213,7 @@ def plot(rows: Sequence[dict], path: str | Path, title: str = "tinytwin sweep", 
     one line style per supply."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..figures import new_figure
 
     ok = [r for r in rows if r.get("latency_us") not in ("", None)]
     if not ok:
@@ -222,9 +221,10 @@ def plot(rows: Sequence[dict], path: str | Path, title: str = "tinytwin sweep", 
     models = list(dict.fromkeys(r["model"] for r in ok))
     profiles = list(dict.fromkeys(r["profile"] for r in ok))
     supplies = list(dict.fromkeys(r["supply_v"] for r in ok))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     styles = ["-", "--", ":", "-."]
-    fig, axes = plt.subplots(2, len(models), figsize=(3.4 * len(models) + 1.5, 6.0), squeeze=False, sharex=True)
+    fig = new_figure(figsize=(3.4 * len(models) + 1.5, 6.0))
+    axes = fig.subplots(2, len(models), squeeze=False, sharex=True)
     for j, m in enumerate(models):
         for pi, prof in enumerate(profiles):
             for si, v in enumerate(supplies):
@@ -259,5 +259,4 @@ def plot(rows: Sequence[dict], path: str | Path, title: str = "tinytwin sweep", 
     fig.tight_layout(rect=(0, 0, 1 - 1.4 / fig.get_figwidth(), 1))
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
