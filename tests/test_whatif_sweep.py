@@ -124,6 +124,19 @@ def test_whatif_command(models_dir):
     assert bad.exit_code == 2 and "clock range" in bad.output
 
 
+def test_whatif_says_when_its_latency_is_in_sample(models_dir):
+    """The reference profile was fitted to the board's four latencies at 120 MHz:
+    there the answer is a fit, and says so; at another clock it is a prediction."""
+    fitted = CliRunner().invoke(app, ["whatif", "--model", "kws01", "--models-dir", str(models_dir)])
+    assert fitted.exit_code == 0, fitted.output
+    assert "in-sample      kws01 at 120 MHz is one of the measurements this profile was fitted to" in fitted.output
+    assert "its latency is a fit, not a prediction" in fitted.output
+    other = CliRunner().invoke(app, ["whatif", "--model", "kws01", "--models-dir", str(models_dir), "--clock-mhz", "80",
+                                     "--json"])
+    assert other.exit_code == 0, other.output
+    assert "in_sample" not in json.loads(other.output)
+
+
 def test_calibrate_board_then_estimate_and_whatif(tmp_path, models_dir):
     """`tinytwin calibrate --board` from three published runs (latency, energy,
     supply), then `estimate` and `whatif` take the stack profile."""

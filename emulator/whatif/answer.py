@@ -46,8 +46,23 @@ def answer(model: "str | Path", profile: StackProfile, clock_mhz: float | None =
         "sram_bytes": m.sram_bytes, "model_bytes": m.model_bytes, "flash_bytes": m.flash_bytes,
         "memory_fits": m.fits, "memory_verdict": m.verdict,
     })
+    note = in_sample(profile, g.name, f)
+    if note:
+        out["in_sample"] = note
     out["assumptions"] = assumptions(profile, power)
     return out
+
+
+def in_sample(profile: StackProfile, model: str, clock_mhz: float) -> str | None:
+    """Why the latency is a fit rather than a prediction, when ``model`` at
+    ``clock_mhz`` is one of the measurements ``profile`` was fitted to (its
+    interval then shows the fit's spread, not a prediction's)."""
+    for m in profile.provenance.get("measurements", []):
+        if m.get("model") == model and m.get("us_per_inference") and float(m["clock_mhz"]) == clock_mhz:
+            return (f"{model} at {clock_mhz:g} MHz is one of the measurements this profile was fitted to "
+                    f"({m['us_per_inference'] / 1e3:,.3f} ms, {m.get('source') or 'measured'}): its latency is a fit, "
+                    "not a prediction")
+    return None
 
 
 def assumptions(profile: StackProfile, power) -> list[str]:
@@ -100,6 +115,8 @@ def render(a: dict[str, Any]) -> str:
         f"{a['sram_bytes'] / 1024:.0f} KiB SRAM; model {a['model_bytes'] / 1024:.1f} KiB of {a['flash_bytes'] / 1024:.0f} KiB "
         f"flash: {a['memory_verdict']}"
     )
+    if "in_sample" in a:
+        lines.append(f"  in-sample      {a['in_sample']}")
     lines.append("  assumptions:")
     lines += [f"    - {s}" for s in a["assumptions"]]
     return "\n".join(lines)

@@ -169,7 +169,7 @@ def compute_point(point: dict) -> dict:
     for c in COLUMNS:
         if c in a and c not in ("index", "profile", "model"):
             row[c] = a[c]
-    row["note"] = "; ".join(a[k] for k in ("energy_note", "app_note") if a.get(k))
+    row["note"] = "; ".join(a[k] for k in ("in_sample", "energy_note", "app_note") if a.get(k))
     return row
 
 
