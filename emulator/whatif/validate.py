@@ -127,7 +127,11 @@ def held_out(systems: dict[str, PublishedSystem], sizes: Iterable[int] = (2, 3),
 def reference_loo(models_dir=None) -> list[dict]:
     """Leave-one-out on the reference stack: the shipped profile's four
     reference latencies, each predicted from the other three with the
-    structural prior (as the shipped profile itself was fitted)."""
+    structural prior and the what-if fit's likelihood (measurement noise and
+    the model error, as every what-if calibration). The shipped profile itself
+    was fitted by ``emulator.cpu.calibrate``, with measurement noise only
+    (``MEASUREMENT_LOG_SIGMA``), hence the different leave-one-out figures of
+    ``benchmarks/latency_table.py``."""
     from .stack import StackProfile, structural_prior
 
     ref = StackProfile.reference()
