@@ -19,6 +19,9 @@ Prints markdown:
    ``priors.json``, the board's flash), predicts that board's latencies.
 4. *Supply*: same board, same firmware, published at two supplies: the
    power model's supply scaling against the second supply's energies.
+5. *Held back*: the runs kept out of the table and of every choice of
+   method (``--held-back``, read by ``data/read_published_runs.py
+   --held-back`` once the rest was frozen), predicted as in 2.
 
 Every predicted figure was left out of the fit that predicts it, and the
 priors (``emulator/whatif/priors.json``) were set from the cycle model's
@@ -26,7 +29,8 @@ structure, Arm's CoreMark figures and the reference board. Not wholly held
 out, though: the fit's likelihood (with a model-error term) was chosen after
 scoring the alternative on this table, the datasheet power width cites ST's
 U575 runs (rows of it), and the supply pair is the power model's own
-evidence for P = V x I (see the README's "What-if, held out").
+evidence for P = V x I (see the README's "What-if, held out"); section 5's
+runs are the ones that are.
 """
 from __future__ import annotations
 
@@ -55,12 +59,26 @@ def _mark(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
 
+def summary_table(summ: dict) -> list[str]:
+    """The markdown rows of :func:`emulator.whatif.validate.summarize`'s counts."""
+    lines = [f"| predicted | models calibrated on | predictions | within {TOL:g} % | interval covers | median abs err % |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for what in ("latency", "energy"):
+        for n, s in summ[what].items():
+            lines.append(f"| {what} | {n} | {s['n']} | {s['within']} ({100 * s['within'] / s['n']:.0f} %) | "
+                         f"{s['covered']} ({100 * s['covered'] / s['n']:.0f} %) | {s['median_abs_err_pct']:.1f} |")
+    return lines
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=Path, default=Path(__file__).resolve().parent / "data" / "published_runs.csv")
     ap.add_argument("--sizes", default="2,3", help="calibration subset sizes (all subsets of these sizes)")
     ap.add_argument("--subset", action="append", default=None,
                     help="a calibration subset such as kws01+ic01 (repeatable; replaces --sizes)")
+    ap.add_argument("--held-back", type=Path, default=Path(__file__).resolve().parent / "data" / "held_back_runs.csv",
+                    help="runs kept out of --runs and of every choice of method (read by "
+                         "data/read_published_runs.py --held-back): predicted last, the same way")
     ap.add_argument("--models-dir", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None, help="also write the markdown here")
     ap.add_argument("--csv", type=Path, default=None, help="write every held-out row as CSV")
@@ -88,14 +106,8 @@ def main(argv=None) -> int:
       f"{sum(r['latency_covered'] for r in loo)} of 4.\n")
 
     rows = V.held_out(systems, sizes, subsets, models_dir=mdir)
-    summ = V.summarize(rows, TOL)
     p(f"## Held out: published runs (not the reference), calibrated on {'the given subsets' if subsets else ' or '.join(map(str, sizes)) + ' of each system' + chr(39) + 's models'}\n")
-    p(f"| predicted | models calibrated on | predictions | within {TOL:g} % | interval covers | median abs err % |")
-    p("|---|---:|---:|---:|---:|---:|")
-    for what in ("latency", "energy"):
-        for n, s in summ[what].items():
-            p(f"| {what} | {n} | {s['n']} | {s['within']} ({100 * s['within'] / s['n']:.0f} %) | "
-              f"{s['covered']} ({100 * s['covered'] / s['n']:.0f} %) | {s['median_abs_err_pct']:.1f} |")
+    out += summary_table(V.summarize(rows, TOL))
     p("\nBy held-out model (the intervals' coverage is not uniform across models):\n")
     p(f"| predicted | models calibrated on | held out | predictions | within {TOL:g} % | interval covers |")
     p("|---|---:|---|---:|---:|---:|")
@@ -163,6 +175,20 @@ def main(argv=None) -> int:
     if ldo:
         p(f"\nLDO board: {sum(abs(r['energy_err_pct']) <= 3 for r in ldo)} of {len(ldo)} within 3 % "
           "(P = V x I, the current unchanged).")
+    if a.held_back.is_file():
+        hb_systems = V.read_published(a.held_back)
+        hb = V.held_out(hb_systems, sizes, subsets, models_dir=mdir)
+        p(f"\n## Held back: {sum(len(s.runs) for s in hb_systems.values())} runs of {len(hb_systems)} systems "
+          "read for this check only (never in the table, a prior or a choice of method), predicted as above\n")
+        out += summary_table(V.summarize(hb, TOL))
+        p("")
+        p("| system | stack | calibrated on | held out | latency err % | covered | energy err % | covered |")
+        p("|---|---|---|---|---:|---|---:|---|")
+        for r in hb:
+            ee = _pct(r.get("energy_err_pct")) if "energy_err_pct" in r else "–"
+            ec = _mark(r["energy_covered"]) if "energy_covered" in r else "–"
+            p(f"| {r['system']} | {r['stack']} | {r['calibrated_on']} | {r['model']} | {_pct(r['latency_err_pct'])} | "
+              f"{_mark(r['latency_covered'])} | {ee} | {ec} |")
     text = "\n".join(out)
     print(text)
     if a.out:

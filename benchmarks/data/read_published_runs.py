@@ -1,7 +1,7 @@
 """Build ``published_runs.csv`` from checkouts of the public MLPerf Tiny results.
 
     git clone https://github.com/mlcommons/tiny_results_v1.1   (and v0.5, v0.7, v1.0, v1.2, v1.3)
-    python benchmarks/data/read_published_runs.py --root DIR [--out benchmarks/data/published_runs.csv]
+    python benchmarks/data/read_published_runs.py --root DIR [--out benchmarks/data/published_runs.csv] [--held-back]
 
 ``DIR`` holds the checkouts as ``tiny_results_v0.5`` ... ``tiny_results_v1.3``.
 Every figure is read off the submission's own files:
@@ -20,8 +20,9 @@ Every figure is read off the submission's own files:
 Only systems whose inference runs on an Arm Cortex-M CPU the cycle model
 covers (M4F, M7, M33) are read (:data:`SYSTEMS`); accelerators, RISC-V, DSPs
 and FPGAs are not. Two groups of published runs are deliberately NOT read
-(:data:`HELD_BACK`): they are kept for an independent check, and nothing in
-tinytwin is fitted or tuned to them.
+(:data:`HELD_BACK_SYSTEMS`): they are kept for an independent check, and
+nothing in tinytwin is fitted or tuned to them; ``--held-back`` reads them
+alone into ``held_back_runs.csv`` (2026-12-07, after the method was frozen).
 """
 from __future__ import annotations
 
@@ -32,14 +33,6 @@ import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-
-#: runs kept out of this table (and out of every fit): an independent check uses them
-HELD_BACK = (
-    ("v1.0", "closed/OctoML/results/microtvm_cmsis_nn/NUCLEO_L4R5ZI"),
-    ("v1.1", "closed/Krai/results/NUCLEO-L4R5ZI_MICROTVM-CMSIS-NN"),
-    ("v1.1", "closed/cTuning/results/NUCLEO-L4R5ZI_MicroTVM_CMSIS_NN"),
-    ("v0.7", "closed/renesas/results/EK-RA6M4"),
-)
 
 MODEL_DIRS = {"kws": "kws01", "vww": "vww01", "ic": "ic01", "ad": "ad01"}
 
@@ -59,6 +52,23 @@ class System:
 
 def _s(release, path, system, board, core, clock, stack, description=""):
     return System(release, path, system, board, core, float(clock), stack, description)
+
+
+#: runs kept out of ``published_runs.csv`` (and out of every fit, prior and
+#: choice of method): ``--held-back`` reads them, alone, into
+#: ``held_back_runs.csv`` for ``benchmarks/whatif_validation.py``'s last check
+HELD_BACK_SYSTEMS = (
+    _s("v1.0", "closed/OctoML/results/microtvm_cmsis_nn/NUCLEO_L4R5ZI", "v1.0/octoml/NUCLEO-L4R5ZI-cmsis-nn",
+       "NUCLEO-L4R5ZI", "M4F", 120, "microtvm-cmsis-nn",
+       "closed/OctoML/systems/system_description_NUCLEO_L4R5ZI_microtvm_cmsis_nn.json"),
+    _s("v1.1", "closed/Krai/results/NUCLEO-L4R5ZI_MICROTVM-CMSIS-NN", "v1.1/krai/NUCLEO-L4R5ZI-microtvm-cmsis-nn",
+       "NUCLEO-L4R5ZI", "M4F", 120, "microtvm-cmsis-nn", "closed/Krai/systems/NUCLEO-L4R5ZI_MICROTVM-CMSIS-NN.json"),
+    _s("v1.1", "closed/cTuning/results/NUCLEO-L4R5ZI_MicroTVM_CMSIS_NN", "v1.1/ctuning/NUCLEO-L4R5ZI-microtvm-cmsis-nn",
+       "NUCLEO-L4R5ZI", "M4F", 120, "microtvm-cmsis-nn", "closed/cTuning/systems/NUCLEO-L4R5ZI_MicroTVM_CMSIS_NN.json"),
+    _s("v0.7", "closed/renesas/results/EK-RA6M4", "v0.7/renesas/EK-RA6M4", "EK-RA6M4", "M33", 200, "tflm-cmsis-nn",
+       "closed/renesas/systems/EK-RA6M4_System_Description.json"),
+)
+HELD_BACK = tuple((s.release, s.path) for s in HELD_BACK_SYSTEMS)
 
 
 #: the systems read, with board, core, clock and kernel stack as their system
@@ -229,21 +239,27 @@ def read_system(root: Path, s: System) -> list[dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", type=Path, required=True, help="folder holding tiny_results_v0.5 ... tiny_results_v1.3")
-    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("published_runs.csv"))
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default: published_runs.csv beside this script (held_back_runs.csv with --held-back)")
+    ap.add_argument("--held-back", action="store_true",
+                    help="read only the held-back runs (HELD_BACK_SYSTEMS), for the independent check")
     a = ap.parse_args(argv)
-    held = {(r, p) for r, p in HELD_BACK}
+    out = a.out or Path(__file__).with_name("held_back_runs.csv" if a.held_back else "published_runs.csv")
+    held = set(HELD_BACK)
     rows = []
-    for s in SYSTEMS:
-        if (s.release, s.path) in held:
+    for s in HELD_BACK_SYSTEMS if a.held_back else SYSTEMS:
+        if not a.held_back and (s.release, s.path) in held:
             raise SystemExit(f"{s.system} is held back for an independent check and must not be read")
         rows += read_system(a.root, s)
-    with open(a.out, "w", newline="") as fh:
-        fh.write("# MLPerf Tiny published runs (mlcommons/tiny_results_v0.5 ... v1.3), read by "
+    with open(out, "w", newline="") as fh:
+        what = "held back from published_runs.csv and from every fit" if a.held_back else "published runs"
+        fh.write(f"# MLPerf Tiny {what} (mlcommons/tiny_results_v0.5 ... v1.3), read by "
                  "benchmarks/data/read_published_runs.py; see its docstring for how each column was read\n")
         w = csv.DictWriter(fh, fieldnames=COLUMNS, lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
-    print(f"wrote {a.out}: {len(rows)} rows from {len(SYSTEMS)} systems", file=sys.stderr)
+    print(f"wrote {out}: {len(rows)} rows from {len(HELD_BACK_SYSTEMS if a.held_back else SYSTEMS)} systems",
+          file=sys.stderr)
     return 0
 
 
