@@ -82,6 +82,17 @@ def test_the_held_back_runs_are_predicted_as_the_table_is(models_dir):
         assert sum(r["latency_covered"] for r in rs) > 0.8 * len(rs)
 
 
+def test_datasheet_power_is_checked_on_its_own(systems):
+    """The uncalibrated power path: the boards whose power is the datasheet's
+    headline current (never the reference board's fitted profile), times the
+    published latency, against the published energy."""
+    rows = V.datasheet_power(systems)
+    assert {r["board"] for r in rows} == {"NUCLEO-U575ZI-Q", "NUCLEO-L4R5ZI-P"}
+    for r in rows:
+        assert r["energy_lo_uj"] < r["pred_energy_uj"] < r["energy_hi_uj"]
+        assert r["energy_err_pct"] == pytest.approx(100 * (r["pred_energy_uj"] / r["energy_uj"] - 1))
+
+
 def test_published_runs_energy_within_25_pct_in_most_cases(held):
     for n in (2, 3):
         rs = [r for r in held if r["n_cal"] == n and "energy_err_pct" in r]

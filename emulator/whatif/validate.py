@@ -184,6 +184,43 @@ def supply_pairs(systems: dict[str, PublishedSystem]) -> list[dict]:
     return out
 
 
+def datasheet_power(systems: dict[str, PublishedSystem], level: float | None = None) -> list[dict]:
+    """The power a board brings without measurements (its datasheet's headline
+    run current, :func:`~emulator.whatif.energy.board_power`), checked on
+    its own: for every published energy on a shipped board whose power is
+    the datasheet's, that power at the run's clock and supply times the
+    energy run's own published latency, against the published energy, with
+    the prior's interval (``datasheet_log_sigma``)."""
+    from scipy import stats
+
+    from .boards import priors
+    from .energy import board_power
+
+    lvl = float(level if level is not None else priors()["interval"])
+    out = []
+    for s in systems.values():
+        try:
+            board = Board.load(s.board)
+            if board.power_model()[1] == "fitted":
+                continue
+            pw = board_power(board)
+        except BoardError:
+            continue
+        z = float(stats.t.ppf(0.5 + lvl / 2, pw.dof))
+        for r in s.runs:
+            if r.uj_per_inference is None or r.supply_v is None:
+                continue
+            lat_us = r.energy_us_per_inference or r.us_per_inference
+            pred = pw.power_mw(r.clock_mhz, r.supply_v) * lat_us * 1e-3
+            lo, hi = pred * math.exp(-z * pw.sd_log), pred * math.exp(z * pw.sd_log)
+            out.append({"system": s.system, "board": s.board, "stack": s.stack, "model": r.model,
+                        "supply_v": r.supply_v, "energy_uj": r.uj_per_inference, "pred_energy_uj": pred,
+                        "energy_lo_uj": lo, "energy_hi_uj": hi,
+                        "energy_err_pct": 100 * (pred / r.uj_per_inference - 1),
+                        "energy_covered": lo <= r.uj_per_inference <= hi, "source": s.sources.get(r.model, "")})
+    return out
+
+
 def summarize(rows: list[dict], tol_pct: float = 25.0) -> dict:
     """Counts within ``tol_pct`` and covered, for latency and energy, by calibration size."""
     out = {}
