@@ -120,6 +120,7 @@ def test_whatif_command(models_dir):
     text = CliRunner().invoke(app, ["whatif", "--model", "ad01", "--models-dir", str(models_dir), "--board",
                                     "NUCLEO-U575ZI-Q", "--supply-v", "3.3"])
     assert text.exit_code == 0 and "NUCLEO-U575ZI-Q" in text.output and "power independent of VDD" in text.output
+    assert "this energy is a lower estimate" in text.output  # the datasheet path (benchmarks/whatif_validation.py)
     bad = CliRunner().invoke(app, ["whatif", "--model", "kws01", "--board", "NUCLEO-L4R5ZI", "--clock-mhz", "200"])
     assert bad.exit_code == 2 and "clock range" in bad.output
 
