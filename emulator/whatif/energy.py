@@ -107,7 +107,7 @@ def board_power(board: Board) -> PowerTerm:
     else:
         sd, dof, src = (float(cfg["datasheet_log_sigma"]), 1e6,
                         f"{board.name}: datasheet run current (headline, best case: the published energies on such "
-                        "boards are 36-53 % higher, so this energy is a lower estimate; calibrate the board's power "
+                        "boards are 1.6-2.1 times this, so this energy is a lower estimate; calibrate the board's power "
                         "from measured energies)")
     k = model.run_ua_per_mhz + model.infer_extra_ua_per_mhz
     return PowerTerm(k, model.static_ua, board.regulator, model.rail_ref_v if board.regulator == "SMPS" else board.supply_v,
