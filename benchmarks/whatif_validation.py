@@ -82,6 +82,9 @@ def main(argv=None) -> int:
     ap.add_argument("--held-back", type=Path, default=Path(__file__).resolve().parent / "data" / "held_back_runs.csv",
                     help="runs kept out of --runs and of every choice of method (read by "
                          "data/read_published_runs.py --held-back): predicted last, the same way")
+    ap.add_argument("--likelihood", choices=("model-error", "noise-only"), default="model-error",
+                    help="the fit's likelihood: measurement noise and the model's structural error (the what-if "
+                         "fit's), or measurement noise alone (the alternative it was chosen over)")
     ap.add_argument("--models-dir", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None, help="also write the markdown here")
     ap.add_argument("--csv", type=Path, default=None, help="write every held-out row as CSV")
@@ -95,9 +98,10 @@ def main(argv=None) -> int:
     p = out.append
     p(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
       f"Python {platform.python_version()}; table: {a.runs.name} ({sum(len(s.runs) for s in systems.values())} runs, "
-      f"{len(systems)} systems)\n")
+      f"{len(systems)} systems); likelihood: {a.likelihood}\n")
 
-    loo = V.reference_loo(mdir)
+    noise_only = a.likelihood == "noise-only"
+    loo = V.reference_loo(mdir, noise_only=noise_only)
     p(f"## Held out: the reference stack, leave-one-out ({level} % intervals)\n")
     p("| held out | reference µs | predicted µs | interval µs | err % | covered |")
     p("|---|---:|---:|---:|---:|---|")
@@ -108,7 +112,7 @@ def main(argv=None) -> int:
     p(f"\n{sum(abs(r['latency_err_pct']) <= 20 for r in loo)} of 4 within 20 %, intervals cover "
       f"{sum(r['latency_covered'] for r in loo)} of 4.\n")
 
-    rows = V.held_out(systems, sizes, subsets, models_dir=mdir)
+    rows = V.held_out(systems, sizes, subsets, models_dir=mdir, noise_only=noise_only)
     p(f"## Held out: published runs (not the reference), calibrated on {'the given subsets' if subsets else ' or '.join(map(str, sizes)) + ' of each system' + chr(39) + 's models'}\n")
     out += summary_table(V.summarize(rows, TOL))
     p("\nBy held-out model (the intervals' coverage is not uniform across models):\n")
@@ -194,7 +198,7 @@ def main(argv=None) -> int:
           f"{errs[-1]:+.1f} %), intervals cover {sum(r['energy_covered'] for r in ds)}.")
     if a.held_back.is_file():
         hb_systems = V.read_published(a.held_back)
-        hb = V.held_out(hb_systems, sizes, subsets, models_dir=mdir)
+        hb = V.held_out(hb_systems, sizes, subsets, models_dir=mdir, noise_only=noise_only)
         p(f"\n## Held back: {sum(len(s.runs) for s in hb_systems.values())} runs of {len(hb_systems)} systems "
           "read for this check only (never in the table, a prior or a choice of method), predicted as above\n")
         out += summary_table(V.summarize(hb, TOL))

@@ -432,9 +432,11 @@ def _posterior_cov(prior: GaussianPrior, X: np.ndarray, S: np.ndarray, theta: np
 
 def fit(runs: Sequence[Run], board: Board, library: str = "custom", prior: GaussianPrior | None = None,
         name: str | None = None, models_dir: str | Path | None = None, loo: bool = True,
-        at: np.ndarray | None = None) -> StackProfile:
+        at: np.ndarray | None = None, noise_only: bool = False) -> StackProfile:
     """Calibrate a stack on ``board`` from measured latencies (any number,
-    two or three suffice), with the library's prior (or ``prior``)."""
+    two or three suffice), with the library's prior (or ``prior``).
+    ``noise_only``: a likelihood of measurement noise alone, without the
+    model's structural error (the alternative the validation compares)."""
     runs = list(runs)
     if not runs:
         raise StackError("no runs to fit")
@@ -446,7 +448,7 @@ def fit(runs: Sequence[Run], board: Board, library: str = "custom", prior: Gauss
     s0, nu0 = float(me["sigma0_log"]), float(me["nu0"])
     # a measured log latency = the model's + measurement noise + the model's
     # own structural error for that graph: both in the likelihood
-    meas_sigma = math.hypot(float(cfg["measurement_log_sigma"]), s0)
+    meas_sigma = float(cfg["measurement_log_sigma"]) if noise_only else math.hypot(float(cfg["measurement_log_sigma"]), s0)
     rows = [features(graph(r.model, models_dir), r.clock_mhz, board) for r in runs]
     X = np.array([x for x, _ in rows])
     S = np.array([s for _, s in rows])

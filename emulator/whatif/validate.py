@@ -85,8 +85,9 @@ def _subsets(models: Sequence[str], sizes: Iterable[int], only: Sequence[Sequenc
 
 def held_out(systems: dict[str, PublishedSystem], sizes: Iterable[int] = (2, 3),
              subsets: Sequence[Sequence[str]] | None = None, include_reference: bool = False,
-             models_dir=None) -> list[dict]:
-    """One row per (system, calibration subset, held-out model)."""
+             models_dir=None, noise_only: bool = False) -> list[dict]:
+    """One row per (system, calibration subset, held-out model)
+    (``noise_only``: see :func:`~emulator.whatif.stack.fit`)."""
     rows = []
     for s in systems.values():
         if s.is_reference and not include_reference:
@@ -96,7 +97,7 @@ def held_out(systems: dict[str, PublishedSystem], sizes: Iterable[int] = (2, 3),
             cal = [s.run(m) for m in sub]
             # the published stacks are not the reference library: structural prior
             prof = fit(cal, board, library=s.stack if not s.is_reference else "reference-as-unknown",
-                       models_dir=models_dir)
+                       models_dir=models_dir, noise_only=noise_only)
             power = None
             if sum(r.uj_per_inference is not None for r in cal) >= 1:
                 power = fit_power(cal, board)
@@ -124,7 +125,7 @@ def held_out(systems: dict[str, PublishedSystem], sizes: Iterable[int] = (2, 3),
     return rows
 
 
-def reference_loo(models_dir=None) -> list[dict]:
+def reference_loo(models_dir=None, noise_only: bool = False) -> list[dict]:
     """Leave-one-out on the reference stack: the shipped profile's four
     reference latencies, each predicted from the other three with the
     structural prior and the what-if fit's likelihood (measurement noise and
@@ -141,7 +142,7 @@ def reference_loo(models_dir=None) -> list[dict]:
     out = []
     for i, held in enumerate(runs):
         prof = fit([r for j, r in enumerate(runs) if j != i], board, prior=structural_prior(board),
-                   models_dir=models_dir)
+                   models_dir=models_dir, noise_only=noise_only)
         p = prof.predict(held.model, held.clock_mhz, models_dir=models_dir)
         out.append({"model": held.model, "latency_us": held.us_per_inference, "pred_latency_us": p.latency_us,
                     "latency_lo_us": p.lo_us, "latency_hi_us": p.hi_us,
