@@ -136,6 +136,10 @@ def test_whatif_says_when_its_latency_is_in_sample(models_dir):
                                      "--json"])
     assert other.exit_code == 0, other.output
     assert "in_sample" not in json.loads(other.output)
+    moved = CliRunner().invoke(app, ["whatif", "--model", "kws01", "--models-dir", str(models_dir), "--board",
+                                     "NUCLEO-U575ZI-Q", "--clock-mhz", "120", "--json"])
+    assert moved.exit_code == 0, moved.output
+    assert "in_sample" not in json.loads(moved.output)  # the stack was fitted on the L4R5ZI, not here
 
 
 def test_calibrate_board_then_estimate_and_whatif(tmp_path, models_dir):

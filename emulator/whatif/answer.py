@@ -56,8 +56,13 @@ def answer(model: "str | Path", profile: StackProfile, clock_mhz: float | None =
 def in_sample(profile: StackProfile, model: str, clock_mhz: float) -> str | None:
     """Why the latency is a fit rather than a prediction, when ``model`` at
     ``clock_mhz`` is one of the measurements ``profile`` was fitted to (its
-    interval then shows the fit's spread, not a prediction's)."""
-    for m in profile.provenance.get("measurements", []):
+    interval then shows the fit's spread, not a prediction's). A stack moved
+    to another board (``on_board``) keeps its measurements but was never
+    fitted there."""
+    prov = profile.provenance
+    if prov.get("moved_to") or prov.get("board", profile.board.name) != profile.board.name:
+        return None
+    for m in prov.get("measurements", []):
         if m.get("model") == model and m.get("us_per_inference") and float(m["clock_mhz"]) == clock_mhz:
             return (f"{model} at {clock_mhz:g} MHz is one of the measurements this profile was fitted to "
                     f"({m['us_per_inference'] / 1e3:,.3f} ms, {m.get('source') or 'measured'}): its latency is a fit, "
