@@ -41,6 +41,7 @@ import argparse
 import csv
 import os
 import platform
+import statistics
 import sys
 from pathlib import Path
 
@@ -194,7 +195,7 @@ def main(argv=None) -> int:
               f"{r['pred_energy_uj']:,.1f} | {r['energy_lo_uj']:,.1f} – {r['energy_hi_uj']:,.1f} | "
               f"{_pct(r['energy_err_pct'])} | {_mark(r['energy_covered'])} |")
         errs = sorted(r["energy_err_pct"] for r in ds)
-        p(f"\n{len(ds)} energies: median error {errs[len(errs) // 2]:+.1f} % (range {errs[0]:+.1f} to "
+        p(f"\n{len(ds)} energies: median error {statistics.median(errs):+.1f} % (range {errs[0]:+.1f} to "
           f"{errs[-1]:+.1f} %), intervals cover {sum(r['energy_covered'] for r in ds)}.")
     if a.held_back.is_file():
         hb_systems = V.read_published(a.held_back)

@@ -121,7 +121,9 @@ def test_case_through_pty(case, model, mode, models_dir, shared):
                 # fault: read it away, so that what follows is the answer to
                 # the next command only (on a loaded host the quiet period
                 # above can end before the flood has been read)
+                hung_at = len(sent)
                 dut.read_answer(0)
+                assert len(sent) == hung_at  # the UART sent nothing more meanwhile
                 dut.write(b"name%")
                 assert dut.read_answer(0) == b""
     finally:
