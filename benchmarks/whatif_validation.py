@@ -123,7 +123,7 @@ def main(argv=None) -> int:
         cells: dict[tuple[int, str], list[dict]] = {}
         for r in rows:
             if f"{what}_err_pct" in r:
-                cells.setdefault((len(r["calibrated_on"].split("+")), r["model"]), []).append(r)
+                cells.setdefault((r["n_cal"], r["model"]), []).append(r)
         for (n, m), rs in sorted(cells.items()):
             within = sum(abs(r[f"{what}_err_pct"]) <= TOL for r in rs)
             cov = sum(bool(r[f"{what}_covered"]) for r in rs)
@@ -207,7 +207,7 @@ def main(argv=None) -> int:
         p("| system | stack | calibrated on | held out | latency err % | covered | energy err % | covered |")
         p("|---|---|---|---|---:|---|---:|---|")
         for r in hb:
-            ee = _pct(r.get("energy_err_pct")) if "energy_err_pct" in r else "–"
+            ee = _pct(r.get("energy_err_pct"))
             ec = _mark(r["energy_covered"]) if "energy_covered" in r else "–"
             p(f"| {r['system']} | {r['stack']} | {r['calibrated_on']} | {r['model']} | {_pct(r['latency_err_pct'])} | "
               f"{_mark(r['latency_covered'])} | {ee} | {ec} |")
