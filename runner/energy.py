@@ -668,6 +668,7 @@ class _EnergyRun(RunSession):
 
         self.emon.stop()
         self.log.write("runner", "EMON acquisition stopped")
+        problems += self.check_losses(energy["windows"])
         if opts.windows != metrics.WINDOWS:
             problems.append(f"{opts.windows} windows measured; energy mode requires exactly {metrics.WINDOWS}")
         med = float(statistics.median(per_inf))
@@ -694,6 +695,35 @@ class _EnergyRun(RunSession):
             self.summary.append("NOT VALID for submission: " + "; ".join(problems))
             return EXIT_INVALID
         return EXIT_OK
+
+    def check_losses(self, rows: list[dict]) -> list[str]:
+        """Once the acquisition has ended: the samples each window lost on the
+        way from the EMON (its ``TimeStamp`` records against the samples
+        received) and whether its two edges are consecutive events. Noted in
+        the window's row; a window that lost more than the EnergyRunner allows,
+        or whose edges are not consecutive, is not valid."""
+        problems: list[str] = []
+        for row in rows:
+            i0, i1 = row["start_sample"], row["end_sample"]
+            lost, unreadable = self.emon.losses(i0, i1)
+            row["samples_lost"], row["unreadable_lines"] = lost, unreadable
+            wprob = metrics.emon_loss_problems(i1 - i0, lost, unreadable)
+            if row["end_event"] != row["start_event"] + 1:
+                wprob.append(
+                    f"its edges are the EMON's events {row['start_event']} and {row['end_event']}: the line of an "
+                    "edge between them was lost, so the window may not be the inference loop"
+                )
+            if lost or unreadable:
+                self.log.write(
+                    "runner",
+                    f"window {row['window']}: {lost} EMON sample(s) lost, {unreadable} unreadable line(s) around its "
+                    f"{i1 - i0} samples (the EMON's TimeStamp records against the samples received)",
+                )
+            if wprob:
+                row["problems"] = row["problems"] + wprob
+                row["valid"] = False
+                problems += [f"window {row['window']} {p}" for p in wprob]
+        return problems
 
     # -- the trace -----------------------------------------------------------------------------
     def save_stream_plot(self) -> None:

@@ -39,6 +39,23 @@ def median_throughput(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
+#: the share of an energy window's EMON samples that may be lost on the way
+#: (the EnergyRunner's ``emon-drop-thresh-pct=0.1``)
+EMON_DROP_LIMIT = 0.001
+
+
+def emon_loss_problems(samples: int, lost: int, unreadable: int) -> list[str]:
+    """Why an energy window's samples cannot be trusted (empty if they can):
+    more of them lost on the way from the EMON than the EnergyRunner allows."""
+    if samples <= 0 or lost <= EMON_DROP_LIMIT * samples:
+        return []
+    bad = f", {unreadable} line{'s' if unreadable != 1 else ''} unreadable" if unreadable else ""
+    return [
+        f"lost {lost} of its {samples} EMON samples on the way ({100 * lost / samples:.2f} %{bad}; "
+        f"the EnergyRunner allows {100 * EMON_DROP_LIMIT:g} %): check the EMON's USB cable and hub"
+    ]
+
+
 def window_problems(iterations: int, elapsed_us: int) -> list[str]:
     """Why a performance window does not meet the rules (empty if it does)."""
     problems = []

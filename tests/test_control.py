@@ -311,7 +311,12 @@ def test_stale_emon_stream_and_our_runner_taking_control_again(rig):
     try:
         emon.connect()  # htc, sees the stream, stops it
         emon.configure(1.8)
-        assert not client.call("state")["lpm01a"]["acquiring"]
+        st = client.call("state")["lpm01a"]
+        assert not st["acquiring"] and not st["target_on"]  # the DUT unpowered while the settings change
+        emon.start()  # a fresh stream: the stale samples are not part of it
+        wait_for(lambda: emon.stream.timestamps)
+        assert emon.stream.timestamps[0] == (0, 0)
+        emon.stop()
     finally:
         emon.close()
 

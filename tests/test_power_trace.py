@@ -45,6 +45,25 @@ def test_reference_trace_windows_match_the_runner(golden, model):
     assert lv.inference_mw == pytest.approx(np.mean([p for _, p in logged]) / 1000, rel=0.01)
 
 
+
+@pytest.mark.parametrize("model, within_pct", [("kws", 0.006), ("ic", 0.006), ("vww", 0.006), ("ad", 0.13)])
+def test_our_runners_window_sum_against_the_energyrunners(golden, model, within_pct):
+    """Our runner sums samples[j0:j1] between the edges' sample counts (as
+    mlcommons/tiny's runner does); the EnergyRunner picks samples by finer
+    times. On the reference traces that differs by one sample at an edge at
+    most: what runner/emon_lpm01a.py's docstring states."""
+    d = golden / model / "energy"
+    tr = read_trace(d / "trace1-energy.bin")
+    wins = windows_from_timestamps(read_timestamps(d / "trace1-timestamps.json"))
+    logged = _log_windows((d / "results.txt").read_text())
+    one_sample = []
+    for (t0, t1), (e_uj, _) in zip(wins, logged):
+        j0, j1 = round(t0 * tr.rate_hz), round(t1 * tr.rate_hz)
+        ours = float(tr.uj[j0:j1].sum())
+        assert abs(ours - e_uj) / e_uj * 100 <= within_pct
+        one_sample.append(abs(ours - e_uj) <= 1.05 * max(tr.uj[j0 - 1 : j0 + 1].max(), tr.uj[j1 - 1 : j1 + 1].max()))
+    assert all(one_sample)
+
 def test_levels_of_a_synthetic_trace():
     p = np.full(10_000, 34.0)
     p[2000:5000] = 41.0

@@ -101,6 +101,24 @@ def test_stream_parser_keeps_odd_lines_apart():
     assert s.ended and s.completed
 
 
+
+def test_stream_losses_show_between_the_boards_timestamps():
+    """A sample line lost or garbled on the way shows as a shortfall between
+    the board's TimeStamp records (1000 samples a second at 1 kHz), counted
+    for the windows whose span overlaps that second."""
+    values = np.full(5000, 40e-6)
+    lines = encoded_stream(values, events_at=(500, 2500), start=False, finish=False).split(b"\r\n")
+    sample_lines = [i for i, ln in enumerate(lines) if ln[:1].isdigit()]
+    drop = set(sample_lines[1200:1203])  # 3 samples of the second second
+    lines[sample_lines[3500]] = b"12x4-06"  # one garbled in the fourth
+    s = AsciiStream()
+    s.feed(b"\r\n".join(ln for i, ln in enumerate(lines) if i not in drop) + b"\r\n")
+    assert s.count == 5000 - 4
+    assert s.losses(0, 900, 1000) == (0, 0)  # the first second is whole
+    assert s.losses(500, 2497, 1000) == (3, 0)  # the window of the two events
+    assert s.losses(2600, 4000, 1000) == (1, 1)
+    assert s.losses(4000, 4996, 1000) == (0, 0)  # after the last record: not checked
+
 def test_decode_sample():
     assert decode_sample(b"6409-07") == pytest.approx(640.9e-6)
     assert decode_sample(b"1234+02") == 123400.0

@@ -165,8 +165,8 @@ def test_an_unplugged_port_that_stays_away_is_reported(dut_bench, kws_dataset, t
 # -- energy mode: H573 + LPM01A ----------------------------------------------------------------
 
 
-def energy_run(tmp: Path, dataset: Path, faults: str | None = None, **kw):
-    rig = build_rig(KWS01, interface="h573", dir=tmp / "rig", engine=EchoEngine(), timing=ECHO_TIMING)
+def energy_run(tmp: Path, dataset: Path, faults: str | None = None, interface: str = "h573", **kw):
+    rig = build_rig(KWS01, interface=interface, dir=tmp / "rig", engine=EchoEngine(), timing=ECHO_TIMING)
     p = plan(faults) if faults else None
     if p:
         p.install(rig.control)
@@ -216,6 +216,18 @@ def test_energy_stale_emon_stream_at_start(kws_dataset, tmp_path):
     assert "host>emon: htc" in log and log.index("host>emon: stop") < log.index("host>emon: volt 1800m")
 
 
+def test_energy_stale_emon_stream_the_dut_boots_afresh(kws_dataset, tmp_path):
+    # the earlier run left the DUT powered (at 3.3 V): switched off before the settings, it boots
+    # again at 'pwr on' and the Arduino IO manager relays its banner
+    outcome, out, _ = energy_run(tmp_path, kws_dataset, "faults: [{do: stream-emon}]", interface="arduino")
+    assert outcome.exit_code == EXIT_INVALID, outcome.message  # short windows, otherwise complete
+    log = (out / "log.txt").read_text()
+    order = [log.index(f"host>emon: {c}") for c in ("stop", "pwr off", "volt 1800m", "pwr on")]
+    assert order == sorted(order)
+    assert "no boot banner" not in log
+    assert "m-timestamp-mode-energy" in record(out)["dut"]["banner"]
+
+
 def test_energy_lost_acquisition_completed(kws_dataset, tmp_path):
     outcome, out, _ = energy_run(
         tmp_path, kws_dataset,
@@ -224,6 +236,20 @@ def test_energy_lost_acquisition_completed(kws_dataset, tmp_path):
     assert outcome.exit_code == EXIT_INVALID, outcome.message  # complete (short windows)
     assert "but the acquisition's 'end' record came" in (out / "log.txt").read_text()
 
+
+
+def test_energy_samples_lost_from_the_emon_are_counted_and_judged(kws_dataset, tmp_path):
+    # one sample line lost in window 1 (0.06 %: noted), five in window 2 (over the EnergyRunner's 0.1 %)
+    outcome, out, _ = energy_run(
+        tmp_path, kws_dataset,
+        "faults: [{do: drop-line, port: emon, direction: to-host, when: {after_line: 'event 4 ris', port: emon}},"
+        " {do: drop-line, port: emon, direction: to-host, count: 5, when: {after_line: 'event 6 ris', port: emon}}]")
+    assert outcome.exit_code == EXIT_INVALID, outcome.message
+    rows = record(out)["energy"]["windows"]
+    assert [(r["start_event"], r["samples_lost"]) for r in rows] == [(4, 1), (6, 5), (8, 0), (10, 0), (12, 0)]
+    assert not any("EMON samples" in p for p in rows[0]["problems"])
+    assert any(p.startswith("lost 5 of its") and "allows 0.1 %" in p for p in rows[1]["problems"])
+    assert "window 2 lost 5 of its" in (out / "results.txt").read_text()
 
 def test_energy_emon_unplugged_stops_with_a_clear_message(kws_dataset, tmp_path):
     outcome, out, _ = energy_run(tmp_path, kws_dataset,
