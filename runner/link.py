@@ -32,11 +32,13 @@ READY = "m-ready"
 AUTO_BAUDS = (115200, 921600)
 #: longest one inference may take before anything is known about the model
 FIRST_INFERENCE_LIMIT_S = 120.0
-#: how long the first '%' at each candidate baud waits for 'm-ready': a running
+#: how long the first resync at each candidate baud waits for 'm-ready': a running
 #: board answers within milliseconds (one byte each way at 115200, a USB
 #: virtual COM port's few ms of latency); one still booting is caught by the
 #: second pass, which waits the full --timeout at each baud
 AUTO_BAUD_WAIT_S = 0.25
+#: what a resynchronisation sends (then the terminator)
+SYNC_COMMAND = "name"
 
 
 class WireLog:
@@ -258,7 +260,7 @@ class DutLink(SerialLines):
                 return
         self.close()
         raise DeviceTimeout(
-            f"port {self.port} does not answer: no 'm-ready' to '%' within {self.timeout:g} s "
+            f"port {self.port} does not answer: no 'm-ready' to '{SYNC_COMMAND}%' within {self.timeout:g} s "
             f"at {' or '.join(str(b) for b in self.bauds)} baud "
             "(is the DUT powered, the port right, the baud right? see --baud, --timeout)"
         )
@@ -312,11 +314,13 @@ class DutLink(SerialLines):
             self._buf.clear()
 
     def sync(self, timeout: float | None = None, attempts: int = 2) -> bool:
-        """Resynchronise: ``%`` ends whatever partial command the firmware holds
-        (it answers an error, then ``m-ready``); wait for ``m-ready`` then for
-        silence."""
+        """Resynchronise: ``name%`` ends whatever partial command the firmware
+        holds (it answers an error, then ``m-ready``) or is answered as itself;
+        wait for ``m-ready`` then for silence. Not a bare ``%``: with nothing
+        pending that is an empty command, undefined behaviour in the reference
+        parser (``firmware_api_spec/dut_protocol.md`` section 5.10)."""
         for _ in range(attempts):
-            self._write("%")
+            self._write(SYNC_COMMAND + "%")
             deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
             while True:
                 line = self._read_line(deadline)

@@ -208,7 +208,7 @@ class _Run(RunSession):
                 self.recovered(what, exc, f"resynchronising and repeating ({attempt}/{self.opts.retries})")
                 if not self.link.sync():
                     raise DeviceTimeout(
-                        f"{what}: {exc}; then port {self.opts.port} did not answer the resync '%' within "
+                        f"{what}: {exc}; then port {self.opts.port} did not answer the resync 'name%' within "
                         f"{self.opts.timeout:g} s: the DUT has stopped (hung: press its RESET button or power-cycle "
                         "it, then run again)"
                     ) from None

@@ -128,6 +128,9 @@ def test_dut_ad01_found_at_921600_baud(models_dir, shared):
     # a quick look at 115200 first (AUTO_BAUD_WAIT_S), not the whole --timeout (5 s) of silence
     first, second = [ex for ex in rep.preamble if ex.kind == "sync"][:2]
     assert first.ended == "silence" and second.t_sent - first.t_sent < 2.0
+    # the probe is never an empty command (undefined behaviour in the reference parser,
+    # dut_protocol.md 5.10): name%
+    assert {ex.sent for ex in rep.preamble if ex.kind == "sync"} == {b"name%"}
     for case_id in ("db_load_window_ad01", "infer_ad01_counts_floats", "infer_runner_window"):
         assert rep.result(case_id).status == PASS
 

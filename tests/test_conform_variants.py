@@ -18,7 +18,7 @@ from runner.conform.session import DEVIATION, PASS
 #: variant -> (the runner case it breaks, a reference case it also changes, a case it leaves alone)
 VARIANTS = {
     "results-format": ("infer_runner_window", "results_before_inference", "db_load"),
-    "no-ready-after-error": ("terminator_alone", "unknown_command", "name"),
+    "no-ready-after-error": ("db_hex_odd_digits", "unknown_command", "name"),
     "cmd-buffer-64": ("db_runner_chunk_31_bytes", "line_of_85_chars_keeps_80", "line_of_81_chars_truncates_hex"),
     "lost-lap-line": ("infer_runner_window", "infer_defaults", "timestamp_performance"),
 }
@@ -70,8 +70,8 @@ def test_what_each_variant_breaks(models_dir):
     """The reasons are specific: they say which line is wrong."""
     rep = run_variant(models_dir, "results-format", ["infer_runner_window"])
     assert "m-results-[{floats}]" in rep.result("infer_runner_window").reason
-    rep = run_variant(models_dir, "no-ready-after-error", ["terminator_alone"])
-    assert "no m-ready line" in rep.result("terminator_alone").reason
+    rep = run_variant(models_dir, "no-ready-after-error", ["db_hex_odd_digits"])
+    assert "no m-ready line" in rep.result("db_hex_odd_digits").reason
     rep = run_variant(models_dir, "cmd-buffer-64", ["db_runner_chunk_31_bytes"])
     assert "Insufficent number of hex digits" in rep.result("db_runner_chunk_31_bytes").reason
     rep = run_variant(models_dir, "lost-lap-line", ["infer_runner_window"])

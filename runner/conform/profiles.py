@@ -202,6 +202,15 @@ class DutDriver(Driver):
         if b"db" in data:
             self.db_dirty = True
 
+    def probe(self, wire: Wire, silence: float | None = None) -> bool:
+        # name%, not a bare %: an empty command is undefined behaviour in the
+        # reference parser (a null pointer read; dut_protocol.md section 5.10);
+        # name% ends a partial command just as well
+        ex = wire.exchange("sync", b"name%", self.prep_shape(silence=silence),
+                           note="is a DUT there (and end any partial command it holds)")
+        self.partial = False
+        return ex is not None and any(line.endswith(b"\n") and line.strip() for _, line in ex.lines())
+
     def identify(self, wire: Wire) -> None:
         ex = wire.exchange("identify", b"name%", self.prep_shape(), note="who is there")
         for line in ex.text_lines():
