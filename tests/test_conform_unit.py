@@ -151,3 +151,13 @@ def test_an_lpm01a_answer_framed_by_blank_lines_is_allowed_not_a_runner_breaking
     # the DUT's spec fixes its framing: there a blank line is a deviation
     assert not load_spec().matches_but_for_blank_lines(["m-ready"], b"\r\nm-ready\r\n", None)
     assert conf.spec.matches_but_for_blank_lines(["PowerShield > ack htc"], b"\r\nPowerShield > ack htc\r\n\r\n", None)
+
+
+def test_setups_load_with_the_runners_chunk():
+    """A port whose command buffer holds what the runners send (31 bytes a db
+    command) must not be failed by the tester's own setups."""
+    from firmware_api_spec.dut_spec import DB_CHUNK, db_commands
+    from runner.protocol import DB_CHUNK_BYTES
+
+    assert DB_CHUNK == DB_CHUNK_BYTES
+    assert max(len(c) for c in db_commands(bytes(490))) == len(b"db ") + 2 * DB_CHUNK_BYTES + 1
