@@ -95,7 +95,7 @@ def test_a_port_that_answers_nothing_is_named():
     from runner.conform import ConformOptions, run_conformance
     from runner.errors import DeviceError
 
-    # loop:// returns what is written: "%" comes back, which no DUT would answer
+    # loop:// returns what is written: "name%" comes back, which no DUT would answer
     try:
         run_conformance(ConformOptions(port="loop://", profile="dut-energy", timeout=0.3))
     except DeviceError as exc:

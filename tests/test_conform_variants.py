@@ -103,3 +103,41 @@ def test_explain_walks_through_the_lesson(models_dir, shared):
     assert "-> name%" in text and "<- " in text and "m-name-dut-[unspecified]\\r\\n" in text
     assert "dut_protocol.md § 3.2 The 80-character command buffer" in text
     assert "Why:" in text and "sent while the board was busy" in text
+
+
+@pytest.mark.parametrize("variant, only, code", [
+    ("reference", "name,unknown_command,db_hex_odd_digits", 0),
+    ("no-ready-after-error", "name,unknown_command", 3),  # a reference quirk only: a port may differ
+    ("no-ready-after-error", "name,unknown_command,db_hex_odd_digits", 1),  # breaks a runner
+])
+def test_the_exit_code_says_whether_a_runner_breaks(models_dir, variant, only, code):
+    from typer.testing import CliRunner
+
+    from emulator.cli import app
+
+    url = f"tinytwin://kws01?models_dir={models_dir}&firmware_variant={variant}"
+    res = CliRunner().invoke(app, ["conform", "--port", url, "--only", only, "--timeout", "1"])
+    assert res.exit_code == code, res.output
+
+
+def test_a_port_that_fails_mid_run_keeps_the_cases_before(tmp_path):
+    """The board leaves the bus during a case (a reset re-enumerating its USB):
+    exit 2 with the reason, and the report of the cases before it is written."""
+    from typer.testing import CliRunner
+
+    from emulator.cli import app
+    from test_runner_faults import DutBench
+
+    b = DutBench(tmp_path, "faults: [{do: unplug, port: dut, when: {after_command: 12}}]")
+    try:
+        out = tmp_path / "report"
+        res = CliRunner().invoke(app, ["conform", "--port", str(b.link), "--out", str(out), "--timeout", "1",
+                                       "--port-wait", "0", "--only", "name,profile,help,db_load,db_load_zero,"
+                                       "db_hex_until_count,db_hex_in_pieces,db_print_full_line"])
+    finally:
+        b.close()
+    assert res.exit_code == 2, res.output
+    assert "failed during case" in res.output and "Traceback" not in res.output
+    data = json.loads((out / "report.json").read_text())
+    assert data["stopped"] and "failed during case" in data["stopped"]
+    assert 1 <= len(data["cases"]) < 8 and data["cases"][0]["id"] == "name"

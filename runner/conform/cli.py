@@ -10,7 +10,9 @@ import typer
 from ..link import PORT_APPEAR_S
 
 
-EXIT_PASS, EXIT_DEVIATION, EXIT_ERROR = 0, 1, 2
+#: exit codes: nothing deviates; a deviation breaks a runner; the run could not be made or
+#: stopped (a partial report is still written); only reference-firmware behaviour deviates
+EXIT_PASS, EXIT_BREAKS, EXIT_ERROR, EXIT_REFERENCE_ONLY = 0, 1, 2, 3
 
 PROFILE_HELP = "dut (performance-mode DUT firmware), dut-energy, sww01, ioman-arduino, ioman-h573 or lpm01a"
 
@@ -43,7 +45,11 @@ def conform_command(
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="--explain without --port: the twin's models folder"),
 ) -> None:
     """Run the spec's protocol cases against a board, a firmware port or a twin, and report
-    where it departs from the protocol (and whether that breaks a runner)."""
+    where it departs from the protocol (and whether that breaks a runner).
+
+    Exit code: 0 nothing deviates; 1 a deviation breaks a runner; 3 only the reference
+    firmware's own behaviour deviates (a port may differ there); 2 the run could not be made or
+    stopped (the port failed: the report of the cases before is still written)."""
     from ..errors import RunnerError
     from .profiles import profile_named
 
@@ -78,7 +84,18 @@ def conform_command(
     if out is not None:
         js, md = write_report(rep, out)
         typer.echo(f"wrote {js} and {md}")
-    raise typer.Exit(EXIT_DEVIATION if rep.count("deviation") else EXIT_PASS)
+    if rep.stopped:
+        typer.echo(f"tinytwin conform: {rep.stopped}", err=True)
+        raise typer.Exit(EXIT_ERROR)
+    raise typer.Exit(exit_code(rep))
+
+
+def exit_code(rep) -> int:
+    """0: nothing deviates; 1: a deviation breaks a runner; 3: only the
+    reference firmware's own behaviour deviates (a port may differ there)."""
+    if rep.breaking:
+        return EXIT_BREAKS
+    return EXIT_REFERENCE_ONLY if rep.count("deviation") else EXIT_PASS
 
 
 def _progress(result) -> None:

@@ -159,6 +159,7 @@ def report_json(rep: ConformReport) -> dict[str, Any]:
             "pass_rate": rep.pass_rate,
         },
         "notes": rep.notes,
+        "stopped": rep.stopped,
         "preamble": [_exchange_json(ex) for ex in rep.preamble],
         "cases": [result_json(r) for r in rep.results],
     }

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+import serial
 from firmware_api_spec import Case, MissingData
 
 from emulator.models import store
@@ -112,6 +113,8 @@ class ConformReport:
     options: dict[str, Any] = field(default_factory=dict)
     #: the spec's primer (the protocol in a nutshell), for transcripts
     primer: str = ""
+    #: why the run stopped before its last case (the port failed); None if it did not
+    stopped: str | None = None
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -245,7 +248,16 @@ class Conformance:
             for case in self.selected():
                 log_start = len(self.wire.log)
                 t_case = time.monotonic()
-                result = self.run_case(case, boot)
+                try:
+                    result = self.run_case(case, boot)
+                except (serial.SerialException, OSError) as exc:
+                    # the board reset or left the bus (USB re-enumeration): keep what was found
+                    report.stopped = (
+                        f"the port {self.opts.port} failed during case {case.id}: {exc}; the cases before it are "
+                        "in the report (was the board reset or unplugged? run again, or --only the cases left)"
+                    )
+                    report.notes.append(report.stopped)
+                    break
                 result.exchanges = self.wire.log[log_start:]
                 result.seconds = time.monotonic() - t_case
                 report.results.append(result)
