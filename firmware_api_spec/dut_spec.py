@@ -326,6 +326,22 @@ class Spec:
         want = [line for line in self.expand(lines, model) if line != ""]
         return self.matches(want, _BLANK_LINE.sub(b"", output), model)
 
+    def matches_as_runners_read(self, lines: list[Any], output: bytes, model: str | None,
+                                markers: tuple[bytes, ...]) -> bool:
+        """Whether ``output`` reads as ``lines`` to the runners, which drop CR
+        and NUL, skip empty lines and pick out the lines they know: the
+        expected lines in order once the lines that no expected line matches
+        and that do not start with one of ``markers`` (the protocol's own
+        prefixes, such as ``m-``) are left out. Only plain expected lines (a
+        ``{line:, min:, max:}`` entry keeps the exact match)."""
+        want = [line for line in self.expand(lines, model) if line != ""]
+        if any(not isinstance(line, str) for line in want):
+            return False
+        pats = [re.compile(self.line_regex(line.rstrip("\n"), model).encode("latin-1"), re.S) for line in want]
+        got = [ln for ln in output.translate(None, b"\r\0").split(b"\n") if ln.strip()]
+        kept = [ln for ln in got if ln.startswith(markers) or any(p.fullmatch(ln) for p in pats)]
+        return len(kept) == len(pats) and all(p.fullmatch(ln) for p, ln in zip(pats, kept))
+
     def describe(self, lines: list[Any], model: str | None) -> list[str]:
         """The expected lines as a reader sees them (variables filled in)."""
         out = []

@@ -3,6 +3,7 @@ pyserial port (loop://, which returns what is written), the prose lookup and
 how bytes are shown."""
 from __future__ import annotations
 
+import pytest
 import serial
 
 from firmware_api_spec import load_spec
@@ -161,3 +162,57 @@ def test_setups_load_with_the_runners_chunk():
 
     assert DB_CHUNK == DB_CHUNK_BYTES
     assert max(len(c) for c in db_commands(bytes(490))) == len(b"db ") + 2 * DB_CHUNK_BYTES + 1
+
+
+class ScriptedDut:
+    """A pyserial-like port with a board that answers name%, profile% and
+    timestamp% from a table (the line ends and extra lines a port may print)."""
+
+    def __init__(self, answers: dict[bytes, bytes]):
+        self.answers, self._out, self._in = answers, bytearray(), bytearray()
+        self.timeout, self.baudrate = 0.0, 115200
+
+    def write(self, data: bytes) -> int:
+        self._in += data
+        while b"%" in self._in:
+            cmd, _, rest = bytes(self._in).partition(b"%")
+            self._in = bytearray(rest)
+            self._out += self.answers.get(cmd, b"e-[Unknown command: " + cmd + b"]\r\nm-ready\r\n")
+        return len(data)
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self._out)
+
+    def read(self, n: int = 1) -> bytes:
+        out, self._out = bytes(self._out[:n]), self._out[n:]
+        return out
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("name_answer, breaks", [
+    (b"m-name-dut-[unspecified]\nm-ready\n", False),  # LF only: both runners drop CR
+    (b"m-name-dut-[unspecified]\r\nbooting the NPU\r\nm-ready\r\n", False),  # an info line runners skip
+    (b"m-name-dut-[unspecified]\r\nm-readyy\r\n", True),  # a protocol line wrong: no m-ready
+    (b"m-name-dut-[unspecified]\r\nm-lap-us-12\r\nm-ready\r\n", True),  # a protocol line too many
+])
+def test_a_runner_case_read_the_same_by_the_runners_breaks_none(name_answer, breaks):
+    from runner.conform import ConformOptions, run_conformance
+    from runner.conform.session import DEVIATION
+
+    board = ScriptedDut({
+        b"name": name_answer,
+        b"profile": b"m-profile-[ULPMark for tinyML Firmware V0.0.1]\r\nm-model-[kws01]\r\nm-ready\r\n",
+        b"timestamp": b"m-lap-us-1000\r\nm-ready\r\n",
+    })
+    rep = run_conformance(ConformOptions(port="scripted", profile="dut", only=["name", "profile"], timeout=0.3,
+                                         quiet=0.05, opener=lambda port, baud: board))
+    name, profile = rep.result("name"), rep.result("profile")
+    assert profile.status == "pass"
+    assert name.status == DEVIATION and name.breaks_runner is breaks, name.reason
+    assert ("breaks none of them" in name.reason) is not breaks

@@ -74,6 +74,10 @@ class Driver:
     """What the tester must know of one protocol (see the module docstring)."""
 
     terminator = b"%"
+    #: the prefixes of the protocol's own lines: with these, a runner case whose answer differs
+    #: only in what the runners skip (CR, NUL, empty lines, unknown lines without these prefixes)
+    #: is not counted as breaking a runner; empty: the exact answer is needed
+    line_markers: tuple[bytes, ...] = ()
 
     def __init__(self, profile: Profile, opts: "ConformOptions"):
         self.profile = profile
@@ -175,6 +179,10 @@ class Driver:
 
 class DutDriver(Driver):
     """The MLPerf Tiny DUT firmware (reference protocol, dut_protocol.yaml)."""
+
+    #: both runners drop CR and NUL, skip empty lines and pick lines out by these prefixes
+    #: (mlcommons serial_device.py, script.py; ours runner.lines, runner.protocol)
+    line_markers = (b"m-", b"e-")
 
     def __init__(self, profile: Profile, opts: "ConformOptions"):
         super().__init__(profile, opts)
@@ -278,6 +286,8 @@ class DutDriver(Driver):
 class Sww01Driver(DutDriver):
     """The streaming-wakeword firmware (sww01_protocol.yaml): every command is
     echoed; ``stop%`` ends a stream or a capture."""
+
+    line_markers = ()  # its answers are judged exactly
 
     def identify(self, wire: Wire) -> None:
         ex = wire.exchange("identify", b"profile%", self.prep_shape(), note="which firmware and model")
