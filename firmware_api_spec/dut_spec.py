@@ -31,7 +31,7 @@ SPEC_DIR = Path(__file__).resolve().parent
 SPEC_PATH = SPEC_DIR / "dut_protocol.yaml"
 SWW01_SPEC_PATH = SPEC_DIR / "sww01_protocol.yaml"
 
-VARIABLES = ("{model}", "{input_count}", "{max_db}", "{input_bytes}")
+VARIABLES = ("{model}", "{input_count}", "{max_db}", "{input_bytes}", "{timing_n}")
 PATTERNS = ("{int}", "{uint32}", "{results}", "{text}", "{hexbytes}", "{numbers}", "{field}", "{floats}", "{value}")
 UINT32_MAX = 2**32 - 1
 #: bytes per generated "db <hex>%" command in a setup: the runners' chunk (3 + 62 = 65
@@ -273,6 +273,7 @@ class Spec:
             .replace("{input_count}", str(m["input_count"]))
             .replace("{max_db}", str(m["max_db_input_size"]))
             .replace("{input_bytes}", str(m["input_count"] * m.get("input_elem_bytes", 1)))
+            .replace("{timing_n}", str(m.get("timing_iterations", 2)))
         )
 
     def line_regex(self, line: str, model: str | None) -> str:

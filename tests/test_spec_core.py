@@ -183,3 +183,19 @@ def test_matcher_rejects_wrong_output():
         res.check(b"m-results-[0.023438,0.976563]\r\nm-ready\r\n", "vww01")  # no trailing comma
     with pytest.raises(AssertionError):
         res.check(b"m-results-[0.023,0.977,]\r\nm-ready\r\n", "vww01")  # 3 decimals
+
+
+def test_timing_windows_last_half_a_second_on_the_reference_board(golden):
+    """The timing cases run infer {timing_n}: long enough that a host's USB
+    and scheduling jitter (tens of ms) cannot decide them, on every model."""
+    from emulator.cpu.calibrate import read_reference_csv
+
+    ref = read_reference_csv(golden / "reference.csv")
+    timing = [c for c in SPEC.cases if c.timing and b"infer" in c.send]
+    assert timing
+    for model in MODELS:
+        n = int(SPEC.models[model]["timing_iterations"])
+        per_s = 1.0 / float(ref[model]["perf_median_ips"])
+        assert n >= 2 and n * per_s >= 0.5, (model, n, per_s)
+        for case in timing:
+            assert case.send_for(model) == b"infer %d 0%%" % n, case.id
