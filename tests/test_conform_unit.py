@@ -216,3 +216,35 @@ def test_a_runner_case_read_the_same_by_the_runners_breaks_none(name_answer, bre
     assert profile.status == "pass"
     assert name.status == DEVIATION and name.breaks_runner is breaks, name.reason
     assert ("breaks none of them" in name.reason) is not breaks
+
+
+def test_cli_list_follows_the_profile_and_explain_is_the_dut_lesson():
+    from typer.testing import CliRunner
+
+    from emulator.cli import app
+    from firmware_api_spec import load_spec
+
+    spec = load_spec()
+    energy_only = next(c.id for c in spec.cases if c.mode == "energy")
+    perf_only = next(c.id for c in spec.cases if c.mode == "performance")
+    cli = CliRunner()
+    res = cli.invoke(app, ["conform", "--list", "--profile", "dut"])
+    assert res.exit_code == 0 and perf_only in res.output and energy_only not in res.output
+    res = cli.invoke(app, ["conform", "--list", "--profile", "dut-energy"])
+    assert res.exit_code == 0 and energy_only in res.output and perf_only not in res.output
+    res = cli.invoke(app, ["conform", "--explain", "--profile", "lpm01a", "--no-pause"])
+    assert res.exit_code == 2 and "--explain walks through the DUT protocol" in res.output
+
+
+def test_model_chosen_over_the_boards_own_is_said():
+    from runner.conform import ConformOptions, run_conformance
+
+    board = ScriptedDut({
+        b"name": b"m-name-dut-[unspecified]\r\nm-ready\r\n",
+        b"profile": b"m-profile-[ULPMark for tinyML Firmware V0.0.1]\r\nm-model-[kws01]\r\nm-ready\r\n",
+        b"timestamp": b"m-lap-us-1000\r\nm-ready\r\n",
+    })
+    rep = run_conformance(ConformOptions(port="scripted", profile="dut", model="ic01", only=["name"], timeout=0.3,
+                                         quiet=0.05, opener=lambda port, baud: board))
+    assert rep.model == "ic01"
+    assert any("the board names its model 'kws01'" in n and "--model ic01" in n for n in rep.notes)

@@ -61,8 +61,12 @@ def conform_command(
         if explain:
             from .explain import run_explain
 
+            if prof.name != "dut":
+                typer.echo(f"tinytwin conform: --explain walks through the DUT protocol (--profile dut), not "
+                           f"--profile {prof.name}; run the cases with --port instead", err=True)
+                raise typer.Exit(EXIT_ERROR)
             code = run_explain(port, models_dir=models_dir, pause=not no_pause and sys.stdin.isatty(), baud=baud,
-                               timeout=timeout)
+                               timeout=timeout, data=data)
             raise typer.Exit(code)
         if not port:
             typer.echo("tinytwin conform: --port is required (or --explain for a tutorial with a twin)", err=True)
@@ -110,5 +114,7 @@ def _list(prof) -> None:
 
     spec = load_spec(spec_path(prof.spec_file))
     for c in spec.cases:
+        if prof.mode and c.mode not in ("any", prof.mode):
+            continue  # the other firmware build's cases (--profile dut / dut-energy)
         flags = [c.requirement] + case_flags(c)
         typer.echo(f"{c.id:42s} §{c.section:5s} {', '.join(flags)}")

@@ -85,6 +85,8 @@ class Driver:
         self.spec: Spec = load_spec(spec_path(profile.spec_file))
         self.model: str | None = None
         self.identity: dict[str, str] = {}
+        #: what the report should say about how the board was identified
+        self.notes: list[str] = []
         self.ready_lines = frozenset(x.encode("latin-1") for x in self.spec.ready_lines())
         #: bytes after the last terminator the board holds (a partial command)
         self.partial = False
@@ -236,6 +238,9 @@ class DutDriver(Driver):
         self.identity["model_string"] = model or ""
         if self.opts.model:
             self.model = self.opts.model
+            if model is not None and model != self.model:
+                self.notes.append(f"the board names its model {model!r} (profile%); --model {self.model} runs "
+                                  f"{self.model}'s cases against it")
         elif model in self.spec.models:
             self.model = model
         else:

@@ -239,6 +239,7 @@ class Conformance:
             identity=dict(self.driver.identity),
             started=started,
             preamble=list(preamble),
+            notes=list(self.driver.notes),
             primer=str(self.spec.data.get("primer", "")),
             options={
                 "include_risky": self.opts.include_risky,
