@@ -12,6 +12,7 @@ import typer
 
 from . import pystack
 from .config import TwinConfig, twin_options
+from .dut.core import VARIANTS
 from .errors import TinytwinError
 
 app = typer.Typer(
@@ -85,7 +86,7 @@ def dut(
     tcp: Optional[str] = typer.Option(None, "--tcp", help="also serve on TCP HOST:PORT (pyserial socket://HOST:PORT)"),
     baud: Optional[int] = typer.Option(None, "--baud", help="the DUT's UART baud (default: the firmware's, 115200; ad01 921600; energy mode 9600)"),
     energy: bool = typer.Option(False, "--energy", help="the firmware built for energy mode (9600 baud, GPIO timestamps); normally used inside `tinytwin rig`"),
-    firmware_variant: str = typer.Option("reference", "--firmware-variant", help="reference (default), or a firmware with one porting mistake, to see what `tinytwin conform` reports: results-format, no-ready-after-error, cmd-buffer-64, lost-lap-line"),
+    firmware_variant: str = typer.Option("reference", "--firmware-variant", help="reference (default), or a firmware with one porting mistake, to see what `tinytwin conform` reports: " + ", ".join(v for v in VARIANTS if v != "reference")),
 ) -> None:
     """Serve one DUT (performance-mode firmware by default) on a pseudo-terminal."""
     from .benches.dut import build_dut_bench

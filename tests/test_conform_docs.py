@@ -40,3 +40,10 @@ def test_the_lesson_transcript_covers_every_case_of_the_twins_firmware():
     # a lesson: the primer, how to read it, links into the prose
     assert "### The protocol in a nutshell" in text and "### How to read this transcript" in text
     assert "(../dut_protocol.md#32-the-80-character-command-buffer)" in text
+
+
+def test_the_porting_page_names_every_firmware_variant():
+    from emulator.dut.core import VARIANTS
+
+    text = PAGE.read_text(encoding="utf-8")
+    assert all(v in text for v in VARIANTS if v != "reference")

@@ -249,3 +249,27 @@ def test_h573_hang_is_opt_in(models_dir):
         rig.close()
     assert rep.result("setbaud_not_a_number_hangs").status == PASS
     assert any("stopped answering" in n for n in rep.notes)
+
+
+def test_a_timer_that_restarts_early_is_caught(models_dir):
+    """The dwt-timer variant (a cycle counter / 120 MHz) restarts every 35.8 s:
+    started 1 s before that, the session's lap values go back long before 2^32."""
+    from emulator.dut.device import DWT_MHZ
+
+    restart_us = 2**32 // DWT_MHZ
+    bench, pty = dut_twin(models_dir, speed="realtime", firmware_variant="dwt-timer",
+                          timer_start_us=restart_us - 1_000_000)
+
+    def after(result):
+        if result.id == "timestamp_performance":
+            time.sleep(1.5)  # past the restart
+
+    try:
+        rep = conform(pty.device, "dut", start=bench.twin.start, only=["timestamp_performance", "timing_timer_wrap"],
+                      on_result=after)
+    finally:
+        bench.twin.close()
+    r = rep.result("timing_timer_wrap")
+    assert r.status == DEVIATION and r.breaks_runner, r.reason
+    assert "restarted long before 2^32" in r.reason
+    assert r.measured["restart_from_us"] > r.measured["restart_to_us"] and r.measured["host_between_s"] < 10

@@ -50,7 +50,12 @@ uses them, and ``variant="reference"`` (the default) changes nothing:
   ``db`` commands lose their last hex digit;
 * ``lost-lap-line``: ``ee_infer()`` does not take the timestamp that opens
   the timed window (no first ``m-lap-us-`` line in performance mode, no
-  first falling edge in energy mode).
+  first falling edge in energy mode);
+* ``dwt-timer``: ``th_timestamp()`` reads the Cortex-M cycle counter
+  (``DWT->CYCCNT``, 32 bits) divided by the clock in MHz (120): the
+  microsecond values restart at 0 every 2^32 / 120 µs (35.8 s) instead of
+  wrapping at 2^32, so a window across that restart is wrong for every
+  runner.
 """
 from __future__ import annotations
 
@@ -113,6 +118,7 @@ VARIANTS: dict[str, str] = {
     "no-ready-after-error": "no m-ready after a command that reports an e-[...] error",
     "cmd-buffer-64": "a 64-character command buffer instead of 80",
     "lost-lap-line": "the timestamp that opens the infer window is never taken",
+    "dwt-timer": "the µs timer is the CPU's 32-bit cycle counter / 120: it wraps every 35.8 s, not at 2^32",
 }
 
 

@@ -42,6 +42,8 @@ from .core import MSG_READY, Action, DutCore, DutState, Infer, LoadTensor, Print
 from .timing import DutTiming
 
 TIMER_WRAP = 2**32
+#: the clock the dwt-timer variant divides its cycle counter by (MHz)
+DWT_MHZ = 120
 
 
 class Dut:
@@ -116,9 +118,13 @@ class Dut:
                     fn(state, t)
 
     def timer_us(self) -> int:
-        """``us_ticker_read()``: µs since reset, on a 32-bit counter."""
+        """``us_ticker_read()``: µs since reset, on a 32-bit counter (the
+        ``dwt-timer`` variant: a 32-bit cycle counter at 120 MHz, in µs)."""
         elapsed = (self.twin.now - self._reset_at) // US
-        return int(self.timer_start_us + elapsed) % TIMER_WRAP
+        us = int(self.timer_start_us + elapsed)
+        if self.variant == "dwt-timer":
+            return (us * DWT_MHZ) % TIMER_WRAP // DWT_MHZ
+        return us % TIMER_WRAP
 
     # -- power -------------------------------------------------------------------
     def power_on(self) -> None:

@@ -257,6 +257,17 @@ class TimerWrap(Check):
         left_s = (TIMER - v0) / 1e6
         max_wait = float(p.get("max_wait_s", 90))
         m: dict[str, Any] = {"value_us": v0, "seconds_to_wrap": round(left_s, 3)}
+        early = _early_restart(session.wire.log)
+        if early is not None:
+            (ta, va), (tb, vb) = early
+            m.update({"restart_from_us": va, "restart_to_us": vb, "host_between_s": round(tb - ta, 3)})
+            return TimingVerdict(
+                False,
+                f"the timer went from {va} to {vb} µs while {tb - ta:.1f} s passed: it restarted long before 2^32 µs "
+                "(a cycle counter divided by the clock wraps every 2^32 / MHz µs), so a window across that "
+                "restart is wrong (unless the board was reset during the session)",
+                m,
+            )
         if left_s > max_wait:
             return TimingVerdict(
                 True,
@@ -280,6 +291,18 @@ class TimerWrap(Check):
             return TimingVerdict(False, f"across the wrap the values advanced {board_us} µs modulo 2^32 while "
                                         f"{host_us:.0f} µs passed: the timer does not wrap at 2^32", m)
         return TimingVerdict(True, f"{v0} -> {v1}: {board_us} µs modulo 2^32 for {host_us:.0f} µs of host time", m)
+
+
+def _early_restart(log: list[Exchange]) -> tuple[tuple[float, int], tuple[float, int]] | None:
+    """Two lap values of the session, in host-time order, between which the
+    timer advanced (modulo 2^32) far more than the host's time: it went back,
+    and not from near 2^32 (None if no such pair)."""
+    laps = sorted((ex.t_sent + t, v) for ex in log for t, v in _laps(ex))
+    for (ta, va), (tb, vb) in zip(laps, laps[1:]):
+        host_us = (tb - ta) * 1e6
+        if (vb - va) % TIMER > 2 * host_us + 5e6:
+            return (ta, va), (tb, vb)
+    return None
 
 
 def _count(ex: Exchange, prefix: bytes) -> int:
