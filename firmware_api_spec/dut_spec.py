@@ -126,6 +126,10 @@ class Case:
     boot: bool = False
     #: setup items run after the case to restore the board (output ignored)
     teardown: list[Any] = field(default_factory=list)
+    #: for a case with an expected m-results-[...] whose numbers a port may print
+    #: differently (``allow``): what a runner gets wrong when the board's top class
+    #: is not the reference board's (a deviation that breaks a runner)
+    top_class: str = ""
     spec: "Spec | None" = field(default=None, repr=False)
 
     # -- what to send ------------------------------------------------------------------

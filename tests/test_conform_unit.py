@@ -248,3 +248,27 @@ def test_model_chosen_over_the_boards_own_is_said():
                                          quiet=0.05, opener=lambda port, baud: board))
     assert rep.model == "ic01"
     assert any("the board names its model 'kws01'" in n and "--model ic01" in n for n in rep.notes)
+
+
+@pytest.mark.parametrize("results, status, breaks", [
+    (b"0.003,0.386,0.000,0.597,0.000,0.000,0.000,0.000,0.000,0.000,0.000,0.011", "pass", False),  # the reference's
+    (b"0.004,0.380,0.000,0.605,0.000,0.000,0.000,0.000,0.000,0.000,0.000,0.011", "n/a", False),  # other numbers, same class
+    (b"0.003,0.597,0.000,0.386,0.000,0.000,0.000,0.000,0.000,0.000,0.000,0.011", "deviation", True),  # another class
+])
+def test_golden_results_may_differ_in_numbers_not_in_the_top_class(shared, results, status, breaks):
+    from runner.conform import ConformOptions, run_conformance
+
+    infer = (b"m-warmup-start-0\r\nm-warmup-done\r\nm-infer-start-1\r\nm-lap-us-1000\r\nm-lap-us-183000\r\n"
+             b"m-infer-done\r\nm-results-[" + results + b"]\r\nm-ready\r\n")
+    board = ScriptedDut({
+        b"name": b"m-name-dut-[unspecified]\r\nm-ready\r\n",
+        b"profile": b"m-profile-[ULPMark for tinyML Firmware V0.0.1]\r\nm-model-[kws01]\r\nm-ready\r\n",
+        b"timestamp": b"m-lap-us-1000\r\nm-ready\r\n",
+        b"infer 1 0": infer,
+    })
+    rep = run_conformance(ConformOptions(port="scripted", profile="dut", only=["infer_golden_kws01_no"], data=shared,
+                                         timeout=0.3, quiet=0.05, opener=lambda port, baud: board))
+    r = rep.result("infer_golden_kws01_no")
+    assert (r.status, r.breaks_runner) == (status, breaks), r.reason
+    if breaks:
+        assert "pick class 1, the reference board's class 3" in r.reason and "Top-1" in r.breaks_text

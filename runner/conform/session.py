@@ -87,6 +87,12 @@ class CaseResult:
     breaks_runner: bool = False
     #: the answer differs from the spec's byte for byte, but the runners read it as the spec's
     read_as_spec: bool = False
+    #: why this deviation breaks a runner when that is not the case's ``breaks`` (its top class)
+    breaks_why: str = ""
+
+    @property
+    def breaks_text(self) -> str:
+        return self.breaks_why or self.case.breaks
     exchanges: list[Exchange] = field(default_factory=list)
     #: the exchange whose answer was checked
     answer: Exchange | None = None
@@ -359,7 +365,7 @@ class Conformance:
                 self.hung_after = case.id
                 result.measured["answers_after"] = False
         if result.status == DEVIATION:
-            result.breaks_runner = case.requirement == "runner" and not result.read_as_spec
+            result.breaks_runner = (case.requirement == "runner" and not result.read_as_spec) or bool(result.breaks_why)
         return result
 
     def _classify(self, case: Case, ex: Exchange, result: CaseResult) -> CaseResult:
@@ -369,6 +375,14 @@ class Conformance:
             result.status = PASS
             return result
         idx = case.allowed(out, model)
+        if idx is not None and case.top_class:
+            want, got = _top_class(self.spec.describe(case.expect, model)), _top_class(ex.text_lines())
+            if want is not None and got != want:
+                result.status = DEVIATION
+                result.breaks_why = case.top_class
+                result.reason = (f"the board's results pick class {got}, the reference board's class {want} for this "
+                                 "input (other numbers are allowed; another top class is not)")
+                return result
         if idx is not None:
             result.status = NA
             result.allowed_as = self.spec.describe(case.allow[idx], model)
@@ -390,6 +404,19 @@ class Conformance:
         elif case.requirement == "runner":
             result.breaks_runner = True
         return result
+
+
+def _top_class(lines: list[str]) -> int | None:
+    """The index of the largest value on the m-results-[...] line (the first
+    of equal ones), None if there is no such line."""
+    for line in lines:
+        if line.startswith("m-results-[") and line.endswith("]"):
+            try:
+                values = [float(x) for x in line[len("m-results-["):-1].split(",") if x.strip()]
+            except ValueError:
+                return None
+            return max(range(len(values)), key=values.__getitem__) if values else None
+    return None
 
 
 def describe_difference(expected: list[str], ex: Exchange, driver: Driver) -> str:
