@@ -406,6 +406,11 @@ class _EnergyRun(RunSession):
                             f"{exc}. If the DUT runs the streaming-wakeword firmware (sww01, 115200 baud), say so "
                             "with --truth sww_..._test.json (or --dut-baud 115200)"
                         ) from None
+                    if self.streaming and not self.opts.dut_baud:
+                        raise type(exc)(
+                            f"{exc}. The reference sww01 firmware talks at 115200 baud; a vendor's may not (ST's "
+                            "energy build of its NUCLEO-L4R5ZI-P submission, v1.3: 9600): give it with --dut-baud"
+                        ) from None
                     raise
                 continue
             if model is not None:

@@ -153,9 +153,11 @@ class IoManagerClient(SerialLines):
             line = self.read_line(time.monotonic() + limit)
             if line is None:
                 got = f"; got {lines!r}" if lines else "; nothing received"
+                card = (" An H573 with no SD card, or whose card was pulled, stops answering: is a card inserted?"
+                        if self.kind == "h573" else "")
                 raise DeviceTimeout(
                     f"the IO manager on {self.port} did not answer '{cmd}%' within {limit:g} s{got} "
-                    "(is it powered, on this port, at 115200 baud?)"
+                    f"(is it powered, on this port, at 115200 baud?){card}"
                 )
             if line.startswith(DUT_PREFIX):
                 self.unsolicited.append(line[len(DUT_PREFIX):])
@@ -178,7 +180,8 @@ class IoManagerClient(SerialLines):
                 continue
         raise DeviceTimeout(
             f"the IO manager on {self.port} does not answer: no 'm-ready' to '%' within {self.timeout:g} s "
-            "(is it powered, on this port? a H573 board waiting for a silent DUT needs a reset)"
+            "(is it powered, on this port? a H573 board waiting for a silent DUT needs a reset; one with no SD "
+            "card inserted stops answering)"
         )
 
     def identify(self) -> str:

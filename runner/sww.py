@@ -121,7 +121,10 @@ class StreamRun:
         io.dut("stop")
         started = io.dut("start")
         if not any("DMA receive initiated." in ln for ln in started):
-            raise DeviceError(f"the DUT did not start streaming: {started!r} (is it the sww01 firmware, idle?)")
+            # mlcommons/tiny's runner does not read this answer (device_under_test.py start_detecting),
+            # and a vendor's firmware may print something else
+            self.run.warn(f"the DUT's answer to 'start' was {started!r}, without the reference firmware's "
+                      "'DMA receive initiated.'; going on, as mlcommons/tiny's runner does")
         rec_ans = io.command("record_detections")
         if not any("Now recording detections" in ln for ln in rec_ans):
             raise DeviceError(f"the interface board did not start recording detections: {rec_ans!r}")
@@ -178,7 +181,7 @@ class StreamRun:
         rate = emon.rate_hz
         a, b = events[-2], events[-1]
         uj = float(emon.samples(a.sample, b.sample).sum()) * 1e6
-        elapsed = (b.sample - a.sample) / rate
+        elapsed = b.sample / rate - a.sample / rate  # as upstream: the difference of the edges' times
         out = {"start_event": a.number, "end_event": b.number, "start_sample": a.sample, "end_sample": b.sample,
                "elapsed_s": elapsed, "energy_uj": uj, "power_mw": uj / elapsed * 1e-3 if elapsed > 0 else float("nan"),
                "voltage_v": emon.voltage_v, "extra_edges": len(events) - 2}
@@ -191,7 +194,8 @@ class StreamRun:
         if energy is not None:
             text.add("ulp-mlperf", "Power Edition Output")
             text.add("ulp-mlperf", "Energy data for trial 0")
-            text.add("ulp-mlperf", f"  Elapsed time  : {energy['elapsed_s']:g}")
+            short = "" if energy["elapsed_s"] >= 10.0 else "  <<<< below minimum duration"
+            text.add("ulp-mlperf", f"  Elapsed time  : {energy['elapsed_s']}{short}")
             text.add("ulp-mlperf", "  Inferences    : 1")
             text.add("ulp-mlperf", f"  Power         : {energy['power_mw']:5.4f} mW.")
             text.add("ulp-mlperf", f"  Total Energy  : {energy['energy_uj']:.3f} uJ")

@@ -149,7 +149,9 @@ def parse_dutycycle(lines: list[str]) -> tuple[list[int], list[int]]:
 def parse_activations(lines: list[str]) -> tuple[list[int], int]:
     """The scores of the DUT's ``stop`` answer (``target activations:`` then
     ``[v, v, ...]``), joined as the upstream runner joins them. Values the
-    relay garbled (bytes lost on the interface board) are dropped and
+    relay garbled (bytes lost on the interface board) are replaced by the
+    value before them, as upstream does "to avoid corrupting the timing"
+    (``streaming_ww_utils.py``; a garbled first value is dropped), and
     counted: returns (values, bad)."""
     text = "".join(lines)
     at = text.find("target activations:")
@@ -166,4 +168,6 @@ def parse_activations(lines: list[str]) -> tuple[list[int], int]:
             vals.append(int(tok))
         except ValueError:
             bad += 1
+            if vals:
+                vals.append(vals[-1])
     return vals, bad

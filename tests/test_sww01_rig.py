@@ -40,9 +40,14 @@ def sd_card(sww01_sd_card) -> Path:
     return sww01_sd_card
 
 
-def rig_run(engine, sd_card, dataset, out, *, mode="energy", truth="sww_short_test.json", emon=True, **kw):
+def rig_run(engine, sd_card, dataset, out, *, mode="energy", truth="sww_short_test.json", emon=True, faults=None,
+            twin_kw=None, **kw):
     rig = build_rig("sww01", interface="h573", speed="fast", dir=None, sd_card=sd_card, engine=engine,
-                    emon="lpm01a" if emon else None)
+                    emon="lpm01a" if emon else None, **(twin_kw or {}))
+    if faults:
+        from emulator.control import FaultPlan
+
+        FaultPlan.parse(faults).install(rig.control)
     rig.start()
     try:
         opts = EnergyOptions(io_port=rig.io_port.device, emon_port=rig.emon_port.device if emon else None,
@@ -142,6 +147,8 @@ def test_energy_mode_gives_the_runners_figures(energy_run):
     assert float(got["duty"][0]) == pytest.approx(t.frame_us / 32000, abs=0.001)
     assert float(got["throughput"][0]) == pytest.approx(1e6 / t.frame_us, rel=0.002)
     assert re.search(r"Average period: 0\.032 s", text)
+    # upstream's own print of the window (main.py: the float as it is, a marker under 10 s)
+    assert re.search(r"  Elapsed time  : 10\.\d+\n", text) and "below minimum duration" not in text
     # the energy window: D7 at 'start' to D7 at 'stop' = the played audio
     # (9.984 s: the last 4 KiB block is never played) plus what the sequence adds
     rec = json.loads((out / "results.json").read_text())
@@ -172,7 +179,8 @@ def test_energy_results_json_and_folder(energy_run):
     assert len(dc["start_times_s"]) == len(dc["stop_times_s"]) == 100  # the board's first 100 edges
     # the activation dump crosses the interface board's relay: a few bytes a
     # line are lost (its 100-byte queue, both UARTs at 115200, "[dut]: " added)
-    assert 300 <= len(st["activations"]) + st["activations_garbled"] <= 312
+    # (a garbled value is replaced by the one before it, as upstream does)
+    assert 300 <= len(st["activations"]) <= 312 and st["activations_garbled"] >= 1
 
 
 def test_performance_mode_through_the_interface_board(engine, sd_card, shared, tmp_path, energy_run):
@@ -188,6 +196,27 @@ def test_performance_mode_through_the_interface_board(engine, sd_card, shared, t
     assert float(got["duty"][0]) == pytest.approx(float(ref["duty"][0]), abs=1.01 / 3200)
     assert float(got["throughput"][0]) == pytest.approx(float(ref["throughput"][0]), rel=1.01 / 1815)
     assert "Average period: 0.032 s" in text
+
+
+def test_a_start_answer_without_the_reference_text_is_a_warning(engine, sd_card, shared, tmp_path):
+    # mlcommons/tiny's runner does not read the answer to 'start'; a vendor's firmware may print
+    # another text: here the relayed 'DMA receive initiated.' line is lost on the way
+    out = tmp_path / "out"
+    outcome, _ = rig_run(engine, sd_card, shared / "datasets", out, mode="performance", emon=False,
+                         faults="faults: [{do: drop-line, port: io, direction: to-host,"
+                                " when: {after_line: '[dut]: Listening for I2S data ... ', port: io}}]")
+    assert outcome.exit_code == EXIT_OK, outcome.message
+    log = (out / "log.txt").read_text()
+    assert "warning: the DUT's answer to 'start' was" in log and "going on, as mlcommons/tiny's runner does" in log
+    assert ACCURACY in (out / "results.txt").read_text()
+
+
+def test_a_dut_at_another_baud_gets_the_hint(engine, sd_card, shared, tmp_path):
+    # a vendor's sww firmware at 9600 baud (ST's energy build): nothing the runner can read at 115200
+    outcome, _ = rig_run(engine, sd_card, shared / "datasets", tmp_path / "out", mode="performance", emon=False,
+                         twin_kw={"baud": 9600}, timeout=1.0)
+    assert outcome.exit_code == EXIT_ERROR
+    assert "a vendor's may not" in outcome.message and "--dut-baud" in outcome.message
 
 
 def test_a_wav_missing_from_the_card_is_named(engine, sd_card, tmp_path):

@@ -39,9 +39,11 @@ def test_parse_the_boards_lists():
     lines = ["Duty cycle start times (s)", "1, 2, 3, 4, 5, 6, 7, 8, ", "9, ", "Duty cycle stop times (s)",
              "11, 12, 13, 14, 15, 16, 17, 18, ", "19, "]
     assert parse_dutycycle(lines) == ([1, 2, 3, 4, 5, 6, 7, 8, 9], [11, 12, 13, 14, 15, 16, 17, 18, 19])
-    # a relay that lost bytes: the garbled value is dropped and counted
+    # a relay that lost bytes: the garbled value is replaced by the one before it (upstream's
+    # streaming_ww_utils.py, "to avoid corrupting the timing") and counted; a garbled first one is dropped
     vals, bad = parse_activations(["Streaming stopped.", "target activations: ", "[-128, -12", "8, 5,, 7  ", "]"])
-    assert vals == [-128, -128, 5, 7] and bad == 1
+    assert vals == [-128, -128, 5, 5, 7] and bad == 1
+    assert parse_activations(["target activations: ", "[x1, 3, 4]"]) == ([3, 4], 1)
     assert parse_activations(["I2S is already idle.  Ignoring stop request"]) == ([], 0)
 
 

@@ -221,7 +221,7 @@ def build_rig(
                                speed=cfg.speed, dir=dir, backend=cfg.backend, engine=engine,
                                timing_profile=cfg.timing_profile, h573_flash_baud=h573_flash_baud,
                                honour_host_baud=cfg.honour_host_baud, power_profile=cfg.power_profile,
-                               sd_card=cfg.sd_card, trace=trace, drops=drops)
+                               sd_card=cfg.sd_card, trace=trace, drops=drops, baud=cfg.baud)
     if cfg.sd_card is not None:
         raise RigError("--sd-card is for the streaming-wakeword bench (--model sww01)")
     if setup.interface == "none":

@@ -63,7 +63,7 @@ def build_rig(*, models_dir=None, interface: str = "h573", emon: str | None = "l
               speed: str | float | Speed = "fast", dir: str | Path | None = "/tmp/tinytwin", backend: str = "tflm",
               engine=None, timing_profile=None, timing: Sww01Timing | None = None,
               h573_flash_baud: int | None = None, honour_host_baud: bool = True, power_profile=None,
-              sd_card: str | Path | None = None, trace=None, drops=()):
+              sd_card: str | Path | None = None, trace=None, drops=(), baud: int | None = None):
     """The mlcommons/tiny sww bench in one twin (see the module docstring);
     returns an :class:`emulator.benches.rig.Rig` (not yet running). Its host
     ports have taps (``trace``, ``drops``: the ``--drop-line`` rules) and
@@ -87,7 +87,7 @@ def build_rig(*, models_dir=None, interface: str = "h573", emon: str | None = "l
     twin = Twin(speed)
     link = I2sLink(twin, "i2s")
     dut = build_dut(twin, models_dir=models_dir, backend=backend, engine=engine, timing=timing,
-                    powered=not emon, link=link)
+                    powered=not emon, link=link, baud=baud)
     ioman = H573IoManager(twin, name="io", flash_baud=h573_flash_baud, card=card, i2s=link)
     ioman.connect_dut(dut.uart)
     ioman.attach_ww_detection(dut.ww_pin)
