@@ -108,3 +108,36 @@ def test_which_runs_are_streaming(tmp_path):
     assert not opts(tmp_path).streaming()  # kws01 and sww01 side by side: --truth says which
     assert opts(tmp_path, truth="sww_short_test.json").streaming()
     assert opts(tmp_path, mode="performance").streaming()
+
+
+def test_a_silent_h573_is_asked_about_its_sd_card():
+    """A real H573 with no SD card (or one pulled) stops answering: the timeout says so."""
+    import os
+    import tty
+
+    import pytest
+
+    from runner.errors import DeviceTimeout
+    from runner.ioman_client import IoManagerClient
+
+    master, slave = os.openpty()
+    tty.setraw(master)
+    try:
+        io = IoManagerClient(os.ttyname(slave), interface="h573", timeout=0.2)
+        io.open()
+        try:
+            with pytest.raises(DeviceTimeout, match="is a card inserted"):
+                io.command("ls")
+        finally:
+            io.close()
+        arduino = IoManagerClient(os.ttyname(slave), interface="arduino", timeout=0.2)
+        arduino.open()
+        try:
+            with pytest.raises(DeviceTimeout) as err:
+                arduino.command("name")
+            assert "card" not in str(err.value)
+        finally:
+            arduino.close()
+    finally:
+        os.close(master)
+        os.close(slave)
