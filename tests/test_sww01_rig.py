@@ -270,3 +270,19 @@ def test_the_sww01_bench_has_taps_and_a_control_channel(engine, sd_card):
         assert "io" in rig.control.call("state")["ports"]
     finally:
         rig.close()
+
+
+def test_the_h573_audio_clock_error_sets_the_frame_period(engine, sd_card, shared, tmp_path):
+    """A real H573's audio clock is off (ST's v1.3 runs: 31.987 to 32.070 ms frames): -2000 ppm
+    makes 32.064 ms, and the detections move with it."""
+    base, _ = rig_run(engine, sd_card, shared / "datasets", tmp_path / "base", mode="performance", emon=False)
+    slow, rig = rig_run(engine, sd_card, shared / "datasets", tmp_path / "slow", mode="performance", emon=False,
+                        twin_kw={"h573_audio_ppm": -2000})
+    assert base.exit_code == slow.exit_code == EXIT_OK, slow.message
+    text = (tmp_path / "slow" / "results.txt").read_text()
+    assert re.search(r"Average period: 0\.03206\d* s", text), text
+    a = json.loads((tmp_path / "base" / "results.json").read_text())["stream"]["detections_after_sync_s"]
+    b = json.loads((tmp_path / "slow" / "results.json").read_text())["stream"]["detections_after_sync_s"]
+    assert len(a) == len(b) and b[-1] / a[-1] == pytest.approx(1 / (1 - 2000e-6), abs=2e-4)
+    with pytest.raises(RigError, match="only it plays audio"):
+        build_rig("kws01", interface="h573", dir=None, h573_audio_ppm=5.0)

@@ -164,6 +164,7 @@ def build_rig(
     dir: str | Path | None = DEFAULT_DIR,
     ioman_timestamp: bool = False,
     h573_flash_baud: int | None = None,
+    h573_audio_ppm: float = 0.0,
     engine=None,
     timing: DutTiming | None = None,
     firmware: str = "energy",
@@ -221,9 +222,12 @@ def build_rig(
                                speed=cfg.speed, dir=dir, backend=cfg.backend, engine=engine,
                                timing_profile=cfg.timing_profile, h573_flash_baud=h573_flash_baud,
                                honour_host_baud=cfg.honour_host_baud, power_profile=cfg.power_profile,
-                               sd_card=cfg.sd_card, trace=trace, drops=drops, baud=cfg.baud)
+                               sd_card=cfg.sd_card, trace=trace, drops=drops, baud=cfg.baud,
+                               h573_audio_ppm=h573_audio_ppm)
     if cfg.sd_card is not None:
         raise RigError("--sd-card is for the streaming-wakeword bench (--model sww01)")
+    if h573_audio_ppm:
+        raise RigError("--h573-audio-ppm is for the streaming-wakeword bench (--model sww01): only it plays audio")
     if setup.interface == "none":
         raise RigError("the rig is a bench with an interface board: choose --interface h573 or arduino "
                        "(the DUT alone is `tinytwin dut`)")
@@ -336,6 +340,9 @@ def register(app) -> None:
         supply_v: float = typer.Option(DEFAULT_SUPPLY_V, "--supply-v", help=HELP["supply_v"]),
         h573_flash_baud: Optional[int] = typer.Option(None, "--h573-flash-baud", help="--interface h573: the DUT baud "
                                                       "an earlier setbaud left in the board's flash (default: 9600)"),
+        h573_audio_ppm: float = typer.Option(0.0, "--h573-audio-ppm", help="sww01 bench: the error of the H573's "
+                                             "audio clock in ppm (default 0: exactly 16 kHz; a real board's runs off "
+                                             "by hundreds to thousands, e.g. -2000 makes 32.064 ms frames)"),
         faults: Optional[Path] = typer.Option(None, "--faults", help=HELP["faults"]),
         control: Optional[Path] = typer.Option(None, "--control", help=HELP["control"] + " (default: DIR/ctl)"),
         control_tcp: Optional[str] = typer.Option(None, "--control-tcp", help=HELP["control_tcp"]),
@@ -347,7 +354,7 @@ def register(app) -> None:
         try:
             setup = BenchSetup(interface=interface, firmware=firmware, emon=emon, dut_usb=dut_usb,
                                dut_stlink=dut_stlink, supply_v=supply_v)
-            bench = build_rig(cfg, setup=setup, dir=dir, h573_flash_baud=h573_flash_baud)
+            bench = build_rig(cfg, setup=setup, dir=dir, h573_flash_baud=h573_flash_baud, h573_audio_ppm=h573_audio_ppm)
         except TinytwinError as exc:  # a bad name, a missing model, a busy path
             fail(str(exc))
         try:

@@ -63,7 +63,8 @@ def build_rig(*, models_dir=None, interface: str = "h573", emon: str | None = "l
               speed: str | float | Speed = "fast", dir: str | Path | None = "/tmp/tinytwin", backend: str = "tflm",
               engine=None, timing_profile=None, timing: Sww01Timing | None = None,
               h573_flash_baud: int | None = None, honour_host_baud: bool = True, power_profile=None,
-              sd_card: str | Path | None = None, trace=None, drops=(), baud: int | None = None):
+              sd_card: str | Path | None = None, trace=None, drops=(), baud: int | None = None,
+              h573_audio_ppm: float = 0.0):
     """The mlcommons/tiny sww bench in one twin (see the module docstring);
     returns an :class:`emulator.benches.rig.Rig` (not yet running). Its host
     ports have taps (``trace``, ``drops``: the ``--drop-line`` rules) and
@@ -88,7 +89,8 @@ def build_rig(*, models_dir=None, interface: str = "h573", emon: str | None = "l
     link = I2sLink(twin, "i2s")
     dut = build_dut(twin, models_dir=models_dir, backend=backend, engine=engine, timing=timing,
                     powered=not emon, link=link, baud=baud)
-    ioman = H573IoManager(twin, name="io", flash_baud=h573_flash_baud, card=card, i2s=link)
+    ioman = H573IoManager(twin, name="io", flash_baud=h573_flash_baud, card=card, i2s=link,
+                          audio_clock_ppm=h573_audio_ppm)
     ioman.connect_dut(dut.uart)
     ioman.attach_ww_detection(dut.ww_pin)
     ioman.attach_dutycycle(dut.processing_pin)

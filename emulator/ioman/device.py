@@ -265,8 +265,8 @@ class H573IoManager(IoManagerDevice):
     """
 
     def __init__(self, twin: Twin, *, name: str = "io", flash_baud: int | None = None, powered: bool = True,
-                 card=None, i2s=None):
-        core = H573IoCore(flash_baud=flash_baud)
+                 card=None, i2s=None, audio_clock_ppm: float = 0.0):
+        core = H573IoCore(flash_baud=flash_baud, audio_clock_ppm=float(audio_clock_ppm))
         if card is not None:
             core.card = card
         super().__init__(twin, core, name=name, host_tx_buffer=0, dut_tx_buffer=0, boot_us=BOOT_US)

@@ -67,7 +67,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..core import Hang
-from .wave import ERROR_TEXT, HEADER_BYTES, PLAY_BUFFER_BYTES, Card, NoFiles, PlayedStream, configure_error, parse_header
+from .wave import (ERROR_TEXT, HEADER_BYTES, PLAY_BUFFER_BYTES, SAI_KERNEL_HZ, Card, NoFiles, PlayedStream,
+                   configure_error, parse_header)
 from .actions import (
     Action,
     AwaitDut,
@@ -156,10 +157,14 @@ class H573IoCore:
 
     ``flash_baud`` is the word kept in the configuration flash sector
     (``None``: erased). ``clock_10us`` returns TIM2's counter (10 µs ticks,
-    free running).
+    free running). ``audio_clock_ppm`` is the error of the SAI's kernel clock
+    (PLL2 from the internal HSI oscillator, ``Core/Src/sai.c``) against its
+    nominal 49.152 MHz: 0 plays at exactly 16 kHz; a real board's is off by
+    hundreds to thousands of ppm (ioman_h573.md, "The twin").
     """
 
     flash_baud: int | None = None
+    audio_clock_ppm: float = 0.0
     clock_10us: Callable[[], int] = lambda: 0
     card: Card = field(default_factory=NoFiles)
     host_rx: BoundedQueue = field(init=False)
@@ -396,5 +401,6 @@ class H573IoCore:
         except OSError as exc:
             fh.close()
             return None, f"{name!r} cannot be read: {exc}"
-        self.last_stream = PlayedStream(header, fh, size - HEADER_BYTES, self.play_buffer)
+        self.last_stream = PlayedStream(header, fh, size - HEADER_BYTES, self.play_buffer,
+                                        kernel_hz=SAI_KERNEL_HZ * (1 + self.audio_clock_ppm * 1e-6))
         return self.last_stream, None

@@ -153,14 +153,15 @@ class PlayedStream:
     firmware updates it.
     """
 
-    def __init__(self, header: WaveHeader, fh: BinaryIO, data_bytes: int, buffer: bytearray):
+    def __init__(self, header: WaveHeader, fh: BinaryIO, data_bytes: int, buffer: bytearray,
+                 kernel_hz: float = SAI_KERNEL_HZ):
         self.header = header
         self.fh = fh
         self.buffer = buffer
         self.halves = played_halves(data_bytes)
         self.frame_bytes = header.channels * header.slot_bytes
         self.pairs = self.halves * HALF_BYTES // self.frame_bytes
-        self.rate_hz = sai_rate_hz(header.sample_rate)
+        self.rate_hz = sai_rate_hz(header.sample_rate, kernel_hz)
         self._next_half = 0  # the next half to finish playing
         self._idx = 0  # which half of the buffer that is
         self._cache: dict[int, bytes] = {}  # half number -> its 4096 bytes as played
