@@ -23,7 +23,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -127,8 +127,8 @@ class Case:
     #: setup items run after the case to restore the board (output ignored)
     teardown: list[Any] = field(default_factory=list)
     #: for a case with an expected m-results-[...] whose numbers a port may print
-    #: differently (``allow``): what a runner gets wrong when the board's top class
-    #: is not the reference board's (a deviation that breaks a runner)
+    #: differently (``allow``): why another top class than the reference board's is
+    #: a deviation all the same (said with it)
     top_class: str = ""
     spec: "Spec | None" = field(default=None, repr=False)
 
@@ -332,19 +332,19 @@ class Spec:
         return self.matches(want, _BLANK_LINE.sub(b"", output), model)
 
     def matches_as_runners_read(self, lines: list[Any], output: bytes, model: str | None,
-                                markers: tuple[bytes, ...]) -> bool:
+                                known: "Callable[[str], bool]") -> bool:
         """Whether ``output`` reads as ``lines`` to the runners, which drop CR
         and NUL, skip empty lines and pick out the lines they know: the
         expected lines in order once the lines that no expected line matches
-        and that do not start with one of ``markers`` (the protocol's own
-        prefixes, such as ``m-``) are left out. Only plain expected lines (a
-        ``{line:, min:, max:}`` entry keeps the exact match)."""
+        and that the runners do not read (``known(line)`` false: not one of
+        the protocol's own lines or errors) are left out. Only plain expected
+        lines (a ``{line:, min:, max:}`` entry keeps the exact match)."""
         want = [line for line in self.expand(lines, model) if line != ""]
         if any(not isinstance(line, str) for line in want):
             return False
         pats = [re.compile(self.line_regex(line.rstrip("\n"), model).encode("latin-1"), re.S) for line in want]
         got = [ln for ln in output.translate(None, b"\r\0").split(b"\n") if ln.strip()]
-        kept = [ln for ln in got if ln.startswith(markers) or any(p.fullmatch(ln) for p in pats)]
+        kept = [ln for ln in got if known(ln.decode("latin-1")) or any(p.fullmatch(ln) for p in pats)]
         return len(kept) == len(pats) and all(p.fullmatch(ln) for p, ln in zip(pats, kept))
 
     def describe(self, lines: list[Any], model: str | None) -> list[str]:

@@ -35,7 +35,7 @@ from . import metrics
 from .dataset import Dataset, Entry
 from .errors import DeviceError, DeviceTimeout, RunnerError
 from .lifecycle import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, RunOutcome, RunSession
-from .link import PORT_APPEAR_S, DutLink
+from .link import PORT_APPEAR_S, SYNC_COMMAND, DutLink
 from .progress import Progress
 from .protocol import (
     MODELS,
@@ -208,7 +208,7 @@ class _Run(RunSession):
                 self.recovered(what, exc, f"resynchronising and repeating ({attempt}/{self.opts.retries})")
                 if not self.link.sync():
                     raise DeviceTimeout(
-                        f"{what}: {exc}; then port {self.opts.port} did not answer the resync 'name%' within "
+                        f"{what}: {exc}; then port {self.opts.port} did not answer the resync '{SYNC_COMMAND}%' within "
                         f"{self.opts.timeout:g} s: the DUT has stopped (hung: press its RESET button or power-cycle "
                         "it, then run again)"
                     ) from None

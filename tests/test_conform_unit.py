@@ -200,6 +200,7 @@ class ScriptedDut:
     (b"m-name-dut-[unspecified]\r\nbooting the NPU\r\nm-ready\r\n", False),  # an info line runners skip
     (b"m-name-dut-[unspecified]\r\nm-readyy\r\n", True),  # a protocol line wrong: no m-ready
     (b"m-name-dut-[unspecified]\r\nm-lap-us-12\r\nm-ready\r\n", True),  # a protocol line too many
+    (b"m-name-dut-[unspecified]\r\nInput db has 3 elemented, expected 490\r\nm-ready\r\n", True),  # an error ours reads
 ])
 def test_a_runner_case_read_the_same_by_the_runners_breaks_none(name_answer, breaks):
     from runner.conform import ConformOptions, run_conformance
@@ -253,7 +254,8 @@ def test_model_chosen_over_the_boards_own_is_said():
 @pytest.mark.parametrize("results, status, breaks", [
     (b"0.003,0.386,0.000,0.597,0.000,0.000,0.000,0.000,0.000,0.000,0.000,0.011", "pass", False),  # the reference's
     (b"0.004,0.380,0.000,0.605,0.000,0.000,0.000,0.000,0.000,0.000,0.000,0.011", "n/a", False),  # other numbers, same class
-    (b"0.003,0.597,0.000,0.386,0.000,0.000,0.000,0.000,0.000,0.000,0.000,0.011", "deviation", True),  # another class
+    # another class: a deviation, but one input is no runner failure (the reference board gets some wrong too)
+    (b"0.003,0.597,0.000,0.386,0.000,0.000,0.000,0.000,0.000,0.000,0.000,0.011", "deviation", False),
 ])
 def test_golden_results_may_differ_in_numbers_not_in_the_top_class(shared, results, status, breaks):
     from runner.conform import ConformOptions, run_conformance
@@ -270,5 +272,19 @@ def test_golden_results_may_differ_in_numbers_not_in_the_top_class(shared, resul
                                          timeout=0.3, quiet=0.05, opener=lambda port, baud: board))
     r = rep.result("infer_golden_kws01_no")
     assert (r.status, r.breaks_runner) == (status, breaks), r.reason
-    if breaks:
-        assert "pick class 1, the reference board's class 3" in r.reason and "Top-1" in r.breaks_text
+    if status == "deviation":
+        assert "pick class 1, the reference board's class 3" in r.reason and "accuracy run" in r.reason
+
+
+
+def test_early_restart_needs_the_timer_to_go_back():
+    """A timer that restarts (values go back) is told apart from one that only
+    runs fast (timing_timer_rate's to judge)."""
+    from runner.conform.timing import _early_restart
+
+    def lap(t, v):
+        return Exchange("send", b"timestamp%", t, chunks=[(t + 0.001, b"m-lap-us-%d\r\n" % v)])  # times: monotonic
+
+    assert _early_restart([lap(0.0, 35_000_000), lap(2.0, 1_200_000)]) is not None  # went back: restarted
+    assert _early_restart([lap(0.0, 1_000_000), lap(2.0, 60_000_000)]) is None  # 30x fast, not a restart
+    assert _early_restart([lap(0.0, 2**32 - 500_000), lap(2.0, 1_500_000)]) is None  # the real wrap

@@ -11,7 +11,7 @@ from ..link import PORT_APPEAR_S
 
 
 #: exit codes: nothing deviates; a deviation breaks a runner; the run could not be made or
-#: stopped (a partial report is still written); only reference-firmware behaviour deviates
+#: stopped (a partial report is still written); deviations, none of which breaks a runner
 EXIT_PASS, EXIT_BREAKS, EXIT_ERROR, EXIT_REFERENCE_ONLY = 0, 1, 2, 3
 
 PROFILE_HELP = "dut (performance-mode DUT firmware), dut-energy, sww01, ioman-arduino, ioman-h573 or lpm01a"
@@ -47,8 +47,8 @@ def conform_command(
     """Run the spec's protocol cases against a board, a firmware port or a twin, and report
     where it departs from the protocol (and whether that breaks a runner).
 
-    Exit code: 0 nothing deviates; 1 a deviation breaks a runner; 3 only the reference
-    firmware's own behaviour deviates (a port may differ there); 2 the run could not be made or
+    Exit code: 0 nothing deviates; 1 a deviation breaks a runner; 3 deviations, none of which
+    breaks a runner (a port may differ there); 2 the run could not be made or
     stopped (the port failed: the report of the cases before is still written)."""
     from ..errors import RunnerError
     from .profiles import profile_named
@@ -95,8 +95,8 @@ def conform_command(
 
 
 def exit_code(rep) -> int:
-    """0: nothing deviates; 1: a deviation breaks a runner; 3: only the
-    reference firmware's own behaviour deviates (a port may differ there)."""
+    """0: nothing deviates; 1: a deviation breaks a runner; 3: deviations,
+    none of which breaks a runner (a port may differ there)."""
     if rep.breaking:
         return EXIT_BREAKS
     return EXIT_REFERENCE_ONLY if rep.count("deviation") else EXIT_PASS

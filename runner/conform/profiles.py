@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from firmware_api_spec import Case, Spec, load_spec, spec_path
 
 from ..errors import DeviceError
+from ..protocol import error_lines
 from .wire import AnswerShape, Exchange, Wire
 
 if TYPE_CHECKING:
@@ -74,10 +75,10 @@ class Driver:
     """What the tester must know of one protocol (see the module docstring)."""
 
     terminator = b"%"
-    #: the prefixes of the protocol's own lines: with these, a runner case whose answer differs
-    #: only in what the runners skip (CR, NUL, empty lines, unknown lines without these prefixes)
-    #: is not counted as breaking a runner; empty: the exact answer is needed
-    line_markers: tuple[bytes, ...] = ()
+    #: whether a runner reads a line (one of the protocol's own lines or errors): with it, a
+    #: runner case whose answer differs only in what the runners skip (CR, NUL, empty lines,
+    #: lines it does not read) is not counted as breaking a runner; None: the exact answer is needed
+    known_line: "Callable[[str], bool] | None" = None
 
     def __init__(self, profile: Profile, opts: "ConformOptions"):
         self.profile = profile
@@ -182,9 +183,13 @@ class Driver:
 class DutDriver(Driver):
     """The MLPerf Tiny DUT firmware (reference protocol, dut_protocol.yaml)."""
 
-    #: both runners drop CR and NUL, skip empty lines and pick lines out by these prefixes
-    #: (mlcommons serial_device.py, script.py; ours runner.lines, runner.protocol)
-    line_markers = (b"m-", b"e-")
+    @staticmethod
+    def known_line(line: str) -> bool:
+        """Both runners drop CR and NUL, skip empty lines and pick lines out by
+        their m- prefix (mlcommons serial_device.py, script.py; ours
+        runner.lines, runner.protocol); ours also stops at the firmware's
+        error reports, the two un-prefixed ones included."""
+        return line.startswith("m-") or bool(error_lines([line]))
 
     def __init__(self, profile: Profile, opts: "ConformOptions"):
         super().__init__(profile, opts)
@@ -292,7 +297,7 @@ class Sww01Driver(DutDriver):
     """The streaming-wakeword firmware (sww01_protocol.yaml): every command is
     echoed; ``stop%`` ends a stream or a capture."""
 
-    line_markers = ()  # its answers are judged exactly
+    known_line = None  # its answers are judged exactly
 
     def identify(self, wire: Wire) -> None:
         ex = wire.exchange("identify", b"profile%", self.prep_shape(), note="which firmware and model")

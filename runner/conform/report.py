@@ -121,7 +121,7 @@ def result_json(r: CaseResult) -> dict[str, Any]:
         "status": r.status,
         "requirement": c.requirement,
         "breaks_runner": r.breaks_runner,
-        "breaks": r.breaks_text if r.breaks_runner else "",
+        "breaks": c.breaks if r.breaks_runner else "",
         "section": c.section,
         "why": c.why,
         "reason": r.reason,
@@ -338,7 +338,7 @@ def _case_md(i: int, r: CaseResult, prose_file: str, link_base: str, model: str 
     if r.status == PASS:
         out.append("**pass**" + (f": {r.reason}." if r.reason else "."))
     elif r.status == DEVIATION:
-        tail = (f" **This breaks a runner**: {r.breaks_text}" if r.breaks_runner
+        tail = (f" **This breaks a runner**: {c.breaks}" if r.breaks_runner
                 else " No runner depends on this (a reference-firmware quirk a port need not copy).")
         if c.inferred:
             tail += (f" The expectation is inferred ({c.inferred}), not read from a source: the board may be "

@@ -8,7 +8,7 @@ Each case gets a verdict:
   whether that breaks a runner (``runner``) or is a reference-firmware quirk
   a port need not copy (``reference``). A ``runner`` case whose answer the
   runners still read as the spec's (only CR, NUL, empty lines or unknown
-  lines differ; :attr:`Driver.line_markers`) breaks none of them;
+  lines differ; :attr:`Driver.known_line`) breaks none of them;
 * ``n/a``: the case does not apply to this board (another model or firmware
   build, nothing attached where it needs something), or the board gave an
   answer the spec explicitly allows a port (its own vendor name, version
@@ -87,12 +87,6 @@ class CaseResult:
     breaks_runner: bool = False
     #: the answer differs from the spec's byte for byte, but the runners read it as the spec's
     read_as_spec: bool = False
-    #: why this deviation breaks a runner when that is not the case's ``breaks`` (its top class)
-    breaks_why: str = ""
-
-    @property
-    def breaks_text(self) -> str:
-        return self.breaks_why or self.case.breaks
     exchanges: list[Exchange] = field(default_factory=list)
     #: the exchange whose answer was checked
     answer: Exchange | None = None
@@ -365,7 +359,7 @@ class Conformance:
                 self.hung_after = case.id
                 result.measured["answers_after"] = False
         if result.status == DEVIATION:
-            result.breaks_runner = (case.requirement == "runner" and not result.read_as_spec) or bool(result.breaks_why)
+            result.breaks_runner = case.requirement == "runner" and not result.read_as_spec
         return result
 
     def _classify(self, case: Case, ex: Exchange, result: CaseResult) -> CaseResult:
@@ -379,9 +373,8 @@ class Conformance:
             want, got = _top_class(self.spec.describe(case.expect, model)), _top_class(ex.text_lines())
             if want is not None and got != want:
                 result.status = DEVIATION
-                result.breaks_why = case.top_class
                 result.reason = (f"the board's results pick class {got}, the reference board's class {want} for this "
-                                 "input (other numbers are allowed; another top class is not)")
+                                 f"input (other numbers are allowed, not another top class): {case.top_class}")
                 return result
         if idx is not None:
             result.status = NA
@@ -396,8 +389,8 @@ class Conformance:
             return result
         result.status = DEVIATION
         result.reason = describe_difference(self.spec.describe(case.expect, model), ex, self.driver)
-        markers = self.driver.line_markers
-        if case.requirement == "runner" and markers and self.spec.matches_as_runners_read(case.expect, out, model, markers):
+        known = self.driver.known_line
+        if case.requirement == "runner" and known and self.spec.matches_as_runners_read(case.expect, out, model, known):
             result.read_as_spec = True
             result.reason += ("; the runners read it as the spec's answer all the same (they drop CR and NUL and "
                               "skip the lines they do not know), so this breaks none of them")

@@ -294,13 +294,14 @@ class TimerWrap(Check):
 
 
 def _early_restart(log: list[Exchange]) -> tuple[tuple[float, int], tuple[float, int]] | None:
-    """Two lap values of the session, in host-time order, between which the
-    timer advanced (modulo 2^32) far more than the host's time: it went back,
-    and not from near 2^32 (None if no such pair)."""
+    """Two lap values of the session, in host-time order, where the timer went
+    back and, counted modulo 2^32, advanced far more than the host's time: it
+    restarted, not from near 2^32 (None if no such pair). A timer that only
+    runs too fast is timing_timer_rate's to find."""
     laps = sorted((ex.t_sent + t, v) for ex in log for t, v in _laps(ex))
     for (ta, va), (tb, vb) in zip(laps, laps[1:]):
         host_us = (tb - ta) * 1e6
-        if (vb - va) % TIMER > 2 * host_us + 5e6:
+        if vb < va and (vb - va) % TIMER > 2 * host_us + 5e6:
             return (ta, va), (tb, vb)
     return None
 
