@@ -99,7 +99,7 @@ class StreamRun:
 
     # -- the procedure -----------------------------------------------------------------------
     def measure(self) -> int:
-        from .lifecycle import EXIT_OK
+        from .lifecycle import EXIT_INVALID, EXIT_OK
 
         run = self.run
         entry = self.truth.entries[0]
@@ -166,14 +166,20 @@ class StreamRun:
         if bad:
             self.note(f"{bad} activation value(s) arrived garbled (bytes lost on the interface board's relay)")
         energy = None
+        problems: list[str] = []
         if self.energy:
             events = run.collect_edges(first, 2, "the stream step ('dut start' and 'dut stop')")
             energy = self.energy_window(events)
             emon.stop()
             self.note("EMON acquisition stopped")
+            # the samples lost on the way and the edges' numbers, as for the other models' windows
+            row = {k: energy[k] for k in ("start_event", "end_event", "start_sample", "end_sample")}
+            row.update({"window": 1, "problems": [], "valid": True})
+            problems = run.check_losses([row])
+            energy.update({k: row[k] for k in ("samples_lost", "unreadable_lines", "problems", "valid")})
         self.report(stats, duty, energy, entry)
         run.write_json(force=True)
-        return EXIT_OK
+        return EXIT_INVALID if problems else EXIT_OK
 
     def energy_window(self, events) -> dict:
         """The window between the last two D7 edges, as the upstream runner takes it."""
@@ -201,7 +207,10 @@ class StreamRun:
             text.add("ulp-mlperf", f"  Total Energy  : {energy['energy_uj']:.3f} uJ")
             text.add("ulp-mlperf", f"  Energy/Inf    : {energy['energy_uj']:.3f} uJ/inf")
             text.add("ulp-mlperf", SEP)
-            text.add("ulp-mlperf", f"Median energy cost is {energy['energy_uj']:5.4f} uJ/inf.")
+            if energy.get("problems"):  # no line for the checker to read
+                text.add("ulp-mlperf", "ERROR: not valid for submission: " + "; ".join(energy["problems"]) + ".")
+            else:
+                text.add("ulp-mlperf", f"Median energy cost is {energy['energy_uj']:5.4f} uJ/inf.")
             text.add("ulp-mlperf", SEP)
         text.add("runner", f"== File {entry.wav_file} ({entry.length_sec:2.1f} s) ==")
         text.add("ulp-mlperf", stats.accuracy_line())
@@ -219,6 +228,8 @@ class StreamRun:
             f"{stats.accuracy_line()}; duty cycle {duty.duty_cycle:.4f}, period {duty.period_s * 1e3:.3f} ms"
             + (f"; {energy['power_mw']:.3f} mW over {energy['elapsed_s']:.3f} s" if energy else "")
         ]
+        if energy and energy.get("problems"):
+            self.run.summary.append("NOT VALID for submission: " + "; ".join(energy["problems"]))
 
 
 def plot_stream(path, samples, rate_hz: float, events, stream: dict, title: str) -> None:

@@ -17,7 +17,7 @@ from emulator.benches.dut import build_dut_bench
 from emulator.benches.rig import RigError, build_rig
 from emulator.hw.sdcard import SdCardError
 from runner.energy import EnergyOptions, run_energy
-from runner.session import EXIT_ERROR, EXIT_OK
+from runner.session import EXIT_ERROR, EXIT_INVALID, EXIT_OK
 
 SHORT = "short_wav_easy10s.wav"
 ACCURACY = "Accuracy: 2 True positives, 1 False negatives, 0 False positives"
@@ -217,6 +217,20 @@ def test_a_dut_at_another_baud_gets_the_hint(engine, sd_card, shared, tmp_path):
                          twin_kw={"baud": 9600}, timeout=1.0)
     assert outcome.exit_code == EXIT_ERROR
     assert "a vendor's may not" in outcome.message and "--dut-baud" in outcome.message
+
+
+def test_samples_lost_from_the_emon_make_the_stream_window_invalid(engine, sd_card, shared, tmp_path):
+    # 20 sample lines lost right after the window's first edge: 0.19 % of its ~10,300 samples
+    out = tmp_path / "out"
+    outcome, _ = rig_run(engine, sd_card, shared / "datasets", out,
+                         faults="faults: [{do: drop-line, port: emon, direction: to-host, count: 20,"
+                                " when: {after_line: 'event 1 ris', port: emon}}]")
+    assert outcome.exit_code == EXIT_INVALID, outcome.message
+    en = json.loads((out / "results.json").read_text())["stream"]["energy"]
+    assert en["samples_lost"] == 20 and not en["valid"]
+    assert any(p.startswith("lost 20 of its") and "allows 0.1 %" in p for p in en["problems"]), en["problems"]
+    text = (out / "results.txt").read_text()
+    assert "Median energy cost" not in text and "ERROR: not valid for submission" in text
 
 
 def test_a_wav_missing_from_the_card_is_named(engine, sd_card, tmp_path):
