@@ -188,3 +188,16 @@ def test_accuracy_through_the_twin_equals_the_boards_log(shared, models_dir):
     labels = [lab for _p, lab in labelled_inputs(shared / "datasets" / "kws01", n)]
     board = sum(max(range(12), key=[float(x) for x in l.split(",")].__getitem__) == lab for l, lab in zip(lines, labels))
     assert got["accuracy_n"] == n and got["accuracy_top1"] == board / n
+
+
+
+def test_accuracy_through_the_twin_reads_vww01s_trailing_comma(models_dir, tmp_path):
+    """vww01 prints m-results-[a,b,] (a comma after each value); the what-if
+    accuracy run read it as an empty number and every vww01 sweep row said
+    'accuracy not run'."""
+    from emulator.benches.accuracy import run_accuracy
+    from runner.synth import synthesize
+
+    synthesize("vww01", tmp_path, 3, models_dir=models_dir, seed=2)
+    got = run_accuracy("vww01", tmp_path / "vww01", None, models_dir)
+    assert got["accuracy_n"] == 3 and got["accuracy_top1"] == 1.0  # the generated labels are the twin's classes

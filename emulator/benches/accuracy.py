@@ -79,7 +79,8 @@ def run_accuracy(model: str, dataset_dir: str | Path, limit: int | None = None, 
         m = _RESULTS.search(command("infer 1 0"))
         if m is None:
             raise AccuracyError(f"{model}: no m-results line for {path.name}")
-        scores = [float(x) for x in m.group(1).split(b",")]
+        # vww01 ends its list with a comma: empty items are skipped, as the runners do
+        scores = [float(x) for x in m.group(1).split(b",") if x.strip()]
         correct += int(max(range(len(scores)), key=scores.__getitem__) == label)
         total += 1
     return {"model": engine.profile.name, "accuracy_top1": correct / total, "accuracy_n": total,
