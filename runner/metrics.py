@@ -106,12 +106,15 @@ def top1(scores: list[list[float]], labels: list[int]) -> float:
 
 
 def _normalised(scores: list[list[float]]) -> np.ndarray:
-    s = np.asarray(scores, dtype=float)
-    tot = s.sum(axis=1, keepdims=True)
-    n = s.shape[1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(tot > 0, s / np.where(tot > 0, tot, 1), 1.0 / n)
-    return out
+    """Each row over its sum, the sum added left to right as upstream's
+    ``normalize_probabilities`` does (Python's ``sum``; numpy's pairwise sum can
+    differ in the last bit, which decides ties in the ROC); a row summing to 0
+    or less becomes uniform."""
+    rows = []
+    for row in scores:
+        total = sum(float(v) for v in row)
+        rows.append([float(v) / total for v in row] if total > 0 else [1.0 / len(row)] * len(row))
+    return np.asarray(rows, dtype=float)
 
 
 def classification_auc(scores: list[list[float]], labels: list[int], classes: int) -> float | None:
