@@ -40,6 +40,7 @@ def run_command(
     windows: int = typer.Option(5, "--windows", help="energy: windows to measure (the rules: 5; fewer makes the run invalid)"),
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="with --port tinytwin://...: where the twin finds its models (passed into the URL as models_dir=)"),
     truth: Optional[str] = typer.Option(None, "--truth", help="sww01 (streaming wakeword): the truth JSON in DATASET/sww01/ (default sww_long_test.json, the submission test); it also says the DUT is sww01"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="performance/accuracy: the labels file in the model's dataset folder (default y_labels.csv; e.g. ad01's smaller y_labels_alt.csv, accepted from v1.2)"),
     dut_baud: Optional[int] = typer.Option(None, "--dut-baud", help="energy/sww01 with the H573: the DUT-side baud (setbaud); default 9600 (EEMBC energy firmware), 115200 for sww01"),
     port_wait: float = typer.Option(PORT_APPEAR_S, "--port-wait", min=0.0, help="seconds to wait for a port path that does not exist: at the start (a twin or board started a moment ago) and, in performance/accuracy mode, when it goes away mid-run (unplugged); 0: fail at once"),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="accuracy: share the inputs out among N DUTs, each driven by its own process (one --port per job, or one tinytwin:// URL: N in-process twins); results.txt/results.json as a serial run's (default: 1, or the number of ports given)"),
@@ -59,6 +60,11 @@ def run_command(
         # energy; or performance through the interface board: the streaming-wakeword procedure
         from .energy import energy_options_from_cli, run_energy
 
+        if labels is not None:
+            typer.echo("tinytwin run: --labels is for performance and accuracy runs over --port (energy windows take "
+                       "y_labels.csv's first inputs; sww01 names its truth file with --truth)", err=True)
+            raise typer.Exit(EXIT_ERROR)
+
         def start():
             return run_energy(
                 energy_options_from_cli(
@@ -67,6 +73,10 @@ def run_command(
                 )
             )
     else:
+        if truth is not None:
+            typer.echo("tinytwin run: --truth names the sww01 truth file of the streaming procedure (with --io-port); "
+                       f"in {mode} mode over --port, another labels file is --labels", err=True)
+            raise typer.Exit(EXIT_ERROR)
         if mode not in MODES:
             typer.echo(f"tinytwin run: --mode must be performance or accuracy (or energy), got {mode!r}", err=True)
             raise typer.Exit(EXIT_ERROR)
@@ -93,6 +103,7 @@ def run_command(
                     progress=not no_progress,
                     jobs=jobs,
                     port_wait_s=port_wait,
+                    labels=labels,
                 )
             )
 

@@ -73,27 +73,34 @@ class Dataset:
         return sum(len(e.windows()) for e in self.entries)
 
 
-def dataset_folder(root: Path, model: str) -> Path:
+def dataset_folder(root: Path, model: str, labels: str = LABELS_FILE) -> Path:
     """``root/<model>``; ``root`` itself when it is already the model's folder."""
     root = Path(root)
     candidate = root / model
-    if (candidate / LABELS_FILE).is_file():
+    if (candidate / labels).is_file():
         return candidate
-    if root.name == model and (root / LABELS_FILE).is_file():
+    if root.name == model and (root / labels).is_file():
         return root
     if not root.is_dir():
         raise DatasetError(f"dataset directory {root} does not exist")
     if not candidate.is_dir():
         raise DatasetError(
-            f"no folder for model {model} in {root}: expected {candidate}/ with {LABELS_FILE} and the input files"
+            f"no folder for model {model} in {root}: expected {candidate}/ with {labels} and the input files"
         )
-    raise DatasetError(f"{candidate / LABELS_FILE} is missing")
+    others = sorted(p.name for p in candidate.glob("*.csv"))
+    raise DatasetError(f"{candidate / labels} is missing" + (f" (the folder has {', '.join(others)}: --labels)" if others else ""))
 
 
-def load_dataset(root: Path, model: ModelInfo) -> Dataset:
-    """Read and check ``y_labels.csv`` of ``model`` under ``root``."""
-    folder = dataset_folder(Path(root), model.name)
-    labels_path = folder / LABELS_FILE
+def load_dataset(root: Path, model: ModelInfo, labels: str | None = None) -> Dataset:
+    """Read and check the labels file of ``model`` under ``root``:
+    ``y_labels.csv``, or ``labels`` (a file name in the model's folder, e.g.
+    ad01's smaller ``y_labels_alt.csv``, accepted in submissions from v1.2;
+    mlcommons/tiny's runner names it with ``truth_file`` in tests_accuracy.yaml)."""
+    labels = labels or LABELS_FILE
+    if Path(labels).name != labels or not labels:
+        raise DatasetError(f"--labels {labels!r}: give a file name in the model's dataset folder, not a path")
+    folder = dataset_folder(Path(root), model.name, labels)
+    labels_path = folder / labels
     try:
         text = labels_path.read_text(encoding="utf-8-sig")
     except OSError as exc:

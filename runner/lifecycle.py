@@ -127,7 +127,7 @@ class RunSession:
 
     def load_dataset(self, model: ModelInfo):
         """The dataset ``measure`` runs on (the EEMBC layout by default)."""
-        return load_dataset(Path(self.opts.dataset), model)
+        return load_dataset(Path(self.opts.dataset), model, getattr(self.opts, "labels", None))
 
     def dataset_note(self, ds: Dataset) -> str:
         return f"dataset {ds.labels_path}: {len(ds.entries)} files, {ds.total_inputs()} inputs"

@@ -83,6 +83,8 @@ class RunOptions:
     expect_model: str | None = None
     #: called after each accuracy inference (a shard's progress)
     on_inference: Callable[[], None] | None = None
+    #: the labels file in the model's dataset folder (default y_labels.csv)
+    labels: str | None = None
 
 
 class _Run(RunSession):

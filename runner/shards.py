@@ -60,7 +60,7 @@ SHARDS_DIR = ".shards"
 
 @dataclass(frozen=True)
 class ShardSpec:
-    """One shard: the files ``[start, stop)`` of ``y_labels.csv`` on ``port``."""
+    """One shard: the files ``[start, stop)`` of the labels file on ``port``."""
 
     index: int
     count: int
@@ -75,6 +75,8 @@ class ShardSpec:
     timeout: float = 5.0
     retries: int = 1
     port_wait_s: float = PORT_APPEAR_S
+    #: the labels file in the model's folder (``--labels``)
+    labels: str = "y_labels.csv"
 
     def describe(self) -> str:
         return (
@@ -160,7 +162,7 @@ def plan_shards(ds: Dataset, ports: list[str], out: Path, *, baud: int | None = 
         ShardSpec(
             index=k, count=len(slices), port=ports[k], dataset=str(root), start=a, stop=b,
             inputs=sum(per_file[a:b]), model=ds.model.name, out=str(Path(out) / SHARDS_DIR / f"shard{k + 1}"),
-            baud=baud, timeout=timeout, retries=retries, port_wait_s=port_wait_s,
+            baud=baud, timeout=timeout, retries=retries, port_wait_s=port_wait_s, labels=Path(ds.labels_path).name,
         )
         for k, (a, b) in enumerate(slices)
     ]
@@ -175,7 +177,7 @@ def run_shard(spec: ShardSpec, on_inference: Callable[[], None] | None = None) -
         opts = RunOptions(
             port=spec.port, mode="accuracy", dataset=Path(spec.dataset), out=Path(spec.out), baud=spec.baud,
             timeout=spec.timeout, retries=spec.retries, port_wait_s=spec.port_wait_s, progress=False, files=(spec.start, spec.stop),
-            expect_model=spec.model, on_inference=on_inference,
+            expect_model=spec.model, on_inference=on_inference, labels=spec.labels,
         )
         outcome = _Run(opts).execute()
     except RunnerError as exc:

@@ -263,3 +263,31 @@ def test_fast_twin_process_sleeps_when_the_host_is_quiet(dut_process):
         assert _cpu_s(pid) - before < 0.2  # asleep in poll(), not spinning
     finally:
         os.close(fd)
+
+
+def test_labels_names_another_labels_file(models_dir, tmp_path):
+    """ad01's smaller evaluation set (y_labels_alt.csv, accepted from v1.2) is
+    chosen with --labels, serially and over two in-process twins; --truth in
+    accuracy mode and --labels in energy mode are refused, not ignored."""
+    from runner.synth import synthesize
+
+    synthesize("ad01", tmp_path / "ds", 4, models_dir=models_dir, seed=7, frames=12)
+    rows = (tmp_path / "ds" / "ad01" / "y_labels.csv").read_text().splitlines()
+    (tmp_path / "ds" / "ad01" / "y_labels_alt.csv").write_text("\n".join(rows[:2]) + "\n")
+    url = f"tinytwin://ad01?speed=fast&models_dir={models_dir}"
+    for jobs in (1, 2):
+        out = tmp_path / f"out{jobs}"
+        r = tinytwin("run", "--port", url, "--jobs", jobs, "--mode", "accuracy", "--dataset", tmp_path / "ds",
+                     "--labels", "y_labels_alt.csv", "--out", out, "--no-progress")
+        assert r.returncode == 0, r.stderr
+        assert "over 2 files" in r.stdout, r.stdout
+        assert json.loads((out / "results.json").read_text())["dataset"]["labels"].endswith("y_labels_alt.csv")
+    r = tinytwin("run", "--port", url, "--mode", "accuracy", "--dataset", tmp_path / "ds", "--labels", "nope.csv",
+                 "--out", tmp_path / "o3")
+    assert r.returncode == 2 and "nope.csv is missing" in r.stderr and "y_labels_alt.csv" in r.stderr
+    r = tinytwin("run", "--port", url, "--mode", "accuracy", "--dataset", tmp_path / "ds", "--truth", "x.json",
+                 "--out", tmp_path / "o4")
+    assert r.returncode == 2 and "another labels file is --labels" in r.stderr
+    r = tinytwin("run", "--mode", "energy", "--io-port", "/dev/null", "--emon-port", "/dev/null", "--dataset",
+                 tmp_path / "ds", "--labels", "y_labels_alt.csv", "--out", tmp_path / "o5")
+    assert r.returncode == 2 and "--labels is for performance and accuracy runs" in r.stderr
