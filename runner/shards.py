@@ -341,6 +341,7 @@ def run_sharded(opts) -> RunOutcome:
                 self.progress.finish()
             infs, incomplete = merge_shards(results)
             acc["inferences"] = infs
+            self._merge_shard_records(specs, results)
             self._merge_logs(specs, results)
             # the shard that stopped the run (the others were interrupted then)
             cause = next((r for r in results if r.status in ("stopped", "failed")), incomplete)
@@ -350,6 +351,25 @@ def run_sharded(opts) -> RunOutcome:
                 raise DeviceError(f"{specs[cause.index].describe()}: {cause.message or cause.status}")
             self.summary = accuracy_summary(ds.model, ds.entries, acc, self.text, opts.port)
             return EXIT_OK
+
+        def _merge_shard_records(self, specs: list[ShardSpec], results: list[ShardResult]) -> None:
+            """What a serial run would have recorded besides the inferences: the
+            recoveries (in input order); and, in log.txt only (results.json stays a
+            serial run's), which DUT each shard ran on, with a warning when they
+            do not name themselves alike."""
+            first = None
+            for spec, res in zip(specs, results):
+                dut = res.record.get("dut", {})
+                ident = (dut.get("name"), dut.get("profile"))
+                self.log.write("runner", f"{spec.describe()}: DUT {dut.get('name')!r}, profile {dut.get('profile')!r}")
+                if first is None:
+                    first = ident
+                elif ident != first and all(ident):
+                    self.warn(f"{spec.describe()}: its DUT names itself {ident[0]!r} ({ident[1]!r}), the first shard's "
+                              f"{first[0]!r} ({first[1]!r}): the merged results mix two kinds of DUT")
+                for rec in res.record.get("recoveries", []):
+                    self.log.write("runner", f"{spec.describe()}: recovered: {rec.get('what')}: {rec.get('action')}")
+                    self.record.setdefault("recoveries", []).append(rec)
 
         def _merge_logs(self, specs: list[ShardSpec], results: list[ShardResult]) -> None:
             for spec, res in zip(specs, results):

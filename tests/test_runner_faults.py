@@ -162,6 +162,28 @@ def test_an_unplugged_port_that_stays_away_is_reported(dut_bench, kws_dataset, t
     assert "did not come back within 1 s" in outcome.message
 
 
+
+def test_a_shards_recovery_reaches_the_merged_record(tmp_path, models_dir):
+    """--jobs 2 over two DUTs, a byte garbled on the second's way: the shard
+    recovers, and the merged results.json records it as a serial run would;
+    log.txt says which DUT each shard ran on."""
+    from runner.synth import synthesize
+
+    synthesize("kws01", tmp_path / "ds", 8, models_dir=models_dir, seed=4)
+    a = DutBench(tmp_path / "a")
+    b = DutBench(tmp_path / "b", "faults: [{do: garble, port: dut, direction: to-board, when: {after_command: 40}}]")
+    try:
+        outcome = run(RunOptions(port=f"{a.link},{b.link}", jobs=2, mode="accuracy", dataset=tmp_path / "ds",
+                                 out=tmp_path / "out", progress=False, timeout=2.0))
+    finally:
+        a.close()
+        b.close()
+    assert outcome.exit_code == 0, outcome.message
+    rec = record(tmp_path / "out")
+    assert len(rec["recoveries"]) == 1 and "resynchronising and repeating" in rec["recoveries"][0]["action"]
+    log = (tmp_path / "out" / "log.txt").read_text()
+    assert "shard 2/2" in log and "recovered:" in log and "DUT " in log
+
 # -- energy mode: H573 + LPM01A ----------------------------------------------------------------
 
 
