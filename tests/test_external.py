@@ -117,6 +117,10 @@ def test_runner_mode_and_auto_speed():
     assert runner_mode(["python", "main.py", "-mp", "--mode", "a"]) == "a"  # argparse: the last wins
     assert runner_mode(["python", "-m", "serial.tools.list_ports"]) is None
     assert runner_mode(["python", "main.py"]) is None
+    # through a shell or with argparse's -m=X
+    assert runner_mode(["sh", "-c", "cd runner && python main.py --mode p --dataset_path d"]) == "p"
+    assert runner_mode(["python", "main.py", "-m=e"]) == "e"
+    assert runner_mode(["sh", "-c", "python main.py --mode 'p"]) is None  # an unbalanced quote: left as it is
     assert resolve_speed("auto", ["python", "main.py", "--mode=p"]) == f"{PERFORMANCE_SPEED:g}"
     assert resolve_speed("auto", ["python", "main.py", "--mode", "a"]) == "fast"
     assert resolve_speed("auto", ["python", "main.py", "--mode", "e"]) == f"{ENERGY_SPEED:g}"
@@ -384,3 +388,26 @@ def test_trace_logs_both_directions(tmp_path):
     assert "m-name-dut-[unspecified]\r\nm-ready\r\n" in got
     sim_times = [float(l.split()[0]) for l in lines[1:]]
     assert sim_times == sorted(sim_times)
+
+
+def test_port_listing_works_with_pyserial_3_4(monkeypatch, tmp_path):
+    """pyserial before 3.5 (Ubuntu 20.04's 3.4) has no skip_link_detection:
+    the injected listing must not raise TypeError inside the runner."""
+    import importlib.util
+
+    from serial.tools import list_ports_common
+
+    real = list_ports_common.ListPortInfo
+
+    class ListPortInfo34(real):  # pyserial 3.4's signature
+        def __init__(self, device):
+            super().__init__(device)
+
+    monkeypatch.setattr(list_ports_common, "ListPortInfo", ListPortInfo34)
+    path = Path(__file__).resolve().parents[1] / "emulator" / "benches" / "inject" / "sitecustomize.py"
+    spec = importlib.util.spec_from_file_location("tinytwin_inject_sitecustomize", path)
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.delenv("TINYTWIN_EXTERNAL_PORTS", raising=False)
+    spec.loader.exec_module(mod)
+    info = mod._port_info({"device": "/dev/pts/99", "vid": 0x0483, "pid": 0x374B, "description": "STLink"})
+    assert (info.device, info.vid, info.pid, info.description) == ("/dev/pts/99", 0x0483, 0x374B, "STLink")

@@ -229,3 +229,15 @@ def test_pty_at_a_wrong_baud_gets_garbage(models_dir, tmp_path, speed):
         assert set(b"".join(received)) == {0}
     finally:
         bench.twin.close()
+
+
+
+def test_a_unix_socket_path_too_long_is_named_with_the_fix(tmp_path):
+    """CI workspaces often have long TMPDIRs: AF_UNIX paths are limited to
+    ~107 bytes, and the error (strerror None) said only 'None'."""
+    from emulator.transport import TransportError
+    from emulator.transport.unix import bind_unix
+
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    with pytest.raises(TransportError, match=r"set TMPDIR to a shorter folder, or name the socket with --control"):
+        bind_unix(deep / "ctl", "the control socket")

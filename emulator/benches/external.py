@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -151,15 +152,20 @@ def runner_mode(command: Sequence[str]) -> Optional[str]:
     not a mode."""
     modes = ("e", "p", "a")
     found = None
-    args = list(command)
+    args = []
+    for arg in command:  # a shell's -c string (sh -c "python main.py --mode p") is read word by word too
+        try:
+            args += shlex.split(arg) if " " in arg else [arg]
+        except ValueError:
+            args.append(arg)
     for i, arg in enumerate(args):
         nxt = args[i + 1] if i + 1 < len(args) else None
         if arg in ("--mode", "-m") and nxt in modes:
             found = nxt
         elif arg.startswith("--mode=") and arg[7:] in modes:
             found = arg[7:]
-        elif arg.startswith("-m") and arg[2:] in modes:
-            found = arg[2:]
+        elif arg.startswith("-m") and arg[2:].lstrip("=") in modes:  # -mp, -m=p
+            found = arg[2:].lstrip("=")
     return found
 
 

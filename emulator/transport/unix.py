@@ -53,7 +53,12 @@ def bind_unix(path: str | os.PathLike, what: str) -> socket.socket:
             tmp.unlink()
         except OSError:
             pass
-        raise TransportError(f"{what}: cannot listen on {path}: {exc.strerror}") from None
+        why = exc.strerror or str(exc)
+        n = len(os.fsencode(str(tmp)))  # the name bound first (see above)
+        if n >= 104:  # sun_path: 108 bytes on Linux, 104 on macOS
+            why += (f" (a Unix socket's path holds at most 103-107 bytes, and binding it takes {n}: set TMPDIR to a "
+                    "shorter folder, or name the socket with --control)")
+        raise TransportError(f"{what}: cannot listen on {path}: {why}") from None
     return sock
 
 

@@ -65,7 +65,10 @@ def _current(config):
 def _port_info(entry):
     from serial.tools import list_ports_common
 
-    info = list_ports_common.ListPortInfo(entry["device"], skip_link_detection=True)
+    try:
+        info = list_ports_common.ListPortInfo(entry["device"], skip_link_detection=True)
+    except TypeError:  # pyserial before 3.5 (e.g. Ubuntu 20.04's 3.4) has no skip_link_detection
+        info = list_ports_common.ListPortInfo(entry["device"])
     for key in ("vid", "pid", "serial_number", "location", "manufacturer", "product", "interface"):
         if entry.get(key) is not None:
             setattr(info, key, entry[key])
