@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -319,6 +320,33 @@ def test_sigterm_to_the_launcher_reaches_the_child(tmp_path):
     assert proc.wait(timeout=20) == 42
 
 
+def test_sigint_to_a_launcher_without_a_terminal_reaches_the_child(tmp_path):
+    """A CI supervisor sends SIGINT to the launcher's pid only (no terminal):
+    the child must get it (the launcher used to ignore it and wait)."""
+    launcher = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(TESTS)!r})
+        from test_external import KWS01, echo
+        from emulator.benches.external import run_external
+        sys.exit(run_external(sys.argv[1:], KWS01, log=lambda m: None, **echo()))
+        """
+    )
+    marker = tmp_path / "started"
+    child = (
+        "import sys, time, pathlib\n"
+        f"pathlib.Path({str(marker)!r}).write_text('x')\n"
+        "try:\n    time.sleep(30)\nexcept KeyboardInterrupt:\n    sys.exit(43)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", launcher, sys.executable, "-c", child], stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        assert time.monotonic() < deadline, "child did not start"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 43
+
+
 def test_errors_are_reported_not_raised_from_deep_inside(tmp_path):
     with pytest.raises(ExternalError, match="no command"):
         run_external([], KWS01, log=lambda m: None, **echo())
@@ -326,6 +354,11 @@ def test_errors_are_reported_not_raised_from_deep_inside(tmp_path):
         run_external(["true"], KWS01, interface="uno", log=lambda m: None, **echo())
     with pytest.raises(ExternalError, match="command not found"):
         run_external(["/nonexistent/prog"], KWS01, log=lambda m: None, **echo())
+    script = tmp_path / "no-shebang"
+    script.write_bytes(b"\x7fELF-not-really\n")
+    script.chmod(0o755)
+    with pytest.raises(ExternalError, match="cannot execute"):  # ENOEXEC: not a traceback
+        run_external([str(script)], KWS01, log=lambda m: None, **echo())
     with pytest.raises(ExternalError, match="speed"):
         run_external(["true"], KWS01, speed="warp", log=lambda m: None, **echo())
 
@@ -411,3 +444,43 @@ def test_port_listing_works_with_pyserial_3_4(monkeypatch, tmp_path):
     spec.loader.exec_module(mod)
     info = mod._port_info({"device": "/dev/pts/99", "vid": 0x0483, "pid": 0x374B, "description": "STLink"})
     assert (info.device, info.vid, info.pid, info.description) == ("/dev/pts/99", 0x0483, 0x374B, "STLink")
+
+
+def test_injection_folders_of_launchers_that_are_gone_are_swept(tmp_path, monkeypatch):
+    """A launcher killed with SIGKILL leaves its folder (ports.json, the control
+    socket, sitecustomize.py); the next launcher removes it, and only it."""
+    import tempfile as _tempfile
+
+    from emulator.benches.external import INJECT_PREFIX, OWNER_FILE
+
+    short = Path(_tempfile.mkdtemp(prefix="tt-sweep-", dir="/tmp"))  # the control socket's path must stay short
+    monkeypatch.setattr(_tempfile, "tempdir", str(short))
+    tmp_path = short
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / (INJECT_PREFIX + "stale")
+    live = tmp_path / (INJECT_PREFIX + "live")
+    foreign = tmp_path / (INJECT_PREFIX + "older")
+    for d, owner in ((stale, dead.pid), (live, os.getpid()), (foreign, None)):
+        d.mkdir()
+        (d / "ports.json").write_text("{}")
+        if owner is not None:
+            (d / OWNER_FILE).write_text(str(owner))
+    assert run_external(["true"], KWS01, log=lambda m: None, **echo()) == 0
+    assert not stale.exists() and live.exists() and foreign.exists()
+    assert not [p for p in tmp_path.glob(INJECT_PREFIX + "*") if p not in (live, foreign)]  # its own is gone too
+    shutil.rmtree(short)
+
+
+def test_a_command_that_never_reached_the_twin_gets_a_hint():
+    """A child run with -I (or a Python without pyserial, a wrapper dropping
+    PYTHONPATH) never sees the injected listing: when it fails, say why that
+    may be; one that listed the ports and failed for its own reasons gets no such note."""
+    said: list[str] = []
+    rc = run_external([sys.executable, "-I", "-c", "import serial.tools.list_ports as l; l.comports(); raise SystemExit(3)"],
+                      KWS01, log=said.append, **echo())
+    assert rc == 3 and any("without ever listing the serial ports" in m and "-I, -E or -S" in m for m in said)
+    said.clear()
+    rc = run_external([sys.executable, "-c", "import serial.tools.list_ports as l; l.comports(); raise SystemExit(3)"],
+                      KWS01, log=said.append, **echo())
+    assert rc == 3 and not any("without ever listing" in m for m in said)

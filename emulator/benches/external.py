@@ -58,6 +58,7 @@ sleeps 0.25 s of wall time inside the energy window. See
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -369,7 +370,9 @@ def open_bench(
     plan = FaultPlan.load(faults) if faults is not None else None
     drops = list(drops)
     tracer = Trace(trace) if trace is not None else None
-    inject_dir = Path(tempfile.mkdtemp(prefix="tinytwin-external-"))
+    _sweep_stale_inject_dirs()
+    inject_dir = Path(tempfile.mkdtemp(prefix=INJECT_PREFIX))
+    (inject_dir / OWNER_FILE).write_text(str(os.getpid()))
     try:
         if setup.interface == "none":
             if setup.emon != "none":
@@ -411,13 +414,68 @@ def open_bench(
 # the child process
 
 
+INJECT_PREFIX = "tinytwin-external-"
+#: the launcher's pid, in its injection folder: a folder whose launcher is gone is stale
+OWNER_FILE = "owner.pid"
+
+
+def _sweep_stale_inject_dirs() -> None:
+    """Remove the injection folders of launchers that are gone (a SIGKILL
+    leaves its folder: ports.json, the control socket, sitecustomize.py)."""
+    for d in Path(tempfile.gettempdir()).glob(INJECT_PREFIX + "*"):
+        try:
+            pid = int((d / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not ours to judge (no owner file: an older launcher, or one starting now)
+        try:
+            os.kill(pid, 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # another user's
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _terminate_as_exit():
+    """SIGTERM or SIGHUP while the bench starts or runs (outside the child's
+    wait, which forwards them) ends the launcher through its cleanup, not
+    around it; during the teardown itself they are ignored."""
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[sig] = signal.signal(sig, stop)
+        except ValueError:  # not the main thread: leave signals alone
+            break
+    try:
+        yield lambda: [signal.signal(sig, signal.SIG_IGN) for sig in previous]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _terminal_foreground() -> bool:
+    """Whether this process runs in the foreground process group of the
+    terminal on its standard input (where Ctrl-C signals the whole group)."""
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
 def run_child(command: Sequence[str], env: dict) -> int:
     """Run ``command`` with our cwd and standard streams; return its exit
     status as a shell reports it (128 + N for a signal N).
 
     SIGTERM and SIGHUP sent to the launcher are passed on to the child.
-    SIGINT is not: Ctrl-C in a terminal reaches the child directly (same
-    process group), and the launcher waits for the child to finish.
+    SIGINT is passed on too, unless the launcher runs in the foreground of a
+    terminal: there Ctrl-C reaches the child directly (same process group),
+    and the launcher waits for the child to finish. A supervisor (CI, a
+    script's ``kill -INT``) that signals the launcher alone stops the child.
     """
     try:
         proc = subprocess.Popen(list(command), env=env)
@@ -425,6 +483,8 @@ def run_child(command: Sequence[str], env: dict) -> int:
         raise ExternalError(f"command not found: {command[0]!r}") from None
     except PermissionError:
         raise ExternalError(f"cannot execute {command[0]!r}: permission denied") from None
+    except OSError as exc:  # e.g. a script without a #! line (ENOEXEC)
+        raise ExternalError(f"cannot execute {command[0]!r}: {exc.strerror or exc}") from None
 
     def forward(signum, frame):
         try:
@@ -435,7 +495,8 @@ def run_child(command: Sequence[str], env: dict) -> int:
     previous = {}
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         try:
-            previous[sig] = signal.signal(sig, forward if sig != signal.SIGINT else signal.SIG_IGN)
+            previous[sig] = signal.signal(
+                sig, forward if sig != signal.SIGINT or not _terminal_foreground() else signal.SIG_IGN)
         except ValueError:  # not the main thread (embedded use): leave signals alone
             break
     try:
@@ -500,31 +561,39 @@ def run_external(
             "not through the interface board (--dut-usb)")
     if sww01 and setup.interface != "none" and cfg.sd_card is None:
         log("note: no --sd-card DIR: the interface board's SD card holds no file, so `play` fails")
-    bench = open_bench(
-        cfg,
-        setup=setup,
-        hide_real_ports=hide_real_ports,
-        drops=drops,
-        h573_flash_baud=h573_flash_baud,
-        trace=trace,
-        faults=faults,
-        control_path=control_path,
-        control_tcp=control_tcp,
-        engine=engine,
-        timing=timing,
-        log=log,
-    )
-    try:
-        log(f"bench: {setup.describe()}")
-        for side in bench.sides:
-            usb = USB_IDENTITIES[side.board]
-            how = f"{side.baud} baud" if side.serial else "driver link (pyusb lists it; the joulescope package opens it)"
-            log(f"{side.role}: {side.board} (USB {usb.describe()}) on {side.device}, {how}")
-        log(f"control: tinytwin ctl --socket {bench.control_path} state")
-        log(f"speed {cfg.speed}{' (auto)' if auto else ''}; running: {' '.join(command)}")
-        rc = run_child(command, bench.environment())
-    finally:
-        bench.close()
+    with _terminate_as_exit() as tearing_down:
+        bench = open_bench(
+            cfg,
+            setup=setup,
+            hide_real_ports=hide_real_ports,
+            drops=drops,
+            h573_flash_baud=h573_flash_baud,
+            trace=trace,
+            faults=faults,
+            control_path=control_path,
+            control_tcp=control_tcp,
+            engine=engine,
+            timing=timing,
+            log=log,
+        )
+        try:
+            log(f"bench: {setup.describe()}")
+            for side in bench.sides:
+                usb = USB_IDENTITIES[side.board]
+                how = f"{side.baud} baud" if side.serial else "driver link (pyusb lists it; the joulescope package opens it)"
+                log(f"{side.role}: {side.board} (USB {usb.describe()}) on {side.device}, {how}")
+            log(f"control: tinytwin ctl --socket {bench.control_path} state")
+            log(f"speed {cfg.speed}{' (auto)' if auto else ''}; running: {' '.join(command)}")
+            rc = run_child(command, bench.environment())
+            listed = (bench.inject_dir / "listed").exists()
+        finally:
+            tearing_down()
+            bench.close()
+    if rc != 0 and not listed:
+        log("note: the command failed without ever listing the serial ports through tinytwin's injection, so it "
+            "never saw the twin's boards: does the Python it runs have pyserial (and the joulescope package for a "
+            "JS220)? is it run with -I, -E or -S (which skip the injected sitecustomize), or through a wrapper "
+            "that drops PYTHONPATH?")
     for d in drops:
         log(f"--drop-line {d.text}:{d.occurrence}: {d.seen} seen, {d.dropped} dropped")
     if bench.plan is not None:

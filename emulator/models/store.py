@@ -159,7 +159,7 @@ def resolve_model(name: str | os.PathLike, models_dir: str | os.PathLike | None 
         p = Path(text).expanduser()
         if not (os.sep in text or "/" in text or p.suffix == ".tflite" or p.exists()):
             raise ModelError(
-                f"unknown model {text!r}: use kws01, vww01, ic01 or ad01, or a path to your own int8 .tflite"
+                f"unknown model {text!r}: use {', '.join(OFFICIAL)}, or a path to your own int8 .tflite"
             )
         if not p.is_file():
             raise ModelError(f"model file {p} does not exist: check the path")

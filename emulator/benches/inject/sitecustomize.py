@@ -62,6 +62,17 @@ def _current(config):
     return _load_config(quiet=True) or config
 
 
+def _mark_listed():
+    """Leave ``listed`` beside ports.json: the launcher then knows the program
+    looked for ports through us (if it fails without, the cause is elsewhere)."""
+    path = os.environ.get(_PORTS_ENV)
+    if path:
+        try:
+            open(os.path.join(os.path.dirname(path), "listed"), "a").close()
+        except OSError:
+            pass
+
+
 def _port_info(entry):
     from serial.tools import list_ports_common
 
@@ -82,6 +93,7 @@ def _wrap(original, config):
     hide_real = bool(config.get("hide_real_ports"))
 
     def comports(include_links=False, *args, **kwargs):
+        _mark_listed()
         entries = list(_current(config).get("ports", []))
         ours = [_port_info(e) for e in entries if os.path.exists(e["device"])]
         if hide_real:
