@@ -71,7 +71,7 @@ def test_not_a_valid_tflite(tmp_path, models_dir, mutate, expect):
 
 def test_unknown_model_name_and_backend_and_profile(models_dir):
     msg = _err(model="kws02", models_dir=models_dir)
-    assert "unknown model 'kws02'" in msg and "kws01, vww01, ic01 or ad01" in msg
+    assert "unknown model 'kws02'" in msg and "kws01, vww01, ic01, ad01, sww01" in msg
     msg = _err(model="kws01", models_dir=models_dir, backend="onnx")
     assert "unknown backend 'onnx'" in msg and "tflm" in msg
     msg = _err(model="kws01", models_dir=models_dir, profile="ic02")
