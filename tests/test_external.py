@@ -484,3 +484,32 @@ def test_a_command_that_never_reached_the_twin_gets_a_hint():
     rc = run_external([sys.executable, "-c", "import serial.tools.list_ports as l; l.comports(); raise SystemExit(3)"],
                       KWS01, log=said.append, **echo())
     assert rc == 3 and not any("without ever listing" in m for m in said)
+
+
+def test_hide_real_ports_hides_real_usb_instruments_too(monkeypatch, tmp_path):
+    """With --hide-real-ports a real JS220 on the host must not be found by the
+    runner's usb.core.find (devices_sww.yaml prefers a JS220 to the twin's LPM01A)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "emulator" / "benches" / "inject" / "sitecustomize.py"
+    spec = importlib.util.spec_from_file_location("tinytwin_inject_sitecustomize2", path)
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.delenv("TINYTWIN_EXTERNAL_PORTS", raising=False)
+    spec.loader.exec_module(mod)
+
+    class RealJs220:  # what pyusb returns for a JS220 plugged into the host
+        idVendor, idProduct = 0x16D0, 0x10BA
+
+    def real_find(find_all=False, backend=None, custom_match=None, **args):
+        return iter([RealJs220()]) if find_all else RealJs220()
+
+    class Usb:
+        __name__ = "usb.core"
+        find = staticmethod(real_find)
+
+    for hide, expect in ((False, 1), (True, 0)):
+        usb = Usb()
+        mod._patch_module(usb, {"usb_devices": [], "hide_real_ports": hide, "ports": []})
+        found = list(usb.find(find_all=True, idVendor=0x16D0, idProduct=0x10BA))
+        assert len(found) == expect, hide
+        assert (usb.find(idVendor=0x16D0, idProduct=0x10BA) is None) is hide

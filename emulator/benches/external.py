@@ -638,7 +638,7 @@ def register(app) -> None:
         ),
         dut_baud: Optional[int] = typer.Option(None, "--dut-baud", help="the DUT firmware's UART baud (default: the firmware's own)"),
         drop_line: list[str] = typer.Option([], "--drop-line", help="lose the N-th line TEXT on its way to the host, e.g. m-ready:5 (repeatable)"),
-        hide_real_ports: bool = typer.Option(False, "--hide-real-ports", help="list only the twin's ports (not real serial ports) to the command"),
+        hide_real_ports: bool = typer.Option(False, "--hide-real-ports", help="list only the twin's ports to the command (not the machine's real serial ports nor its USB instruments)"),
         trace: Optional[Path] = typer.Option(None, "--trace", help="log every byte on every board port, with simulated and wall time, to this file"),
         h573_flash_baud: Optional[int] = typer.Option(None, "--h573-flash-baud", help="--interface h573: the DUT baud left in the interface board's flash by an earlier setbaud (default: erased, i.e. 9600)"),
         faults: Optional[Path] = typer.Option(None, "--faults", help=HELP["faults"]),

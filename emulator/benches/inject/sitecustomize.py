@@ -15,9 +15,11 @@ things, each only when the program imports the module concerned:
 * when the twin has USB-only instruments (a Joulescope JS220), it wraps
   pyusb's ``usb.core.find`` so that a search that matches them also yields a
   stand-in device object with their ``idVendor``/``idProduct`` (the only
-  attributes the mlcommons runner reads), after the real devices. If pyusb
-  has no backend (libusb missing), such a search yields the twin's devices
-  alone and says so once on stderr.
+  attributes the mlcommons runner reads), after the real devices (with
+  ``hide_real_ports``, instead of them: the wrap is then made even when the
+  twin has no USB instrument, so that a real JS220 on the host is not found).
+  If pyusb has no backend (libusb missing), such a search yields the twin's
+  devices alone and says so once on stderr.
 
 Nothing else of pyserial, pyusb, nor of the program run, is touched. The
 boards are read from the JSON file named by ``$TINYTWIN_EXTERNAL_PORTS``, again
@@ -140,9 +142,13 @@ _warned_backend = []
 
 
 def _wrap_find(original, config):
+    hide_real = bool(config.get("hide_real_ports"))
+
     def find(find_all=False, backend=None, custom_match=None, **args):
         ours = [_UsbDevice(e) for e in _current(config).get("usb_devices", []) if os.path.exists(e.get("socket", ""))]
         ours = [d for d in ours if _matches(d, dict(args, custom_match=custom_match))]
+        if hide_real:  # the host's own USB devices (a real JS220) are not offered
+            return iter(ours) if find_all else (ours[0] if ours else None)
         try:
             real = original(find_all=find_all, backend=backend, custom_match=custom_match, **args)
         except Exception as exc:
@@ -173,7 +179,8 @@ def _chain(real, ours):
 def _patch_module(module, config):
     if module.__name__ == "usb.core":
         original = getattr(module, "find", None)
-        if config.get("usb_devices") and original is not None and not getattr(original, "tinytwin_external", False):
+        wanted = config.get("usb_devices") or config.get("hide_real_ports")
+        if wanted and original is not None and not getattr(original, "tinytwin_external", False):
             module.find = _wrap_find(original, config)
         return
     original = getattr(module, "comports", None)
