@@ -74,8 +74,8 @@ def run_command(
             )
     else:
         if truth is not None:
-            typer.echo("tinytwin run: --truth names the sww01 truth file of the streaming procedure (with --io-port); "
-                       f"in {mode} mode over --port, another labels file is --labels", err=True)
+            typer.echo("tinytwin run: --truth names the sww01 truth file of the streaming procedure (--mode performance "
+                       "or energy with --io-port); for another labels file of a model over --port, use --labels", err=True)
             raise typer.Exit(EXIT_ERROR)
         if mode not in MODES:
             typer.echo(f"tinytwin run: --mode must be performance or accuracy (or energy), got {mode!r}", err=True)

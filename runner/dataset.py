@@ -96,8 +96,9 @@ def load_dataset(root: Path, model: ModelInfo, labels: str | None = None) -> Dat
     ``y_labels.csv``, or ``labels`` (a file name in the model's folder, e.g.
     ad01's smaller ``y_labels_alt.csv``, accepted in submissions from v1.2;
     mlcommons/tiny's runner names it with ``truth_file`` in tests_accuracy.yaml)."""
-    labels = labels or LABELS_FILE
-    if Path(labels).name != labels or not labels:
+    if labels is None:
+        labels = LABELS_FILE
+    if not labels or Path(labels).name != labels or labels in (".", ".."):
         raise DatasetError(f"--labels {labels!r}: give a file name in the model's dataset folder, not a path")
     folder = dataset_folder(Path(root), model.name, labels)
     labels_path = folder / labels

@@ -448,29 +448,31 @@ def test_port_listing_works_with_pyserial_3_4(monkeypatch, tmp_path):
 
 def test_injection_folders_of_launchers_that_are_gone_are_swept(tmp_path, monkeypatch):
     """A launcher killed with SIGKILL leaves its folder (ports.json, the control
-    socket, sitecustomize.py); the next launcher removes it, and only it."""
+    socket, sitecustomize.py); the next launcher removes it, and only it: a
+    running launcher holds a lock on its owner.pid (a pid alone would be
+    reused, and differs between containers sharing /tmp)."""
+    import fcntl
     import tempfile as _tempfile
 
     from emulator.benches.external import INJECT_PREFIX, OWNER_FILE
 
     short = Path(_tempfile.mkdtemp(prefix="tt-sweep-", dir="/tmp"))  # the control socket's path must stay short
     monkeypatch.setattr(_tempfile, "tempdir", str(short))
-    tmp_path = short
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    stale = tmp_path / (INJECT_PREFIX + "stale")
-    live = tmp_path / (INJECT_PREFIX + "live")
-    foreign = tmp_path / (INJECT_PREFIX + "older")
-    for d, owner in ((stale, dead.pid), (live, os.getpid()), (foreign, None)):
+    stale, live, foreign = (short / (INJECT_PREFIX + n) for n in ("stale", "live", "older"))
+    for d in (stale, live, foreign):
         d.mkdir()
         (d / "ports.json").write_text("{}")
-        if owner is not None:
-            (d / OWNER_FILE).write_text(str(owner))
-    assert run_external(["true"], KWS01, log=lambda m: None, **echo()) == 0
+    (stale / OWNER_FILE).write_text("1")  # nobody holds it (whatever pid it names)
+    (live / OWNER_FILE).write_text("999999")
+    held = os.open(live / OWNER_FILE, os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX)  # as a running launcher does
+    try:
+        assert run_external(["true"], KWS01, log=lambda m: None, **echo()) == 0
+    finally:
+        os.close(held)
     assert not stale.exists() and live.exists() and foreign.exists()
-    assert not [p for p in tmp_path.glob(INJECT_PREFIX + "*") if p not in (live, foreign)]  # its own is gone too
+    assert not [p for p in short.glob(INJECT_PREFIX + "*") if p not in (live, foreign)]  # its own is gone too
     shutil.rmtree(short)
-
 
 def test_a_command_that_never_reached_the_twin_gets_a_hint():
     """A child run with -I (or a Python without pyserial, a wrapper dropping
@@ -513,3 +515,51 @@ def test_hide_real_ports_hides_real_usb_instruments_too(monkeypatch, tmp_path):
         found = list(usb.find(find_all=True, idVendor=0x16D0, idProduct=0x10BA))
         assert len(found) == expect, hide
         assert (usb.find(idVendor=0x16D0, idProduct=0x10BA) is None) is hide
+
+
+def _launcher_script() -> str:
+    return textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(TESTS)!r})
+        from test_external import KWS01, echo
+        from emulator.benches.external import run_external
+        sys.exit(run_external(sys.argv[1:], KWS01, log=lambda m: None, **echo()))
+        """
+    )
+
+
+def test_under_nohup_the_command_keeps_ignoring_sighup(tmp_path):
+    """nohup's ignored SIGHUP must reach the command as ignored (a caught
+    signal is reset to its default by exec)."""
+    out = tmp_path / "hup"
+    child = f"import signal, pathlib; pathlib.Path({str(out)!r}).write_text(str(signal.getsignal(signal.SIGHUP) == signal.SIG_IGN))"
+    proc = subprocess.run([sys.executable, "-c", _launcher_script(), sys.executable, "-c", child],
+                          preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN), timeout=60)
+    assert proc.returncode == 0 and out.read_text() == "True"
+
+
+def test_sigint_to_the_whole_group_reaches_the_command_once(tmp_path):
+    """`timeout -s INT` and other supervisors signal the launcher's whole
+    process group: the command must get SIGINT once (from the launcher), not
+    a second time directly."""
+    marker, count = tmp_path / "started", tmp_path / "count"
+    child = (
+        "import signal, time, pathlib\n"
+        "n = [0]\n"
+        "signal.signal(signal.SIGINT, lambda *a: n.__setitem__(0, n[0] + 1))\n"
+        f"pathlib.Path({str(marker)!r}).write_text('x')\n"
+        "end = time.monotonic() + 30\n"
+        "while time.monotonic() < end and not n[0]:\n    time.sleep(0.01)\n"
+        "time.sleep(1.0)  # a second SIGINT would come now\n"
+        f"pathlib.Path({str(count)!r}).write_text(str(n[0]))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", _launcher_script(), sys.executable, "-c", child],
+                            start_new_session=True, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        assert time.monotonic() < deadline, "child did not start"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=20) == 0
+    assert count.read_text() == "1"

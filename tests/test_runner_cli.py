@@ -287,7 +287,7 @@ def test_labels_names_another_labels_file(models_dir, tmp_path):
     assert r.returncode == 2 and "nope.csv is missing" in r.stderr and "y_labels_alt.csv" in r.stderr
     r = tinytwin("run", "--port", url, "--mode", "accuracy", "--dataset", tmp_path / "ds", "--truth", "x.json",
                  "--out", tmp_path / "o4")
-    assert r.returncode == 2 and "another labels file is --labels" in r.stderr
+    assert r.returncode == 2 and "use --labels" in r.stderr
     r = tinytwin("run", "--mode", "energy", "--io-port", "/dev/null", "--emon-port", "/dev/null", "--dataset",
                  tmp_path / "ds", "--labels", "y_labels_alt.csv", "--out", tmp_path / "o5")
     assert r.returncode == 2 and "--labels is for performance and accuracy runs" in r.stderr

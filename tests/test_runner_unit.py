@@ -441,3 +441,12 @@ def test_classification_auc_is_upstreams_to_the_last_bit():
     upstream = roc_auc_score(np.array(labels), np.array([normalize_probabilities(r) for r in scores]), multi_class="ovr")
     assert metrics.classification_auc(scores, labels, 10) == upstream
     assert upstream == pytest.approx(0.5647467867522579, abs=1e-12)
+
+
+def test_labels_must_be_a_file_name(tmp_path):
+    from runner.protocol import MODELS
+
+    (tmp_path / "kws01").mkdir()
+    for bad in ("", "..", "../y_labels.csv", "sub/y_labels.csv"):
+        with pytest.raises(DatasetError, match="give a file name in the model's dataset folder"):
+            load_dataset(tmp_path, MODELS["kws01"], bad)

@@ -231,6 +231,7 @@ def test_samples_lost_from_the_emon_make_the_stream_window_invalid(engine, sd_ca
     assert any(p.startswith("lost 20 of its") and "allows 0.1 %" in p for p in en["problems"]), en["problems"]
     text = (out / "results.txt").read_text()
     assert "Median energy cost" not in text and "ERROR: not valid for submission" in text
+    assert "power" not in checker_values(text)  # the checker's sww pattern (check_power_dir) finds nothing
 
 
 def test_a_wav_missing_from_the_card_is_named(engine, sd_card, tmp_path):

@@ -239,5 +239,5 @@ def test_a_unix_socket_path_too_long_is_named_with_the_fix(tmp_path):
     from emulator.transport.unix import bind_unix
 
     deep = tmp_path / ("d" * 60) / ("e" * 60)
-    with pytest.raises(TransportError, match=r"set TMPDIR to a shorter folder, or name the socket with --control"):
+    with pytest.raises(TransportError, match=r"choose a shorter folder for it: TMPDIR for tinytwin external"):
         bind_unix(deep / "ctl", "the control socket")

@@ -253,6 +253,8 @@ class ExternalBench:
     server: Optional[ControlServer] = None
     plan: Optional[FaultPlan] = None
     drops: list[LineDrop] = field(default_factory=list)
+    #: the lock on owner.pid that marks the injection folder as in use
+    owner_fd: Optional[int] = None
 
     @property
     def sides(self) -> list[HostSide]:
@@ -305,6 +307,9 @@ class ExternalBench:
             self.twin.close()
         finally:
             shutil.rmtree(self.inject_dir, ignore_errors=True)
+            if self.owner_fd is not None:
+                os.close(self.owner_fd)
+                self.owner_fd = None
 
 
 def _build_dut(cfg: TwinConfig, setup: BenchSetup, *, engine, timing, drops, trace):
@@ -372,7 +377,7 @@ def open_bench(
     tracer = Trace(trace) if trace is not None else None
     _sweep_stale_inject_dirs()
     inject_dir = Path(tempfile.mkdtemp(prefix=INJECT_PREFIX))
-    (inject_dir / OWNER_FILE).write_text(str(os.getpid()))
+    owner_fd = _own(inject_dir)
     try:
         if setup.interface == "none":
             if setup.emon != "none":
@@ -388,11 +393,12 @@ def open_bench(
         if tracer is not None:
             tracer.close()
         shutil.rmtree(inject_dir, ignore_errors=True)
+        os.close(owner_fd)
         raise
     if tracer is not None:
         twin.on_close(tracer.close)
     bench = ExternalBench(twin, control, inject_dir, setup, hide_real_ports=hide_real_ports, objects=objects,
-                          plan=plan, drops=drops)
+                          plan=plan, drops=drops, owner_fd=owner_fd)
     try:
         bench.write_injection()
         control.on_plug.append(bench.write_ports)
@@ -421,36 +427,66 @@ OWNER_FILE = "owner.pid"
 
 def _sweep_stale_inject_dirs() -> None:
     """Remove the injection folders of launchers that are gone (a SIGKILL
-    leaves its folder: ports.json, the control socket, sitecustomize.py)."""
+    leaves its folder: ports.json, the control socket, sitecustomize.py). A
+    running launcher holds a lock on its ``owner.pid`` (:func:`_own`): a folder
+    whose lock can be taken has no launcher, whatever its pid says (pids are
+    reused, and differ between containers sharing /tmp)."""
+    import fcntl
+
     for d in Path(tempfile.gettempdir()).glob(INJECT_PREFIX + "*"):
         try:
-            pid = int((d / OWNER_FILE).read_text())
-        except (OSError, ValueError):
+            fd = os.open(d / OWNER_FILE, os.O_RDWR)
+        except OSError:
             continue  # not ours to judge (no owner file: an older launcher, or one starting now)
         try:
-            os.kill(pid, 0)
-            continue  # still running
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue  # another user's
-        shutil.rmtree(d, ignore_errors=True)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # its launcher holds it: running
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+def _own(inject_dir: Path) -> int:
+    """Write our pid to the folder's ``owner.pid`` and hold a lock on it for
+    as long as we live (the fd is closed with the folder, or by the kernel)."""
+    import fcntl
+
+    fd = os.open(inject_dir / OWNER_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, str(os.getpid()).encode())
+    os.set_inheritable(fd, False)
+    return fd
+
+
+def _handle(sig: int, handler) -> object:
+    """Set ``handler`` for ``sig`` unless the signal is ignored (``nohup``:
+    the command must inherit that); returns the previous handler, or None
+    when nothing was set. ValueError outside the main thread."""
+    current = signal.getsignal(sig)
+    if current == signal.SIG_IGN:
+        return None
+    return signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
 def _terminate_as_exit():
     """SIGTERM or SIGHUP while the bench starts or runs (outside the child's
     wait, which forwards them) ends the launcher through its cleanup, not
-    around it; during the teardown itself they are ignored."""
+    around it; during the teardown itself they are ignored. An ignored signal
+    (``nohup``) stays ignored."""
     def stop(signum, frame):
         raise SystemExit(128 + signum)
 
     previous = {}
     for sig in (signal.SIGTERM, signal.SIGHUP):
         try:
-            previous[sig] = signal.signal(sig, stop)
+            old = _handle(sig, stop)
         except ValueError:  # not the main thread: leave signals alone
             break
+        if old is not None:
+            previous[sig] = old
     try:
         yield lambda: [signal.signal(sig, signal.SIG_IGN) for sig in previous]
     finally:
@@ -459,26 +495,36 @@ def _terminate_as_exit():
 
 
 def _terminal_foreground() -> bool:
-    """Whether this process runs in the foreground process group of the
-    terminal on its standard input (where Ctrl-C signals the whole group)."""
+    """Whether this process runs in the foreground process group of its
+    controlling terminal (where Ctrl-C signals the whole group), whatever its
+    standard input is."""
     try:
-        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False  # no controlling terminal
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
     except OSError:
         return False
+    finally:
+        os.close(fd)
 
 
 def run_child(command: Sequence[str], env: dict) -> int:
     """Run ``command`` with our cwd and standard streams; return its exit
     status as a shell reports it (128 + N for a signal N).
 
-    SIGTERM and SIGHUP sent to the launcher are passed on to the child.
-    SIGINT is passed on too, unless the launcher runs in the foreground of a
-    terminal: there Ctrl-C reaches the child directly (same process group),
-    and the launcher waits for the child to finish. A supervisor (CI, a
-    script's ``kill -INT``) that signals the launcher alone stops the child.
+    SIGTERM and SIGHUP sent to the launcher are passed on to the child (an
+    ignored one, as under ``nohup``, stays ignored for both). In the
+    foreground of a terminal, Ctrl-C reaches the child directly (same process
+    group) and the launcher waits for it to finish. Anywhere else the child
+    runs in a process group of its own and SIGINT sent to the launcher (by a
+    CI supervisor, ``kill -INT``, ``timeout -s INT``) is passed on, so that the
+    child gets it once.
     """
+    foreground = _terminal_foreground()
     try:
-        proc = subprocess.Popen(list(command), env=env)
+        proc = subprocess.Popen(list(command), env=env, process_group=None if foreground else 0)
     except FileNotFoundError:
         raise ExternalError(f"command not found: {command[0]!r}") from None
     except PermissionError:
@@ -493,14 +539,24 @@ def run_child(command: Sequence[str], env: dict) -> int:
             pass
 
     previous = {}
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        try:
-            previous[sig] = signal.signal(
-                sig, forward if sig != signal.SIGINT or not _terminal_foreground() else signal.SIG_IGN)
-        except ValueError:  # not the main thread (embedded use): leave signals alone
-            break
     try:
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            try:
+                old = _handle(sig, signal.SIG_IGN if sig == signal.SIGINT and foreground else forward)
+            except ValueError:  # not the main thread (embedded use): leave signals alone
+                break
+            if old is not None:
+                previous[sig] = old
         rc = proc.wait()
+    except BaseException:  # a signal before the forwarding was in place, or an error: no child left behind
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -589,11 +645,11 @@ def run_external(
         finally:
             tearing_down()
             bench.close()
-    if rc != 0 and not listed:
-        log("note: the command failed without ever listing the serial ports through tinytwin's injection, so it "
-            "never saw the twin's boards: does the Python it runs have pyserial (and the joulescope package for a "
-            "JS220)? is it run with -I, -E or -S (which skip the injected sitecustomize), or through a wrapper "
-            "that drops PYTHONPATH?")
+    if 0 < rc <= 128 and not listed:  # (over 128: stopped by a signal, not a failure of its own)
+        log("note: the command failed without ever listing the serial ports through tinytwin's injection; if it "
+            "was meant to find the twin's boards, it never saw them: does the Python it runs have pyserial (and "
+            "the joulescope package for a JS220)? is it run with -I, -E or -S (which skip the injected "
+            "sitecustomize), or through a wrapper that drops PYTHONPATH?")
     for d in drops:
         log(f"--drop-line {d.text}:{d.occurrence}: {d.seen} seen, {d.dropped} dropped")
     if bench.plan is not None:

@@ -54,10 +54,10 @@ def bind_unix(path: str | os.PathLike, what: str) -> socket.socket:
         except OSError:
             pass
         why = exc.strerror or str(exc)
-        n = len(os.fsencode(str(tmp)))  # the name bound first (see above)
-        if n >= 104:  # sun_path: 108 bytes on Linux, 104 on macOS
-            why += (f" (a Unix socket's path holds at most 103-107 bytes, and binding it takes {n}: set TMPDIR to a "
-                    "shorter folder, or name the socket with --control)")
+        if "too long" in why:  # AF_UNIX's sun_path: 108 bytes on Linux, 104 on macOS
+            why += (f" (a Unix socket's path holds at most 103-107 bytes; binding it takes "
+                    f"{len(os.fsencode(str(tmp)))}: choose a shorter folder for it: TMPDIR for tinytwin external, "
+                    "--dir for tinytwin rig, or a shorter --control path)")
         raise TransportError(f"{what}: cannot listen on {path}: {why}") from None
     return sock
 
