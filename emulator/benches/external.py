@@ -517,14 +517,15 @@ def run_child(command: Sequence[str], env: dict) -> int:
     SIGTERM and SIGHUP sent to the launcher are passed on to the child (an
     ignored one, as under ``nohup``, stays ignored for both). In the
     foreground of a terminal, Ctrl-C reaches the child directly (same process
-    group) and the launcher waits for it to finish. Anywhere else the child
-    runs in a process group of its own and SIGINT sent to the launcher (by a
-    CI supervisor, ``kill -INT``, ``timeout -s INT``) is passed on, so that the
-    child gets it once.
+    group) and the launcher waits for it to finish. Anywhere else SIGINT sent
+    to the launcher (a CI supervisor's, ``kill -INT``) is passed on. The child
+    stays in the launcher's process group, so that a supervisor that kills the
+    group kills it too; one that signals the whole group with SIGINT
+    (``timeout -s INT``) then delivers it to the child twice.
     """
     foreground = _terminal_foreground()
     try:
-        proc = subprocess.Popen(list(command), env=env, process_group=None if foreground else 0)
+        proc = subprocess.Popen(list(command), env=env)
     except FileNotFoundError:
         raise ExternalError(f"command not found: {command[0]!r}") from None
     except PermissionError:
