@@ -5,14 +5,19 @@
 writes the output folder (see :mod:`runner.report`). Whatever happens, the
 folder keeps what was done so far.
 
-Performance mode (EEMBC EnergyRunner / mlcommons runner procedure): 5
-windows; window *i* downloads the *i*-th input of ``y_labels.csv`` (ad01: its
-first window; the list is cycled when it has fewer than 5 inputs) and runs
-``infer N W``. Unless ``iterations`` is given, N is picked from two
+Performance mode: 5 windows; window *i* downloads the *i*-th input of
+``y_labels.csv`` (ad01: its first window; the list is cycled when it has
+fewer than 5 inputs) and runs ``infer N W``, as both reference runners do.
+How N is chosen is ours: unless ``iterations`` is given, N is picked from two
 calibration runs on the first input (``infer 1 0``, then ``infer n 0`` of
 about one second) so that a window lasts about 11 s: at least the rules'
-10 s and 10 inferences with a margin. With ``iterations`` given, one
-``infer 1 0`` still runs first, to size the timeouts and the ETA.
+10 s and 10 inferences with a margin, on any DUT. The EEMBC EnergyRunner took
+a fixed N from its session settings (the golden logs: ``iterInfer`` 100, ad01
+1000, ``iterWarmup`` 1); mlcommons/tiny's runner takes N and W from
+``tests_performance.yaml`` (kws01 ``infer 70 10``, ic01 and vww01 ``20 5``,
+ad01 ``1500 10``). ``iterations``/``warmup`` (``--iterations``,
+``--warmup``) reproduce either. With ``iterations`` given, one ``infer 1 0``
+still runs first, to size the timeouts and the ETA.
 
 Accuracy mode: ``infer 1 0`` on every input (ad01: every sliding window of
 every file), then Top-1 / AUC as in :mod:`runner.metrics`.

@@ -20,8 +20,13 @@ The latency of one ``Invoke()`` is derived from the ``.tflite`` graph itself:
    flash wait states paid when weights are streamed from flash, which depend
    on the clock (RM0432: one wait state per 20 MHz in range 1 boost).
 
-There is no per-model table anywhere: a new ``.tflite`` gets a latency from
-its structure alone.
+There is no per-model table of latencies: a new ``.tflite`` gets a latency
+from its structure alone. Held out (fitted on three of the reference models,
+predicting the fourth) that is kws01 +5.3 %, ic01 -6.9 %, vww01 -7.4 % and
+ad01 +47.9 % (README, "Latency"): a model dominated by fully-connected layers
+is poorly pinned down by the three conv models. (``th_load_tensor``'s stages
+are per reference model, the firmware's own code path for each input type;
+another model takes the ``default`` copy.)
 
 Besides the inference, the profile carries the firmware timing the DUT model
 needs (``profile.firmware``): UART line time, printf overhead, the cost of
