@@ -272,11 +272,8 @@ def test_exit_status_and_teardown(tmp_path):
     assert rc == 128 + signal.SIGTERM
 
 
-def test_cli_passes_cwd_stdin_stdout_and_exit_code(tmp_path):
-    """Through a separate launcher process, as a user runs it."""
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    launcher = textwrap.dedent(
+def _launcher_script() -> str:
+    return textwrap.dedent(
         f"""
         import sys
         sys.path.insert(0, {str(TESTS)!r})
@@ -285,6 +282,14 @@ def test_cli_passes_cwd_stdin_stdout_and_exit_code(tmp_path):
         sys.exit(run_external(sys.argv[1:], KWS01, log=lambda m: None, **echo()))
         """
     )
+
+
+
+def test_cli_passes_cwd_stdin_stdout_and_exit_code(tmp_path):
+    """Through a separate launcher process, as a user runs it."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    launcher = _launcher_script()
     child = "import os, sys; print(os.getcwd()); print(sys.stdin.read().upper()); sys.exit(3)"
     proc = subprocess.run(
         [sys.executable, "-c", launcher, sys.executable, "-c", child],
@@ -295,15 +300,7 @@ def test_cli_passes_cwd_stdin_stdout_and_exit_code(tmp_path):
 
 
 def test_sigterm_to_the_launcher_reaches_the_child(tmp_path):
-    launcher = textwrap.dedent(
-        f"""
-        import sys
-        sys.path.insert(0, {str(TESTS)!r})
-        from test_external import KWS01, echo
-        from emulator.benches.external import run_external
-        sys.exit(run_external(sys.argv[1:], KWS01, log=lambda m: None, **echo()))
-        """
-    )
+    launcher = _launcher_script()
     marker = tmp_path / "started"
     child = (
         "import signal, sys, time, pathlib\n"
@@ -323,15 +320,7 @@ def test_sigterm_to_the_launcher_reaches_the_child(tmp_path):
 def test_sigint_to_a_launcher_without_a_terminal_reaches_the_child(tmp_path):
     """A CI supervisor sends SIGINT to the launcher's pid only (no terminal):
     the child must get it (the launcher used to ignore it and wait)."""
-    launcher = textwrap.dedent(
-        f"""
-        import sys
-        sys.path.insert(0, {str(TESTS)!r})
-        from test_external import KWS01, echo
-        from emulator.benches.external import run_external
-        sys.exit(run_external(sys.argv[1:], KWS01, log=lambda m: None, **echo()))
-        """
-    )
+    launcher = _launcher_script()
     marker = tmp_path / "started"
     child = (
         "import sys, time, pathlib\n"
@@ -515,18 +504,6 @@ def test_hide_real_ports_hides_real_usb_instruments_too(monkeypatch, tmp_path):
         found = list(usb.find(find_all=True, idVendor=0x16D0, idProduct=0x10BA))
         assert len(found) == expect, hide
         assert (usb.find(idVendor=0x16D0, idProduct=0x10BA) is None) is hide
-
-
-def _launcher_script() -> str:
-    return textwrap.dedent(
-        f"""
-        import sys
-        sys.path.insert(0, {str(TESTS)!r})
-        from test_external import KWS01, echo
-        from emulator.benches.external import run_external
-        sys.exit(run_external(sys.argv[1:], KWS01, log=lambda m: None, **echo()))
-        """
-    )
 
 
 def test_under_nohup_the_command_keeps_ignoring_sighup(tmp_path):
