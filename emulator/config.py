@@ -270,7 +270,7 @@ def twin_options(
     speed_default: str | None = "realtime",
     speed_help: str = SPEED_HELP,
     power: bool = True,
-    model_help: str = "kws01, vww01, ic01, ad01, or a path to your own int8 .tflite (then --io-profile)",
+    model_help: str = "kws01, vww01, ic01, ad01, sww01 (the streaming-wakeword firmware), or a path to your own int8 .tflite (then --io-profile)",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a typer command the twin's options and a ``cfg`` argument.
 

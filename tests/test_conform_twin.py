@@ -235,6 +235,8 @@ def test_risky_cases_run_last_and_the_hang_is_reported(models_dir):
     assert [r.status for r in rep.results] == [PASS, PASS, PASS]
     assert bench.dut.core.lost_writes == 4
     assert rep.result("db_print_past_sram").measured["answers_after"] is False
+    # the board is asked whether it still answers with name%, never an empty command (5.10)
+    assert [ex.sent for ex in rep.result("db_print_past_sram").exchanges if ex.kind == "probe"] == [b"name%"]
     assert any("stopped answering after db_print_past_sram" in n for n in rep.notes)
     assert any("risky cases ran" in n for n in rep.notes)
 

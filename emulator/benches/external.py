@@ -691,7 +691,7 @@ def register(app) -> None:
             "auto",
             "--speed",
             help=f"auto (fast; {PERFORMANCE_SPEED:g}x when the command has --mode p, {ENERGY_SPEED:g}x with --mode e, "
-                 f"{JS220_SPEED:g}x with --mode e and a JS220), realtime, fast, or a factor such as 4",
+                 f"{JS220_SPEED:g}x with --mode e and a JS220, realtime for sww01 with --mode e), realtime, fast, or a factor such as 4",
         ),
         dut_baud: Optional[int] = typer.Option(None, "--dut-baud", help="the DUT firmware's UART baud (default: the firmware's own)"),
         drop_line: list[str] = typer.Option([], "--drop-line", help="lose the N-th line TEXT on its way to the host, e.g. m-ready:5 (repeatable)"),

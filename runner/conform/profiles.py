@@ -75,6 +75,9 @@ class Driver:
     """What the tester must know of one protocol (see the module docstring)."""
 
     terminator = b"%"
+    #: what asks whether the board still answers (after a case that may hang it);
+    #: None: the terminator alone
+    alive_probe: bytes | None = None
     #: whether a runner reads a line (one of the protocol's own lines or errors): with it, a
     #: runner case whose answer differs only in what the runners skip (CR, NUL, empty lines,
     #: lines it does not read) is not counted as breaking a runner; None: the exact answer is needed
@@ -182,6 +185,8 @@ class Driver:
 
 class DutDriver(Driver):
     """The MLPerf Tiny DUT firmware (reference protocol, dut_protocol.yaml)."""
+
+    alive_probe = b"name%"  # not a bare %: an empty command is undefined behaviour here (section 5.10)
 
     @staticmethod
     def known_line(line: str) -> bool:

@@ -354,7 +354,7 @@ class Conformance:
                 wire.exchange("teardown", data, drv.setup_shape(data))
                 drv.wrote(data)
         if case.hangs:
-            probe = wire.exchange("probe", drv.terminator, drv.prep_shape(), note="does the board still answer?")
+            probe = wire.exchange("probe", drv.alive_probe or drv.terminator, drv.prep_shape(), note="does the board still answer?")
             if not probe.received:
                 self.hung_after = case.id
                 result.measured["answers_after"] = False
