@@ -194,6 +194,27 @@ def test_delay_holds_bytes_back_by_the_usb_latency(bench_factory, tmp_path):
     assert got[0] - sent[0] >= 0.040 and got[1] - sent[1] < 0.010
 
 
+
+def test_a_delay_set_back_to_0_keeps_the_order_of_bytes_on_their_way(bench_factory):
+    """Bytes still held back by a delay go out before bytes written after the
+    delay was set back to 0 (a USB link does not reorder)."""
+    bench = bench_factory()
+    d = bench.objects["dut"]
+    wait_for(lambda: d.state == "idle" and d.core.parser_enabled)
+    client = ControlClient(bench.control_path)
+    client.call("delay", port="dut", direction="to-host", ms=200)
+    with serial.Serial(bench.sides[0].device, 115200, timeout=0.5) as s:
+        s.write(b"name%")
+        time.sleep(0.05)  # answered, and held on its way
+        client.call("delay", port="dut", direction="to-host", ms=0)
+        s.write(b"profile%")
+        got = b""
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end and got.count(b"m-ready") < 2:
+            got += s.read(256)
+    bench.close()
+    assert got.index(b"m-name-dut") < got.index(b"m-profile-"), got
+
 def test_timer_jump_to_near_the_wrap(dut):
     bench, client, host = dut
     r = client.call("timer", to_us=2**32 - 200_000)
@@ -205,6 +226,12 @@ def test_timer_jump_to_near_the_wrap(dut):
     assert lap2 < lap  # it wrapped
     with pytest.raises(ControlError, match="exactly one"):
         client.call("timer")
+    # a reset restarts the timer from its power-on value, not from the jump
+    client.call("reset")
+    wait_for(lambda: bench.objects["dut"].state == "idle" and bench.objects["dut"].core.parser_enabled)
+    host.port.reset_input_buffer()
+    lap3 = int(host.command("timestamp")[0][len("m-lap-us-"):])
+    assert lap3 < 5_000_000, lap3  # seconds since the reset, not near 2^32
 
 
 def test_errors_name_the_fix(dut):
@@ -272,6 +299,11 @@ def test_fault_plan_errors_name_the_entry(tmp_path):
         "faults: [{port: dut}]": "needs 'do: <operation>'",
         "nothing: here": "expected a mapping with a list 'faults:'",
         "faults: [{do: reset, when: {at_s: -1}}]": "at_s must be >= 0",
+        # values of the wrong type: refused at load, not when they fire (they crashed the simulation)
+        "faults: [{do: drop, port: dut, direction: to-board, count: x, when: {after_command: 1}}]":
+            "fault #1: drop: count must be an integer, got 'x'",
+        "faults: [{do: delay, port: dut, direction: to-host, ms: soon}]": "delay: ms must be a number",
+        "faults: [{do: reset, when: {at_s: .inf}}]": "at_s must be >= 0",
     }
     for text, message in cases.items():
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("'", "'")):
@@ -424,3 +456,30 @@ def test_tinytwin_rig_serves_its_control_socket(models_dir, tmp_path):
     assert proc.returncode == 0, err
     assert "control: tinytwin ctl --socket" in out and "js220: driver link" in out
     assert not (tmp_path / "ctl").exists()
+
+
+
+def test_a_socket_that_is_not_a_twins_gets_a_message_not_a_traceback(tmp_path):
+    import threading
+
+    from emulator.control.server import ControlClient
+
+    path = tmp_path / "not-a-twin"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(path))
+    srv.listen(1)
+
+    def answer():
+        conn, _ = srv.accept()
+        conn.recv(1024)
+        conn.sendall(b"HTTP/1.0 400 Bad Request\n")
+        conn.close()
+
+    t = threading.Thread(target=answer, daemon=True)
+    t.start()
+    try:
+        with pytest.raises(ControlError, match="is not the control channel's JSON"):
+            ControlClient(str(path), timeout=2).call("state")
+    finally:
+        t.join(2)
+        srv.close()

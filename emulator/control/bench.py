@@ -18,6 +18,7 @@ that cable powers it.
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -98,6 +99,8 @@ class BenchControl:
             result = fn(**args) or {}
         except ConfigError as exc:
             raise ControlError(str(exc)) from None
+        except (TypeError, ValueError, OverflowError) as exc:  # a bad value that got this far
+            raise ControlError(f"{op}: {exc}") from None
         out = {"op": op, "sim_s": self.twin.now / 1e9, **result}
         self.history.append({"op": op, "args": dict(args), "sim_s": out["sim_s"], "result": result})
         if len(self.history) > 1000:
@@ -171,7 +174,7 @@ class BenchControl:
             return {"done": False, "note": "the DUT is not powered"}
         now = self.dut.timer_us()
         target = int(to_us) if to_us is not None else now + int(by_us)
-        self.dut.timer_start_us = (self.dut.timer_start_us + target - now) % TIMER_WRAP
+        self.dut.timer_jump_us = (self.dut.timer_jump_us + target - now) % TIMER_WRAP  # until the next reset
         return {"done": True, "timer_us": self.dut.timer_us(), "was_us": now}
 
     # -- USB connections ------------------------------------------------------------------------
@@ -317,6 +320,22 @@ def check_args(op: str, fn: Callable, args: dict) -> None:
             args["direction"] = direction(args["direction"])
         except ConfigError as exc:
             raise ControlError(f"{op}: {exc}") from None
+    for name, value in list(args.items()):  # numbers as the operation takes them, checked now
+        kind = str(params[name].annotation)
+        want = int if kind in ("int", "Optional[int]", "int | None") else (
+            float if kind in ("float", "Optional[float]", "float | None") else None)
+        if want is None or value is None or (isinstance(value, want) and not isinstance(value, bool)):
+            continue
+        try:
+            number = want(value) if not isinstance(value, bool) else None
+            if number is None or (want is float and not math.isfinite(number)):
+                raise ValueError
+            if want is int and isinstance(value, float) and value != number:
+                raise ValueError
+        except (TypeError, ValueError, OverflowError):
+            raise ControlError(f"{op}: {name} must be {'an integer' if want is int else 'a number'}, "
+                               f"got {value!r}") from None
+        args[name] = number
 
 
 def describe_ops() -> list[str]:

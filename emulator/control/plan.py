@@ -20,11 +20,13 @@ A plan is a YAML (or JSON) file::
 ``when`` is one of:
 
 * ``{at_s: T}``: at simulated time T (seconds since the twin was built);
-* ``{after_command: N, port: P}``: right after the host's N-th command on
-  port P (counted from the twin's start; a command ends with ``%`` on a DUT or
-  interface port, with a line end on the LPM01A);
+* ``{after_command: N, port: P}``: as the host's N-th command on port P
+  leaves the host, before the board has it (counted from the twin's start;
+  a command ends with ``%`` on a DUT or interface port, with a line end on
+  the LPM01A): a reset, hang or unplug keeps that command from the board;
 * ``{after_line: TEXT, count: N, port: P}``: right after the board's N-th
-  line equal to TEXT on port P (``count`` defaults to 1);
+  line equal to TEXT on port P (``count`` defaults to 1), counting the lines
+  a host could see (a pty no host has opened drops them uncounted);
 
 ``port`` in ``when`` defaults to the fault's own ``port``. Each fault fires
 once, in the simulation thread; what it did is logged and kept in the
@@ -175,10 +177,13 @@ class FaultPlan:
         except (ControlError, ConfigError) as exc:
             f.result = {"error": str(exc)}
             control.twin.log(f"fault plan: {f.describe()}: {exc}")
+        except Exception as exc:  # a fault must never take the simulation down with it
+            f.result = {"error": f"{type(exc).__name__}: {exc}"}
+            control.twin.log(f"fault plan: {f.describe()}: failed: {f.result['error']}")
 
     def report(self) -> list[str]:
         return [f"{f.describe()}: " + ("not reached" if not f.fired else
-                                        (f.result.get("error") or f"at {f.result.get('sim_s', 0):.3f} s"))
+                                        ((f.result or {}).get("error") or f"at {(f.result or {}).get('sim_s', 0):.3f} s"))
                 for f in self.faults]
 
 
@@ -191,7 +196,7 @@ def _check_when(where: str, i: int, op: str, when: dict, args: dict) -> dict:
             f"got {', '.join(sorted(keys))}"
         )
     try:
-        if "at_s" in when and not float(when["at_s"]) >= 0:
+        if "at_s" in when and not 0 <= float(when["at_s"]) < float("inf"):
             raise ValueError
         if "after_command" in when and int(when["after_command"]) < 1:
             raise ValueError

@@ -110,6 +110,8 @@ class ControlServer:
             return {"ok": False, "error": str(exc)}
         except TimeoutError as exc:
             return {"ok": False, "error": f"{exc} (is the twin stopping?)"}
+        except Exception as exc:  # answer, whatever went wrong: the client must not hang up unanswered
+            return {"ok": False, "error": f"{op}: {type(exc).__name__}: {exc}"}
 
     @staticmethod
     def _reply(conn: socket.socket, msg: dict) -> None:
@@ -164,17 +166,25 @@ class ControlClient:
 
     def call(self, op: str, **args) -> dict:
         with self._connect() as s:
-            s.sendall(json.dumps({"op": op, "args": args}).encode() + b"\n")
+            try:
+                s.sendall(json.dumps({"op": op, "args": args}).encode() + b"\n")
+            except OSError as exc:
+                raise ControlError(f"sending '{op}' to the twin failed: {exc.strerror or exc} (has it stopped?)") from None
             buf = b""
             while b"\n" not in buf:
                 try:
                     chunk = s.recv(1 << 16)
                 except socket.timeout:
                     raise ControlError(f"the twin did not answer '{op}' within {self.timeout:g} s") from None
+                except OSError as exc:
+                    raise ControlError(f"the control channel failed while waiting for '{op}': {exc.strerror or exc}") from None
                 if not chunk:
                     raise ControlError(f"the twin closed the control channel without answering '{op}'")
                 buf += chunk
-        reply = json.loads(buf.split(b"\n", 1)[0])
+        try:
+            reply = json.loads(buf.split(b"\n", 1)[0])
+        except ValueError:
+            raise ControlError(f"the answer to '{op}' is not the control channel's JSON: is that socket a twin's?") from None
         if not reply.get("ok"):
             raise ControlError(reply.get("error") or "the operation failed")
         return reply["result"]

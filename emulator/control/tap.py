@@ -101,6 +101,7 @@ class _Wire:
     garble_line: int = 0  # lines still to garble
     delay_ns: int = 0
     due: int = 0  # ns: when the last delayed chunk is handed on (keeps order)
+    in_flight: int = 0  # delayed chunks not handed on yet
     held: bytearray = field(default_factory=bytearray)  # a partial line kept for line faults
     counting: bytearray = field(default_factory=bytearray)  # the partial line, for counting
     lines: int = 0
@@ -168,7 +169,7 @@ class PortTap:
         if self.on_command or self.on_line:
             return False
         for w in self.wires.values():
-            if w.drop or w.garble or w.drop_line or w.garble_line or w.delay_ns or w.held:
+            if w.drop or w.garble or w.drop_line or w.garble_line or w.delay_ns or w.held or w.in_flight:
                 return False
         return all(d.seen >= d.occurrence for d in self.drops)
 
@@ -190,8 +191,11 @@ class PortTap:
         return self._pass(port, TO_HOST, self._through(port, TO_HOST, data))
 
     def _pass(self, port, dir_: str, data: bytes) -> bytes:
-        """Bytes that go on now (traced as they cross), or later (delayed)."""
-        if data and self.wires[dir_].delay_ns:
+        """Bytes that go on now (traced as they cross), or later (delayed, or
+        queued behind delayed bytes still on their way: a delay set back to 0
+        keeps the order)."""
+        w = self.wires[dir_]
+        if data and (w.delay_ns or w.in_flight):
             return self._delay(port, dir_, data)
         if data and self.trace is not None:
             self.trace.write(port.twin, self.name, "<" if dir_ == TO_HOST else ">", data)
@@ -318,9 +322,13 @@ class PortTap:
             return data
         due = max(twin.now + w.delay_ns, w.due)
         w.due = due
+        w.in_flight += 1
         hand_on = port.emit if dir_ == TO_HOST else port.deliver
 
         def cross() -> None:
+            w.in_flight -= 1
+            if getattr(port, "closed", False):
+                return  # unplugged meanwhile: the bytes on the cable are lost with it
             if self.trace is not None:
                 self.trace.write(twin, self.name, "<" if dir_ == TO_HOST else ">", data)
             hand_on(data)

@@ -87,6 +87,8 @@ class Dut:
         self.uart = SerialEndpoint(twin, f"{name}.uart", baud, split_after=b"%", receiver=self._on_rx)
         self.timestamp_pin = Pin(twin, f"{name}.D7", level=1)
         self.timer_start_us = timer_start_us
+        #: a jump of the running timer (``tinytwin ctl timer``); a reset clears it
+        self.timer_jump_us = 0
         self.state = DutState.OFF
         self.state_listeners: list[Callable[[DutState, int], None]] = []
         self.powered = False
@@ -121,7 +123,7 @@ class Dut:
         """``us_ticker_read()``: µs since reset, on a 32-bit counter (the
         ``dwt-timer`` variant: a 32-bit cycle counter at 120 MHz, in µs)."""
         elapsed = (self.twin.now - self._reset_at) // US
-        us = int(self.timer_start_us + elapsed)
+        us = int(self.timer_start_us + self.timer_jump_us + elapsed)
         if self.variant == "dwt-timer":
             return (us * DWT_MHZ) % TIMER_WRAP // DWT_MHZ
         return us % TIMER_WRAP
@@ -134,6 +136,7 @@ class Dut:
         self.hung = False
         self._epoch += 1
         self._reset_at = self.twin.now
+        self.timer_jump_us = 0  # the timer restarts from its power-on value
         self._core = DutCore(self.profile, energy_mode=self.energy_mode, variant=self.variant)
         self._rx.clear(polling=False)
         self._pending.clear()
