@@ -353,6 +353,9 @@ class Twin:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop_thread: threading.Thread | None = None  # the thread running run(), if any
+        #: held by a call run directly (no loop yet), and taken by run() before it starts: the two
+        #: never overlap (a control socket may be up before the loop thread is)
+        self._direct_lock = threading.Lock()
         self.pacer = Pacer(self.speed)
         self._reanchor()
         self.errors: list[BaseException] = []
@@ -444,12 +447,23 @@ class Twin:
         gets to it, and return its result (or raise its exception); directly
         when the loop is not running or this is its thread. Thread-safe."""
         thread = self._loop_thread  # the thread in run(): start()'s, or a caller's (tinytwin rig)
-        if thread is None or not thread.is_alive() or thread is threading.current_thread():
+        if thread is threading.current_thread():
             return fn()
+        if thread is None or not thread.is_alive():
+            with self._direct_lock:
+                thread = self._loop_thread
+                if thread is None or not thread.is_alive():
+                    return fn()
         done = threading.Event()
         box: list = []
+        state = {"given_up": False}
+        lock = threading.Lock()
 
         def run() -> None:
+            with lock:
+                if state["given_up"]:
+                    return  # the caller was told it did not happen: it must not happen later
+                state["running"] = True
             try:
                 box.append((True, fn()))
             except BaseException as exc:  # handed to the caller
@@ -459,7 +473,12 @@ class Twin:
 
         self.call_soon(run)
         if not done.wait(timeout):
-            raise TimeoutError(f"the simulation did not run the call within {timeout:g} s")
+            with lock:
+                if not state.get("running"):
+                    state["given_up"] = True
+            if state["given_up"]:
+                raise TimeoutError(f"the simulation did not run the call within {timeout:g} s (it will not run later)")
+            done.wait()  # it started just now: its result is the answer
         ok, value = box[0]
         if not ok:
             raise value
@@ -595,12 +614,13 @@ class Twin:
         ports to watch, waits for the host at most until the next simulated
         event is due, services the ports, and advances the simulation."""
         stop = stop or self._stop
+        with self._direct_lock:  # a direct call (made before the loop ran) finishes first
+            self._loop_thread = threading.current_thread()
         loop = _Loop(self)
         self._reanchor()
         calls = self._calls
         queue = self.env._queue
         poll = loop.poller.poll
-        self._loop_thread = threading.current_thread()
         # (a twin on a thread of a process that does other work, a runner
         # in-process or a test, sleeps instead: its spin would hold the GIL)
         spin = self.SPIN_S if self._fast and threading.current_thread() is threading.main_thread() else 0.0

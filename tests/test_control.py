@@ -430,6 +430,66 @@ def test_calls_run_in_the_thread_that_runs_the_loop():
     assert twin.call(threading.current_thread) is threading.current_thread()  # no loop: here
 
 
+
+def test_a_call_that_timed_out_does_not_run_later():
+    """The caller of a call that timed out is told it failed (tinytwin ctl
+    prints so): it must not then run when the loop gets to it (a retried
+    reset would reset twice)."""
+    import threading
+
+    from emulator.sim import Twin
+
+    twin = Twin("fast")
+    stop = threading.Event()
+    t = threading.Thread(target=twin.run, args=(stop,))
+    t.start()
+    ran = []
+    try:
+        wait_for(lambda: twin._loop_thread is t)
+        twin.call_soon(lambda: time.sleep(0.6))  # the loop is busy for a while
+        with pytest.raises(TimeoutError, match="it will not run later"):
+            twin.call(lambda: ran.append("reset"), timeout=0.1)
+        time.sleep(1.0)
+        assert twin.call(lambda: "alive") == "alive" and ran == []
+    finally:
+        stop.set()
+        twin.wake()
+        t.join(5)
+        twin.close()
+
+
+def test_a_call_made_before_the_loop_runs_finishes_before_it_starts():
+    """tinytwin rig's control socket is up before its loop runs: a call made
+    then runs directly, and the loop must not start under it."""
+    import threading
+
+    from emulator.sim import Twin
+
+    twin = Twin("fast")
+    events: list[str] = []
+
+    def slow_call():
+        events.append("call start")
+        time.sleep(0.3)
+        events.append("call end")
+
+    caller = threading.Thread(target=lambda: twin.call(slow_call))
+    caller.start()
+    wait_for(lambda: events)
+    twin.call_soon(lambda: events.append("loop"))  # the loop's first turn runs it
+    stop = threading.Event()
+    loop = threading.Thread(target=twin.run, args=(stop,))
+    loop.start()
+    try:
+        caller.join(5)
+        wait_for(lambda: "loop" in events)
+        assert events == ["call start", "call end", "loop"]
+    finally:
+        stop.set()
+        twin.wake()
+        loop.join(5)
+        twin.close()
+
 def test_tinytwin_rig_serves_its_control_socket(models_dir, tmp_path):
     import signal
     import subprocess
