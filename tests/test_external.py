@@ -299,6 +299,17 @@ def test_cli_passes_cwd_stdin_stdout_and_exit_code(tmp_path):
     assert proc.stdout.splitlines() == [str(workdir), "HELLO BOARD"]
 
 
+
+def _launch_and_wait(launcher: str, child: str, marker: Path, **popen) -> subprocess.Popen:
+    """Start the launcher with ``child`` as its command; return once the child
+    has written ``marker`` (it is running)."""
+    proc = subprocess.Popen([sys.executable, "-c", launcher, sys.executable, "-c", child], **popen)
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        assert time.monotonic() < deadline, "child did not start"
+        time.sleep(0.05)
+    return proc
+
 def test_sigterm_to_the_launcher_reaches_the_child(tmp_path):
     launcher = _launcher_script()
     marker = tmp_path / "started"
@@ -308,11 +319,7 @@ def test_sigterm_to_the_launcher_reaches_the_child(tmp_path):
         f"pathlib.Path({str(marker)!r}).write_text('x')\n"
         "time.sleep(30)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", launcher, sys.executable, "-c", child])
-    deadline = time.monotonic() + 30
-    while not marker.exists():
-        assert time.monotonic() < deadline, "child did not start"
-        time.sleep(0.05)
+    proc = _launch_and_wait(launcher, child, marker)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 42
 
@@ -327,11 +334,7 @@ def test_sigint_to_a_launcher_without_a_terminal_reaches_the_child(tmp_path):
         f"pathlib.Path({str(marker)!r}).write_text('x')\n"
         "try:\n    time.sleep(30)\nexcept KeyboardInterrupt:\n    sys.exit(43)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", launcher, sys.executable, "-c", child], stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not marker.exists():
-        assert time.monotonic() < deadline, "child did not start"
-        time.sleep(0.05)
+    proc = _launch_and_wait(launcher, child, marker, stdin=subprocess.DEVNULL)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=20) == 43
 
